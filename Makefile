@@ -1,0 +1,44 @@
+# Remote Support Suite. `make run` starts the suite on SQLite under var/; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto')
+GEN_STAMP := gen/.stamp
+
+.PHONY: all venv gen lint run test test-fast bench proof clean
+
+all: gen
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	mkdir -p gen/remotesupport && touch gen/remotesupport/__init__.py
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(GEN_STAMP): $(STAMP) $(PROTOS)
+	rm -rf gen/remotesupport && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	find gen/remotesupport -type d -exec touch {}/__init__.py \;
+	touch $(GEN_STAMP)
+
+gen: $(GEN_STAMP)
+
+lint: $(STAMP)
+	cd protos && ../$(VENV)/bin/buf lint
+
+run: gen
+	$(PY) -m services.kit.supervisor
+
+test: gen lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: gen
+	$(PY) -m bench.run
+
+clean:
+	rm -rf gen $(VENV) var

@@ -1,0 +1,185 @@
+"""Authorization primitives shared by every service: resources, decisions, the per-call auth context,
+method policies, and the authz client that fails closed."""
+from __future__ import annotations
+
+import contextvars
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Protocol
+
+import grpc
+
+from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
+from services.kit.errors import AuthzUnavailable, PermissionDenied, Unauthenticated
+
+AUTH_NAMES = {v.number: v.name.removeprefix("AUTHORIZATION_") for v in authz_pb2.Authorization.DESCRIPTOR.values}
+KIND_NAMES = {v.number: v.name.removeprefix("PRINCIPAL_KIND_") for v in authz_pb2.PrincipalKind.DESCRIPTOR.values}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Attributes of the resource a permission is checked on (see authz ResourceAttributes)."""
+
+    customer: str = ""
+    installation: str = ""
+    system: str = ""
+    owner: str = ""
+    incident: str = ""
+    target_user: str = ""
+    authorization: int = 0
+
+    def to_proto(self) -> authz_pb2.ResourceAttributes:
+        return authz_pb2.ResourceAttributes(
+            customer=self.customer, installation=self.installation, system=self.system, owner=self.owner,
+            incident=self.incident, target_user=self.target_user, authorization=self.authorization,
+        )
+
+    @classmethod
+    def from_proto(cls, msg: authz_pb2.ResourceAttributes) -> "Resource":
+        return cls(msg.customer, msg.installation, msg.system, msg.owner, msg.incident, msg.target_user,
+                   msg.authorization)
+
+
+@dataclass(frozen=True)
+class Subject:
+    user: str
+    kind: str  # CUSTOMER_USER, SUPPORT_ENGINEER, SERVICE_ACCOUNT, PLATFORM_ADMIN
+    customer: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    authenticated: bool
+    reason: str
+    decision_id: str = ""
+    required: tuple[str, ...] = ()
+    subject: Subject | None = None
+    incidents: tuple[str, ...] = ()
+
+    @classmethod
+    def from_proto(cls, msg: authz_pb2.CheckResponse) -> "Decision":
+        subject = None
+        if msg.authenticated and msg.HasField("subject"):
+            subject = Subject(msg.subject.user, KIND_NAMES[msg.subject.kind], msg.subject.customer)
+        return cls(msg.allowed, msg.authenticated, msg.reason, msg.decision_id,
+                   tuple(AUTH_NAMES[a] for a in msg.required_authorizations), subject, tuple(msg.incidents))
+
+    def raise_unless_allowed(self) -> None:
+        if not self.authenticated:
+            raise Unauthenticated(self.reason or "the bearer token is not valid")
+        if not self.allowed:
+            raise PermissionDenied(self.reason or "permission denied", required=list(self.required))
+
+
+class Authorizer(Protocol):
+    async def check(self, token: str, permission: str, resource: Resource) -> Decision: ...
+
+    async def check_bulk(self, token: str, items: list[tuple[str, Resource]]) -> list[Decision]: ...
+
+
+@dataclass
+class AuthContext:
+    """Who is calling and what authz said; handlers read it and may ask further questions."""
+
+    token: str
+    decision: Decision
+    authorizer: Authorizer
+
+    @property
+    def subject(self) -> Subject:
+        assert self.decision.subject is not None
+        return self.decision.subject
+
+    async def check(self, permission: str, resource: Resource) -> Decision:
+        return await self.authorizer.check(self.token, permission, resource)
+
+    async def require(self, permission: str, resource: Resource) -> Decision:
+        decision = await self.check(permission, resource)
+        decision.raise_unless_allowed()
+        return decision
+
+
+auth_var: contextvars.ContextVar[AuthContext | None] = contextvars.ContextVar("auth", default=None)
+token_var: contextvars.ContextVar[str] = contextvars.ContextVar("token", default="")
+deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+def current() -> AuthContext:
+    ctx = auth_var.get()
+    if ctx is None:  # a handler reached without the authorization interceptor: refuse, never allow
+        raise PermissionDenied("no authorization decision for this call")
+    return ctx
+
+
+def remaining(default: float) -> float:
+    """Seconds left of the caller's deadline, capped by `default`."""
+    deadline = deadline_var.get()
+    if deadline is None:
+        return default
+    return max(0.0, min(default, deadline - time.monotonic()))
+
+
+Resolver = Callable[[object], Awaitable[Resource]]
+
+
+@dataclass(frozen=True)
+class MethodPolicy:
+    """How one RPC is authorized: the permission and how to read the resource's attributes from the
+    request (which may look the resource up). `permission=None` means public (no token needed)."""
+
+    permission: str | None
+    resolve: Resolver | None = None
+    forwarded: bool = False  # gateway pass-through: authorized by the service that serves it
+
+
+PUBLIC = MethodPolicy(None)
+FORWARDED = MethodPolicy(None, forwarded=True)
+
+
+async def no_resource(_request: object) -> Resource:
+    return Resource()
+
+
+class RemoteAuthorizer:
+    """Asks the authz service. Every call has a deadline; any failure refuses (fails closed)."""
+
+    def __init__(self, channel: grpc.aio.Channel, service_token: Callable[[], str], deadline_s: float) -> None:
+        self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
+        self._service_token = service_token
+        self._deadline_s = deadline_s
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self._service_token()}"),)
+
+    async def check(self, token: str, permission: str, resource: Resource) -> Decision:
+        request = authz_pb2.CheckRequest(subject_token=token, permission=permission, resource=resource.to_proto())
+        try:
+            response = await self._stub.Check(request, timeout=remaining(self._deadline_s) or 0.001,
+                                              metadata=self._metadata())
+        except grpc.RpcError as err:
+            raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
+                from None
+        return Decision.from_proto(response)
+
+    async def check_bulk(self, token: str, items: list[tuple[str, Resource]]) -> list[Decision]:
+        if not items:
+            return []
+        request = authz_pb2.CheckBulkRequest(
+            subject_token=token,
+            items=[authz_pb2.CheckBulkItem(permission=p, resource=r.to_proto()) for p, r in items],
+        )
+        try:
+            response = await self._stub.CheckBulk(request, timeout=remaining(self._deadline_s) or 0.001,
+                                                  metadata=self._metadata())
+        except grpc.RpcError as err:
+            raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
+                from None
+        if len(response.results) != len(items):
+            raise AuthzUnavailable("authorization service answered an incomplete bulk check; the call is refused")
+        return [Decision.from_proto(r) for r in response.results]
+
+
+def _code(err: grpc.RpcError) -> str:
+    code = err.code() if hasattr(err, "code") else None
+    return code.name if code is not None else "no status"

@@ -1,0 +1,71 @@
+"""Outgoing calls to other services of the suite: channels, the caller's token and request id
+forwarded, the remaining deadline, and errors brought back as domain errors."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Awaitable, Callable, TypeVar
+
+import grpc
+
+from services.kit import auth
+from services.kit.errors import DependencyUnavailable, DomainError, from_rpc_error
+from services.kit.logs import request_id_var
+
+T = TypeVar("T")
+_PASS_THROUGH_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.ABORTED, grpc.StatusCode.DATA_LOSS, grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def channel(address: str, max_message_bytes: int = 4 * 1024 * 1024) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=[
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ])
+
+
+def caller_metadata() -> tuple[tuple[str, str], ...]:
+    """The end user's token and the request id, to act on another service on the caller's behalf."""
+    md = [("authorization", f"Bearer {auth.token_var.get()}")]
+    rid = request_id_var.get()
+    if rid:
+        md.append(("x-request-id", rid))
+    return tuple(md)
+
+
+async def call(method: Callable[..., Awaitable[T]], request, *, service: str, default_timeout: float,
+               metadata: tuple[tuple[str, str], ...] | None = None) -> T:
+    """Call another service as the caller; its status comes back as a DomainError with the same code."""
+    try:
+        return await method(request, timeout=auth.remaining(default_timeout) or 0.001,
+                            metadata=metadata if metadata is not None else caller_metadata())
+    except grpc.RpcError as err:
+        code = err.code() if hasattr(err, "code") else None
+        if code in _PASS_THROUGH_CODES:
+            raise from_rpc_error(err) from None
+        raise DependencyUnavailable(f"the {service} service did not answer ({code.name if code else 'error'})") \
+            from None
+
+
+class TokenFile:
+    """A service's own token, read from its 0600 file and re-read when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime = -1.0
+        self._token = ""
+
+    def __call__(self) -> str:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return ""
+        if mtime != self._mtime:
+            self._token = self.path.read_text().strip()
+            self._mtime = mtime
+        return self._token
+
+

@@ -1,0 +1,165 @@
+"""Domain errors, declared once with their gRPC code and reason, and their mapping to google.rpc.Status."""
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "remotesupport"
+
+
+class DomainError(Exception):
+    """Base of every error a caller may see. `message` must never contain a secret."""
+
+    code = grpc.StatusCode.INTERNAL
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = dict(metadata or {})
+
+    def details(self) -> list:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        return [info]
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[tuple[str, str]] | str, message: str | None = None) -> None:
+        if isinstance(violations, str):
+            violations = [(violations, message or "is invalid")]
+        self.violations = violations
+        text = message if message and len(violations) > 1 else "; ".join(f"{f}: {d}" for f, d in violations)
+        super().__init__(text, metadata={"field": violations[0][0]} if violations else None)
+
+    def details(self) -> list:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations
+            ]
+        )
+        return super().details() + [bad]
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+    def __init__(self, message: str, *, required: list[str] | None = None) -> None:
+        meta = {"required_authorizations": ",".join(required)} if required else None
+        super().__init__(message, metadata=meta)
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class EtagMismatch(DomainError):
+    code = grpc.StatusCode.ABORTED
+    reason = "ETAG_MISMATCH"
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class Conflict(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CONFLICT"
+
+
+class AuthzUnavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "AUTHZ_UNAVAILABLE"
+
+
+class DependencyUnavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "DEPENDENCY_UNAVAILABLE"
+
+
+class DataLoss(DomainError):
+    code = grpc.StatusCode.DATA_LOSS
+    reason = "DATA_LOSS"
+
+
+class AuditUnavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "AUDIT_UNAVAILABLE"
+
+
+class KeyUnavailable(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "KEY_UNAVAILABLE"
+
+
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Internal(DomainError):
+    """An unexpected fault; the message says only that, the request id finds the log line."""
+
+
+def to_grpc_status(error: DomainError) -> grpc.Status:
+    packed = []
+    for detail in error.details():
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+    return rpc_status.to_status(status)
+
+
+def from_rpc_error(err: grpc.RpcError) -> DomainError:
+    """Rebuild a DomainError from another service's answer, keeping its code, reason and details."""
+    status = _status_details(err)
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    message = err.details() if hasattr(err, "details") else str(err)
+    reason, violations = code.name, []
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = [(v.field, v.description) for v in bad.field_violations]
+    if violations:
+        return InvalidArgument(violations)
+    error = DomainError(message or code.name)
+    error.code = code
+    error.reason = reason
+    return error
+
+
+def _status_details(err: grpc.RpcError) -> status_pb2.Status | None:
+    trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status()
+            status.ParseFromString(value)
+            return status
+    return None
+
+
+assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]

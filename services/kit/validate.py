@@ -1,0 +1,99 @@
+"""Request validation helpers: collect every field violation, then raise one INVALID_ARGUMENT."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+
+from google.protobuf import timestamp_pb2
+
+from services.kit.clock import UTC
+from services.kit.errors import InvalidArgument
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+class Violations:
+    """Collects (field, problem) pairs; `raise_if_any()` turns them into one INVALID_ARGUMENT."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, field: str, problem: str) -> None:
+        self.items.append((field, problem))
+
+    def required(self, field: str, value: object) -> bool:
+        if value in ("", None, 0) or (hasattr(value, "__len__") and len(value) == 0):  # type: ignore[arg-type]
+            self.add(field, "is required")
+            return False
+        return True
+
+    def max_len(self, field: str, value: str, limit: int) -> None:
+        if len(value) > limit:
+            self.add(field, f"is longer than {limit} characters")
+
+    def pattern(self, field: str, value: str, regex: str, hint: str) -> None:
+        if value and not re.fullmatch(regex, value):
+            self.add(field, hint)
+
+    def enum(self, field: str, value: int, enum_type, *, allow_unspecified: bool = False) -> None:
+        names = enum_type.DESCRIPTOR.values_by_number
+        if value not in names:
+            self.add(field, f"has unknown value {value}")
+        elif value == 0 and not allow_unspecified:
+            self.add(field, f"is required (not {names[0].name})")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def timestamp(ts: timestamp_pb2.Timestamp) -> dt.datetime | None:
+    """A proto Timestamp as an aware datetime, or None when unset (zero)."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return dt.datetime.fromtimestamp(ts.seconds, UTC) + dt.timedelta(microseconds=ts.nanos // 1000)
+
+
+def to_timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    if value is not None:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        out.FromDatetime(value.astimezone(UTC))
+    return out
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    if value < 0:
+        raise InvalidArgument(field, "must not be negative")
+    if value > MAX_PAGE_SIZE:
+        raise InvalidArgument(field, f"must be at most {MAX_PAGE_SIZE}")
+    return value or DEFAULT_PAGE_SIZE
+
+
+def encode_page_token(cursor: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode()
+
+
+def decode_page_token(token: str, field: str = "page_token") -> dict | None:
+    if not token:
+        return None
+    try:
+        cursor = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(field, "is not a token this service issued") from None
+    if not isinstance(cursor, dict):
+        raise InvalidArgument(field, "is not a token this service issued")
+    return cursor
+
+
+def mask_paths(mask, allowed: set[str], field: str = "update_mask") -> list[str]:
+    paths = list(mask.paths)
+    if not paths:
+        raise InvalidArgument(field, f"is required; allowed paths: {', '.join(sorted(allowed))}")
+    unknown = [p for p in paths if p not in allowed]
+    if unknown:
+        raise InvalidArgument(field, f"has unknown path {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    return paths
