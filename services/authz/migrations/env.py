@@ -1,0 +1,4 @@
+from services.authz.tables import Base
+from services.kit.migrations_env import run
+
+run(Base.metadata)
