@@ -1,0 +1,118 @@
+"""`make run`: start authz, connections, depot and the gateway as four processes, wait until each
+reports SERVING, print the addresses, and stop all four cleanly on Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.kit.config import DEFAULT_PORTS
+
+ORDER = ("authz", "connections", "depot", "gateway")
+MODULES = {"authz": "services.authz.server", "connections": "services.connections.server",
+           "depot": "services.depot.server", "gateway": "gateway.server"}
+
+
+def wait_serving(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    """Poll the standard health service until it answers SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the process for {address} exited with code {process.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} did not report SERVING within {timeout:.0f}s")
+
+
+@dataclass
+class Supervisor:
+    """The four processes of the suite; used by `make run` and by the end-to-end tests."""
+
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def environment(self) -> dict[str, str]:
+        env = dict(self.env)
+        for service, port in self.ports.items():
+            env[f"RS_{service.upper()}_PORT"] = str(port)
+            env[f"RS_{service.upper()}_ADDR"] = self.address(service)
+        return env
+
+    def start(self, services=ORDER, timeout: float = 60.0) -> None:
+        env = self.environment()
+        for service in services:
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{service}.log", "ab")
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", MODULES[service]], env=env, stdout=out, stderr=out if out else None)
+            wait_serving(self.address(service), timeout, self.processes[service])
+
+    def stop(self, service: str | None = None, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        targets = [service] if service else list(self.processes)[::-1]
+        for name in targets:
+            process = self.processes.pop(name, None)
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def main() -> None:
+    supervisor = Supervisor()
+    stop = False
+
+    def request_stop(_signum, _frame):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        supervisor.start()
+    except (RuntimeError, TimeoutError) as err:
+        print(f"make run: {err}", file=sys.stderr)
+        supervisor.stop()
+        sys.exit(1)
+    var = Path(os.environ.get("RS_VAR_DIR", "var")).resolve()
+    print("\nRemote Support Suite is SERVING:")
+    for service in ORDER:
+        print(f"  {service:<12} {supervisor.address(service)}")
+    print(f"\nPlatform admin token: {var / 'admin.token'} (mode 0600)")
+    print("Try: grpcurl -plaintext 127.0.0.1:50051 list        Stop with Ctrl-C.\n", flush=True)
+    while not stop:
+        for service, process in list(supervisor.processes.items()):
+            if process.poll() is not None:
+                print(f"make run: {service} exited with code {process.returncode}; stopping", file=sys.stderr)
+                stop = True
+        time.sleep(0.2)
+    print("stopping the suite...", flush=True)
+    supervisor.stop()
+    print("stopped.")
+
+
+if __name__ == "__main__":
+    main()
