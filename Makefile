@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 
-.PHONY: all venv gen lint run test test-fast bench proof clean
+.PHONY: all venv gen lint run test node-deps bench proof clean
 
 all: gen
 
@@ -34,8 +34,17 @@ lint: $(STAMP)
 run: gen
 	$(PY) -m services.kit.supervisor
 
-test: gen lint
+NODE_DIR := tests/e2e/node
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
+
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+test: gen lint node-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+proof: gen
+	RS_PROOF=full $(PY) -m pytest -q tests/proof $(PYTEST_ARGS)
 
 bench: gen
 	$(PY) -m bench.run
