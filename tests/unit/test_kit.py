@@ -1,0 +1,116 @@
+"""Unit tests of the kit's pure pieces: names, validation, page tokens, error details, log scrubbing, clock."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from remotesupport.depot.v1 import depot_pb2
+from services.kit import errors, logs, names, validate
+from services.kit.clock import UTC, ManualClock, as_utc
+
+
+@pytest.mark.parametrize("kind,value,expected", [
+    ("system", "customers/12/systems/345", {"customer": "12", "system": "345"}),
+    ("logon_data", "customers/1/systems/2/logonData/ab-3", {"customer": "1", "system": "2", "logon_data": "ab-3"}),
+    ("user", "users/S0000000001", {"user": "S0000000001"}),
+    ("user", "users/eng.miller", {"user": "eng.miller"}),
+    ("connection_type", "connectionTypes/R3_SUPPORT", {"code": "R3_SUPPORT"}),
+    ("incident", "customers/9/incidents/inc-1", {"customer": "9", "incident": "inc-1"}),
+])
+def test_names_parse(kind, value, expected):
+    assert names.parse(kind, value, "name") == expected
+
+
+@pytest.mark.parametrize("kind,value", [
+    ("system", ""), ("system", "customers/x/systems/1"), ("system", "customers/1/systems/"),
+    ("system", "customers/1/systems/1/extra"), ("user", "users/S123"), ("user", "users/A"),
+    ("logon_data", "customers/1/systems/2/logonData/UPPER"), ("system", "customers/1/systems/" + "1" * 400),
+    ("connection_type", "connectionTypes/r3"), ("customer", "customers/12345678901"),
+])
+def test_names_reject_malformed_with_the_field(kind, value):
+    with pytest.raises(errors.InvalidArgument) as err:
+        names.parse(kind, value, "the_field")
+    assert err.value.violations[0][0] == "the_field"
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_violations_collects_every_problem():
+    v = validate.Violations()
+    v.required("a", "")
+    v.max_len("b", "x" * 11, 10)
+    v.pattern("c", "abc", r"[0-9]+", "must be digits")
+    v.enum("d", 0, depot_pb2.LogonDataKind)
+    v.enum("e", 99, depot_pb2.LogonDataKind)
+    with pytest.raises(errors.InvalidArgument) as err:
+        v.raise_if_any()
+    assert [f for f, _ in err.value.violations] == ["a", "b", "c", "d", "e"]
+    validate.Violations().raise_if_any()
+
+
+def test_page_size_and_tokens():
+    assert validate.page_size(0) == validate.DEFAULT_PAGE_SIZE
+    assert validate.page_size(1000) == 1000
+    for bad in (-1, 1001):
+        with pytest.raises(errors.InvalidArgument):
+            validate.page_size(bad)
+    token = validate.encode_page_token({"after": "x", "n": 3})
+    assert validate.decode_page_token(token) == {"after": "x", "n": 3}
+    assert validate.decode_page_token("") is None
+    for garbage in ("!!!", "bm90IGpzb24", validate.encode_page_token([1]).replace("=", "")):
+        with pytest.raises(errors.InvalidArgument):
+            validate.decode_page_token(garbage)
+
+
+def test_mask_paths():
+    assert validate.mask_paths(field_mask_pb2.FieldMask(paths=["a"]), {"a", "b"}) == ["a"]
+    for paths in ([], ["c"]):
+        with pytest.raises(errors.InvalidArgument) as err:
+            validate.mask_paths(field_mask_pb2.FieldMask(paths=paths), {"a"})
+        assert err.value.violations[0][0] == "update_mask"
+
+
+def test_timestamps_round_trip_and_unset_is_none():
+    instant = dt.datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert validate.timestamp(validate.to_timestamp(instant)) == instant
+    assert validate.timestamp(validate.to_timestamp(None)) is None
+    assert as_utc(dt.datetime(2030, 1, 1)).tzinfo == UTC
+
+
+def test_error_status_carries_error_info_and_bad_request():
+    status = errors.to_grpc_status(errors.InvalidArgument([("x.y", "is required"), ("z", "too long")]))
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    details = dict(status.trailing_metadata)["grpc-status-details-bin"]
+    decoded = status_pb2.Status.FromString(details)
+    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    decoded.details[0].Unpack(info)
+    decoded.details[1].Unpack(bad)
+    assert (info.reason, info.domain) == ("INVALID_ARGUMENT", "remotesupport")
+    assert [v.field for v in bad.field_violations] == ["x.y", "z"]
+
+
+def test_permission_denied_names_required_authorizations():
+    err = errors.PermissionDenied("no", required=["EDIT_ALL_LOGIN_DATA"])
+    assert err.metadata["required_authorizations"] == "EDIT_ALL_LOGIN_DATA"
+
+
+def test_log_lines_are_json_and_scrub_tokens_and_passwords():
+    formatter = logs.JsonFormatter("test")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1,
+                               "auth Bearer rs_abcdef123 password=hunter2 secret: s3cr3t", None, None)
+    line = json.loads(formatter.format(record))
+    assert line["service"] == "test" and line["level"] == "info"
+    for leaked in ("rs_abcdef123", "hunter2", "s3cr3t"):
+        assert leaked not in line["msg"]
+
+
+def test_manual_clock_moves_only_when_told():
+    clock = ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC))
+    assert clock.now() == clock.now()
+    clock.advance(seconds=5)
+    assert clock.now() == dt.datetime(2030, 1, 1, 0, 0, 5, tzinfo=UTC)
