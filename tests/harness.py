@@ -99,7 +99,8 @@ class Suite:
         if service not in self.db_url:
             self.db_url[service] = self.databases.new(service)
         config = self.config(service)
-        build = build or importlib.import_module(f"services.{service}.server").build
+        module = "gateway.server" if service == "gateway" else f"services.{service}.server"
+        build = build or importlib.import_module(module).build
         deps = kit_app.Deps(config, self.clock, TokenFile(config.service_token_file))
         running = await kit_app.start(deps, lambda d: build(d, **build_kwargs))
         self.running[service] = running

@@ -1,0 +1,306 @@
+"""rsctl through a running suite (authz, connections, depot in-process, and the gateway when it exists):
+the seed's flow end to end, --json documents, and every class of error with its exit code and message.
+
+Most invocations run rsctl's main() in a worker thread (the in-process servers keep serving on the event
+loop); a few run `python -m rsctl.cli` as a real process, to cover the entry point itself."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import importlib
+import importlib.util
+import io
+import json
+import os
+import stat
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from rsctl.cli import main
+from tests.harness import TEST_PASSWORD
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "S3cret-Of-The-Depot!42"
+HAS_GATEWAY = importlib.util.find_spec("gateway.server") is not None
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@dataclass
+class Actor:
+    """One rsctl user: its own config directory (session) and the addresses of the suite."""
+
+    config_dir: Path
+    addresses: dict[str, str]
+
+    def environ(self) -> dict[str, str]:
+        return {"RSCTL_CONFIG_DIR": str(self.config_dir), **self.addresses}
+
+    async def __call__(self, *args: str, stdin: str = "", expect: int | None = 0) -> Result:
+        """Run rsctl in a worker thread; by default it must exit 0."""
+        out, err = io.StringIO(), io.StringIO()
+        code = await asyncio.to_thread(main, list(args), stdin=io.StringIO(stdin), stdout=out, stderr=err,
+                                       environ=self.environ())
+        return _checked(Result(code, out.getvalue(), err.getvalue()), args, expect)
+
+    async def process(self, *args: str, stdin: str = "", expect: int | None = 0) -> Result:
+        """Run `python -m rsctl.cli` as its own process."""
+        self.config_dir.parent.mkdir(parents=True, exist_ok=True)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rsctl.cli", *args, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=self.config_dir.parent,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]), **self.environ()})
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+        return _checked(Result(proc.returncode, out.decode(), err.decode()), args, expect)
+
+
+def _checked(result: Result, args, expect: int | None) -> Result:
+    assert "Traceback" not in result.err, result.err
+    if expect is not None:
+        assert result.code == expect, f"rsctl {' '.join(args)} exited {result.code}, not {expect}:\n{result.err}"
+    if result.code != 0 and result.err:
+        assert result.err.startswith("rsctl: ") or result.err.startswith("usage: "), result.err
+    return result
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(suite, tmp_path_factory):
+    """The gateway (when it exists) and, made with rsctl itself: a customer, its user administrator, and an
+    operator holding every authorization a customer needs for the seed's flow."""
+    if HAS_GATEWAY and "gateway" not in suite.running:
+        await suite.start_service("gateway", build=importlib.import_module("gateway.server").build)
+    if "gateway" in suite.running:
+        addresses = {"RSCTL_ADDRESS": suite.addr["gateway"]}
+    else:
+        addresses = {f"RSCTL_{s.upper()}_ADDRESS": suite.addr[s] for s in ("authz", "connections", "depot")}
+    tmp = tmp_path_factory.mktemp("rsctl")
+
+    def actor(label: str) -> Actor:
+        return Actor(tmp / label / "config", addresses)
+
+    admin, user_admin, operator = actor("admin"), actor("useradmin"), actor("operator")
+    await admin("login", "admin", "--token-file", str(suite.var / "admin.token"))
+    customer = str(uuid.uuid4().int % (9 * 10**8) + 10**8)  # 9 digits: user ids are S + customer + 1 digit
+    await admin("customers", "create", customer, "ACME Corp")
+    ua_id, op_id = f"S{customer}1", f"S{customer}2"
+    await admin("users", "create", ua_id, "--name", "Ada Admin", "--customer", customer, "--password-stdin",
+                stdin=TEST_PASSWORD + "\n")
+    await admin("auth", "grant", ua_id, "USER_ADMIN")
+    await user_admin.process("login", ua_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    await user_admin("users", "create", op_id, "--name", "Otto Operator", "--password-stdin",
+                     stdin=TEST_PASSWORD + "\n")
+    for authorization in ("open-remote-connections", "MAINTAIN_SYSTEM_DATA", "edit_all_login_data",
+                          "CREATE_INCIDENTS"):
+        await user_admin("auth", "grant", op_id, authorization)
+    await operator("login", op_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    return {"suite": suite, "tmp": tmp, "customer": customer, "admin": admin, "user_admin": user_admin,
+            "operator": operator, "actor": actor, "ua_id": ua_id, "op_id": op_id}
+
+
+async def test_login_keeps_the_token_in_a_0600_file_and_never_prints_it(world):
+    user_admin = world["user_admin"]
+    session_file = user_admin.config_dir / "session.json"
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    token = json.loads(session_file.read_text())["token"]
+    me = await user_admin("whoami", "--json")
+    assert me.json()["user"] == f"users/{world['ua_id']}" and me.json()["customer"] == f"customers/{world['customer']}"
+    assert token not in me.out and "token" not in me.json()
+    grants = await user_admin("auth", "list", world["op_id"], "--json")
+    assert {g["authorization"] for g in grants.json()["grants"]} == {
+        "AUTHORIZATION_OPEN_REMOTE_CONNECTIONS", "AUTHORIZATION_MAINTAIN_SYSTEM_DATA",
+        "AUTHORIZATION_EDIT_ALL_LOGIN_DATA", "AUTHORIZATION_CREATE_INCIDENTS"}
+    table = await user_admin("users", "list")
+    assert table.out.splitlines()[0].split()[:3] == ["USER_ID", "KIND", "CUSTOMER"]
+    assert world["op_id"] in table.out and world["ua_id"] in table.out
+
+
+async def test_the_seed_flow_from_system_to_log_export(world):
+    op, tmp, customer = world["operator"], world["tmp"], world["customer"]
+    created = await op("systems", "create", "4711", "--sid", "PRD", "--installation", "20012345",
+                       "--description", "ERP production", "--json")
+    system = created.json()["name"]
+    assert system == f"customers/{customer}/systems/4711"
+    listed = await op("systems", "list", "--query", "erp")
+    assert system in listed.out
+
+    types = await op("types", "list", "--category", "sap-gui", "--json")
+    assert "R3_SUPPORT" in [t["code"] for t in types.json()["connection_types"]]
+    setup = await op("setups", "set", "4711", "r3-support", "host=erp.example.com", "instance_number=00", "--json")
+    assert setup.json()["created"] is True and setup.json()["parameters"]["host"] == "erp.example.com"
+
+    opened = await op("windows", "open", system, "R3_SUPPORT", "--hours", "2", "--reason", "rsctl test", "--json")
+    window = opened.json()["name"]
+    assert opened.json()["state"] == "CONNECTION_STATE_OPEN"
+    windows = await op("windows", "list", "4711")
+    assert window in windows.out and "OPEN" in windows.out
+
+    connector_file = tmp / "download" / "stfk.oez"
+    got = await op("connector", "get", window, "-o", str(connector_file))
+    assert connector_file.read_bytes().startswith(b"STFK1") and "Wrote" in got.out
+    assert stat.S_IMODE(connector_file.stat().st_mode) == 0o600
+    verified = await op("connector", "verify", str(connector_file), "--require-usable", "--json")
+    assert verified.json()["valid"] is True and verified.json()["currently_usable"] is True
+
+    added = await op("logon", "add", system, "--kind", "system-user", "--user", "SUPPORT1", "--client", "001",
+                     "--days", "7", "--notes", "for the incident", "--secret-stdin", "--json", stdin=SECRET + "\n")
+    entry = added.json()["name"]
+    assert added.json()["has_secret"] is True and SECRET not in added.out + added.err
+    listed = await op("logon", "list", "4711")
+    assert entry in listed.out and "SUPPORT1" in listed.out and SECRET not in listed.out
+    revealed = await op("logon", "reveal", entry, "--reason", "rsctl test")
+    assert revealed.out == SECRET + "\n" and SECRET not in revealed.err
+
+    incident = (await op("incidents", "create", "4711", "--title", "Posting fails", "--priority", "high",
+                         "--json")).json()["name"]
+    change_access = await op("incident-logon", incident, "--json")
+    assert change_access.json()["system"] == system
+    assert [e["name"] for e in change_access.json()["logon_data"]] == [entry]
+    human = await op("change-access-data", incident.rsplit("/", 1)[-1])
+    assert entry in human.out and "Posting fails" in human.out
+    view = await op("views", "set", "4711", incident, entry, "--json")
+    assert view.json()["logon_data"] == [entry]
+    assert entry in (await op("views", "get", system, incident)).out
+
+    updated = await op("logon", "update", entry, "--notes", "changed", "--json")
+    assert updated.json()["notes"] == "changed"
+    await op("logon", "update", entry, "--secret-stdin", stdin="N3w-" + SECRET + "\n")
+    assert (await op("logon", "reveal", entry)).out == "N3w-" + SECRET + "\n"
+
+    events = (await op("log", "list", "--json")).json()["events"]
+    actions = [e["action"] for e in events]
+    assert "LOG_ACTION_CREATE" in actions and "LOG_ACTION_REVEAL" in actions and "LOG_ACTION_UPDATE" in actions
+    assert SECRET not in json.dumps(events)
+    assert "intact" in (await op("log", "verify")).out
+    export = tmp / "log.csv"
+    await op("log", "export", customer, "--system", system, "-o", str(export))
+    rows = list(csv.reader(export.read_text().splitlines()))
+    assert rows[0][:4] == ["sequence", "event_time", "action", "outcome"]
+    assert len(rows) == len([e for e in events if e["system"] == system]) + 1
+    assert SECRET not in export.read_text()
+
+    await op("views", "set", "4711", incident, "--clear")
+    assert "Deleted" in (await op("logon", "delete", entry)).out
+    closed = await op("windows", "close", window, "--json")
+    assert closed.json()["state"] == "CONNECTION_STATE_CLOSED"
+
+
+async def test_processor_reaches_the_logon_data_from_the_incident(world):
+    """The seed: "The processor at SAP who is investigating the incident can access and update the login data"."""
+    op, admin = world["operator"], world["admin"]
+    await op("systems", "create", "4713", "--sid", "DEV", "--installation", "20012345")
+    entry = (await op("logon", "add", "4713", "--kind", "system-user", "--user", "SAPSUPPORT", "--client", "100",
+                      "--expires", "+3d", "--secret-stdin", "--json", stdin=SECRET + "\n")).json()["name"]
+    incident = (await op("incidents", "create", "4713", "--title", "Dump in VA01", "--priority", "very-high",
+                         "--name-only")).out.strip()
+    assert incident.startswith(f"customers/{world['customer']}/incidents/")
+    engineer_id = f"eng{world['customer']}"
+    await admin("users", "create", engineer_id, "--kind", "support-engineer", "--name", "Jane Engineer",
+                "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    engineer = world["actor"]("engineer")
+    await engineer("login", engineer_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    before = await engineer("incident-logon", incident, expect=4)
+    assert before.err.startswith("rsctl: PERMISSION_DENIED: ")
+    taken = await engineer("incidents", "take", incident, "--json")
+    assert taken.json()["status"] == "INCIDENT_STATUS_IN_PROCESS_AT_VENDOR"
+    reached = await engineer("incident-logon", incident, "--json")
+    assert [e["name"] for e in reached.json()["logon_data"]] == [entry]
+    assert (await engineer("logon", "reveal", entry, "--reason", incident)).out == SECRET + "\n"
+    mine = (await op("log", "list", "--actor", f"users/{engineer_id}", "--json")).json()["events"]
+    assert [(e["action"], e["logon_data"]) for e in mine] == [("LOG_ACTION_REVEAL", entry)]
+
+
+@pytest.mark.skipif(not HAS_GATEWAY, reason="gateway/server.py does not exist yet")
+async def test_gateway_flows_prepare_overview_end(world):
+    op, tmp = world["operator"], world["tmp"]
+    system = (await op("systems", "create", "4712", "--sid", "QAS", "--installation", "20012345",
+                       "--json")).json()["name"]
+    target = tmp / "prepared.oez"
+    prepared = await op("prepare", system, "SSH", "--param", "host=qas.example.com", "--hours", "1", "-o",
+                        str(target), "--logon-kind", "server-os-user", "--logon-user", "root", "--secret-stdin",
+                        "--json", stdin=SECRET + "\n")
+    doc = prepared.json()
+    assert doc["connector_file"] == str(target) and target.read_bytes().startswith(b"STFK1")
+    assert doc["logon_data"]["has_secret"] is True and SECRET not in prepared.out
+    overview = await op("overview", system)
+    assert doc["connection"]["name"] in overview.out and doc["logon_data"]["name"] in overview.out
+    ended = await op("end", doc["connection"]["name"], "--delete-logon-data", "--json")
+    assert ended.json()["deleted_logon_data"] == [doc["logon_data"]["name"]]
+
+
+async def test_not_logged_in_exits_3(world):
+    nobody = world["actor"]("nobody")
+    result = await nobody("systems", "list", "--customer", world["customer"], expect=3)
+    assert result.err.startswith("rsctl: UNAUTHENTICATED: not logged in") and result.out == ""
+
+
+async def test_revoked_token_exits_3_and_logout_revokes(world):
+    user_id = f"S{world['customer']}3"
+    await world["user_admin"]("users", "create", user_id, "--name", "Short Lived", "--password-stdin",
+                              stdin=TEST_PASSWORD + "\n")
+    short = world["actor"]("short-lived")
+    await short("login", user_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    stale = (short.config_dir / "session.json").read_text()
+    assert "revoked" in (await short("logout")).out
+    (short.config_dir / "session.json").write_text(stale)  # with the umask's mode: rsctl warns about it
+    result = await short("systems", "list", expect=3)
+    warning, error = result.err.splitlines()[:2]
+    assert warning.startswith("rsctl: warning: ") and "chmod 600" in warning
+    assert error.startswith("rsctl: UNAUTHENTICATED: ") and "rsctl login USER_ID" in error
+
+
+async def test_permission_denied_exits_4_and_names_the_authorization(world):
+    result = await world["user_admin"]("systems", "create", "4799", "--sid", "DEV", "--installation", "1", expect=4)
+    assert result.err.startswith("rsctl: PERMISSION_DENIED: ")
+    assert "MAINTAIN_SYSTEM_DATA" in result.err and "reason PERMISSION_DENIED" in result.err
+    log = await world["user_admin"]("log", "list", expect=4)
+    assert "required authorization EDIT_ALL_LOGIN_DATA,EDIT_MY_LOGIN_DATA" in log.err, log.err
+
+
+async def test_not_found_exits_5(world):
+    result = await world["operator"]("systems", "get", "999999999", expect=5)
+    assert result.err.startswith("rsctl: NOT_FOUND: ")
+
+
+async def test_invalid_argument_exits_6_and_names_the_field(world):
+    result = await world["operator"]("systems", "create", "4798", "--sid", "1X", "--installation", "1", expect=6)
+    assert result.err.startswith("rsctl: INVALID_ARGUMENT: ") and "system_id" in result.err
+    again = await world["admin"]("customers", "create", world["customer"], "Twice", expect=6)
+    assert again.err.startswith("rsctl: ALREADY_EXISTS: ")
+
+
+async def test_usage_errors_exit_2_before_any_call(world):
+    op = world["operator"]
+    bad_enum = await op("auth", "grant", "S0000000001", "EDIT_EVERYTHING", expect=2)
+    assert "edit-all-login-data" in bad_enum.err
+    no_secret = await op("logon", "add", "4711", "--kind", "other", "--user", "u", "--days", "1", expect=2)
+    assert "--secret-stdin" in no_secret.err
+    bad_time = await op("windows", "open", "4711", "R3_SUPPORT", "--end", "tomorrow-ish", expect=2)
+    assert "is not a time" in bad_time.err
+
+
+async def test_unreachable_address_exits_7_without_traceback(world):
+    result = await world["operator"].process("--address", "127.0.0.1:1", "types", "list", "--timeout", "3",
+                                             expect=7)
+    assert result.err.startswith("rsctl: UNAVAILABLE: cannot reach 127.0.0.1:1")
+
+
+async def test_broken_connector_file_exits_8(world):
+    forged = world["tmp"] / "forged.oez"
+    forged.write_bytes(b"STFK1\nAAAA\nAAAA\n")
+    result = await world["operator"]("connector", "verify", str(forged), expect=8)
+    assert "NOT VALID" in result.out
+
