@@ -1,0 +1,105 @@
+"""The connections service: build it (migrations, catalog, signing key, authz channel) and run its sweep.
+Run as `python -m services.connections.server`."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
+from services.connections import windows
+from services.connections.assignments import AuthzAssignments
+from services.connections.connector_file import ConnectorSigner, load_or_create_signing_key
+from services.connections.incidents import IncidentWorkflow
+from services.connections.policies import Directory, build_policies
+from services.connections.servicer import ConnectionsServicer
+from services.connections.settings import ConnectionsSettings
+from services.connections.type_catalog import TypeCatalog
+from services.kit import clients
+from services.kit.app import Deps, main
+from services.kit.db import Database, migrate
+from services.kit.server import ServerSpec
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = connections_pb2.DESCRIPTOR.services_by_name["ConnectionsService"].full_name
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep did: the windows whose automatic close it recorded, and the assignments it reconciled."""
+
+    expired: list[str] = field(default_factory=list)
+    reconciled: int = 0
+
+
+class ConnectionsApp:
+    """The running service: its server spec and its background sweep."""
+
+    authorizer = None  # ask the authz service
+
+    def __init__(self, spec: ServerSpec, db: Database, deps: Deps, settings: ConnectionsSettings,
+                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel) -> None:
+        self.spec = spec
+        self.db = db
+        self.clock = deps.clock
+        self.settings = settings
+        self.workflow = workflow
+        self.signer = signer
+        self._authz_channel = authz_channel
+        self._sweep_task: asyncio.Task | None = None
+        self._sweep_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._sweep_task = asyncio.create_task(self._sweep_forever(), name="connections-sweep")
+
+    async def stop(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            try:
+                await self._sweep_task
+            except asyncio.CancelledError:
+                pass
+            self._sweep_task = None
+        await self._authz_channel.close()
+        await self.db.close()
+
+    async def sweep_once(self) -> SweepResult:
+        """Record expired windows once each and reconcile support assignments left unsure."""
+        async with self._sweep_lock:
+            expired = await windows.record_expired(self.db, self.clock)
+            reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
+        return SweepResult(expired, reconciled)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep_once()
+            except Exception:  # noqa: BLE001 - a failed sweep is logged and retried at the next interval
+                logger.exception("connections sweep failed; retrying in %.0fs", self.settings.sweep_interval_s)
+
+
+async def build(deps: Deps) -> ConnectionsApp:
+    settings = ConnectionsSettings.from_env(deps.config)
+    migrate(deps.config.database_url, Path(__file__).parent / "migrations")
+    db = Database(deps.config.database_url)
+    catalog = await TypeCatalog.load(db)
+    signer = load_or_create_signing_key(settings.signing_key_file)
+    authz_channel = clients.channel(deps.config.authz_addr)
+    assignments = AuthzAssignments(authz_channel, deps.service_token, deps.config.authz_deadline_s)
+    workflow = IncidentWorkflow(db, deps.clock, assignments)
+    servicer = ConnectionsServicer(db, deps.clock, catalog, signer, workflow)
+    spec = ServerSpec(
+        register=lambda server: connections_pb2_grpc.add_ConnectionsServiceServicer_to_server(servicer, server),
+        service_names=[SERVICE_NAME],
+        policies=build_policies(Directory(db)),
+    )
+    return ConnectionsApp(spec, db, deps, settings, workflow, signer, authz_channel)
+
+
+if __name__ == "__main__":
+    main("connections", build)

@@ -1,0 +1,27 @@
+"""The connections service's own settings (beyond the kit's ServiceConfig), from the environment."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.kit.config import ServiceConfig, env, env_float
+
+
+@dataclass(frozen=True)
+class ConnectionsSettings:
+    sweep_interval_s: float
+    signing_key_file: Path
+    assignment_grace: dt.timedelta
+
+    @classmethod
+    def from_env(cls, config: ServiceConfig) -> "ConnectionsSettings":
+        interval = env_float("RS_CONNECTIONS_SWEEP_INTERVAL_S", 30.0)
+        if interval <= 0:
+            raise SystemExit("configuration error: RS_CONNECTIONS_SWEEP_INTERVAL_S must be positive")
+        grace = env_float("RS_CONNECTIONS_ASSIGNMENT_GRACE_S", 60.0)
+        if grace < config.authz_deadline_s:
+            raise SystemExit("configuration error: RS_CONNECTIONS_ASSIGNMENT_GRACE_S must be at least "
+                             "RS_AUTHZ_DEADLINE_S (a reconciliation must not overtake a status change in flight)")
+        key_file = env("RS_CONNECTIONS_SIGNING_KEY_FILE", str(config.var_dir / "secrets" / "connections-signing.key"))
+        return cls(interval, Path(key_file), dt.timedelta(seconds=grace))
