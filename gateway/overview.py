@@ -1,0 +1,86 @@
+"""GetSystemOverview: a system with its set-ups, windows, logon data (masked) and latest log events, read
+in parallel under one deadline, as the caller. A part the caller may not see (PERMISSION_DENIED) is left
+out and named in `omitted`; the system itself failing, or any other failure, fails the call."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import time
+
+import grpc
+
+from remotesupport.connections.v1 import connections_pb2 as cpb
+from remotesupport.depot.v1 import depot_pb2 as dpb
+from remotesupport.gateway.v1 import gateway_pb2 as gpb
+from gateway.backends import LIST_PAGE_SIZE, Backends
+from services.kit import auth, names
+from services.kit.errors import DomainError, InvalidArgument
+
+DEFAULT_LOG_EVENTS = 20
+MAX_LOG_EVENTS = 100
+PART_LIMIT = 1000  # set-ups (at most one per catalog type), windows (newest first), entries
+# The log lists oldest first, so the latest events are the tail of a time range that grows until it holds
+# enough of them; each range is read up to LOG_PAGES_PER_RANGE pages.
+LOG_LOOKBACKS = tuple(dt.timedelta(hours=h) for h in (1, 6, 24, 24 * 7, 24 * 30, 24 * 120, 24 * 365)) + (None,)
+LOG_PAGES_PER_RANGE = 10
+PARTS = ("connection_setups", "connections", "logon_data", "log_events")
+
+
+def log_event_limit(value: int) -> int:
+    if value < 0 or value > MAX_LOG_EVENTS:
+        raise InvalidArgument("log_event_limit", f"must be between 0 and {MAX_LOG_EVENTS} (0 means "
+                                                 f"{DEFAULT_LOG_EVENTS})")
+    return value or DEFAULT_LOG_EVENTS
+
+
+async def system_overview(b: Backends, request: gpb.GetSystemOverviewRequest) -> gpb.GetSystemOverviewResponse:
+    parts = names.parse("system", request.system, "system")
+    limit = log_event_limit(request.log_event_limit)
+    system, customer = request.system, names.customer(parts["customer"])
+    one_deadline = auth.deadline_var.set(time.monotonic() + auth.remaining(b.call_deadline_s))
+    try:
+        results = await asyncio.gather(
+            b.call("connections", b.connections.GetSystem, cpb.GetSystemRequest(name=system)),
+            b.collect("connections", b.connections.ListConnectionSetups,
+                      cpb.ListConnectionSetupsRequest(parent=system), "connection_setups", PART_LIMIT),
+            b.collect("connections", b.connections.ListConnections,
+                      cpb.ListConnectionsRequest(parent=system), "connections", PART_LIMIT),
+            b.collect("depot", b.depot.ListLogonData, dpb.ListLogonDataRequest(parent=system), "logon_data",
+                      PART_LIMIT),
+            latest_events(b, customer, system, limit),
+            return_exceptions=True)
+    finally:
+        auth.deadline_var.reset(one_deadline)
+    head, rest = results[0], results[1:]
+    if isinstance(head, BaseException):
+        raise head
+    out = gpb.GetSystemOverviewResponse(system=head.system)
+    for part, result in zip(PARTS, rest):
+        if isinstance(result, DomainError) and result.code == grpc.StatusCode.PERMISSION_DENIED:
+            out.omitted.append(part)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            getattr(out, part).extend(result)
+    return out
+
+
+async def latest_events(b: Backends, customer: str, system: str, limit: int) -> list[dpb.LogEvent]:
+    """The system's latest `limit` events, oldest of them first (bounded reading, see LOG_LOOKBACKS)."""
+    now = b.clock.now()
+    tail: collections.deque = collections.deque(maxlen=limit)
+    for lookback in LOG_LOOKBACKS:
+        request = dpb.ListLogEventsRequest(parent=customer, system=system, page_size=LIST_PAGE_SIZE)
+        if lookback is not None:
+            request.start_time.FromDatetime(now - lookback)
+        tail.clear()
+        for _ in range(LOG_PAGES_PER_RANGE):
+            response = await b.call("depot", b.depot.ListLogEvents, request)
+            tail.extend(response.events)
+            if not response.next_page_token:
+                break
+            request.page_token = response.next_page_token
+        if len(tail) >= limit:
+            break
+    return list(tail)

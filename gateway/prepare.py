@@ -1,0 +1,271 @@
+"""PrepareRemoteAccess: set up (when parameters are given), open a window, issue its service connector and
+store logon data for it — all or nothing. Each step registers how to undo it before it runs; when a step
+fails, the registered undos run in reverse and the caller gets the failing step's status. A step whose
+outcome is unknown (its answer never arrived) is undone by looking for what it may have made."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import grpc
+
+from remotesupport.connections.v1 import connections_pb2 as cpb
+from remotesupport.depot.v1 import depot_pb2 as dpb
+from remotesupport.gateway.v1 import gateway_pb2 as gpb
+from gateway.backends import Backends, answered
+from services.kit import names
+from services.kit.errors import DomainError, InvalidArgument
+from services.kit.logs import log
+from services.kit.validate import Violations
+
+logger = logging.getLogger(__name__)
+ACTIVE = (cpb.CONNECTION_STATE_OPEN, cpb.CONNECTION_STATE_SCHEDULED)
+DISCOVERY_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Target:
+    system: str          # customers/{c}/systems/{s}
+    connection_type: str  # connectionTypes/{code}
+    code: str
+
+    @property
+    def setup_name(self) -> str:
+        return f"{self.system}/connectionSetups/{self.code}"
+
+
+def validate(request: gpb.PrepareRemoteAccessRequest) -> Target:
+    """What the gateway can tell before doing anything (the services validate the rest)."""
+    v = Violations()
+    system = _parsed(v, "system", request.system, "system")
+    type_parts = _parsed(v, "connection_type", request.connection_type, "connection_type")
+    if request.incident:
+        _parsed(v, "incident", request.incident, "incident")
+    if not request.HasField("end_time"):
+        v.add("end_time", "is required")
+    if request.HasField("logon_data"):
+        if not request.secret:
+            v.add("secret", "is required with logon_data")
+        if request.logon_data.connection:
+            v.add("logon_data.connection", "is set to the window opened by this call; leave it empty")
+    elif request.secret:
+        v.add("logon_data", "is required with secret")
+    v.raise_if_any()
+    assert system is not None and type_parts is not None
+    return Target(request.system, request.connection_type, type_parts["code"])
+
+
+def _parsed(v: Violations, kind: str, value: str, field: str) -> dict[str, str] | None:
+    try:
+        return names.parse(kind, value, field)
+    except InvalidArgument as err:
+        for f, problem in err.violations:
+            v.add(f, problem)
+        return None
+
+
+class Abandoned(DomainError):
+    """The caller went away (cancelled, deadline passed) before the flow finished: it is undone."""
+
+    code = grpc.StatusCode.CANCELLED
+    reason = "CANCELLED"
+
+
+class UndoStack:
+    """Compensations of the steps done so far, run last-first; failures are collected, not raised."""
+
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    def push(self, label: str, action: Callable[[], Awaitable[None]]) -> None:
+        self.actions.append((label, action))
+
+    def pop(self) -> None:
+        self.actions.pop()
+
+    async def run(self) -> list[str]:
+        failed = []
+        for label, action in reversed(self.actions):
+            try:
+                await action()
+            except DomainError as error:
+                failed.append(f"{label} ({error.code.name})")
+        self.actions.clear()
+        return failed
+
+
+async def attempt(undo: UndoStack, label: str, action: Callable[[], Awaitable[None]], call: Awaitable):
+    """Run a step with its undo registered first; a failure the service answered means nothing was done."""
+    undo.push(label, action)
+    try:
+        return await call
+    except DomainError as error:
+        if answered(error):
+            undo.pop()
+        raise
+
+
+async def ignoring(codes: set[grpc.StatusCode], call: Awaitable) -> None:
+    """An undo call whose target is already gone (NOT_FOUND) or already closed is done, not failed."""
+    try:
+        await call
+    except DomainError as error:
+        if error.code not in codes:
+            raise
+
+
+class Flow:
+    """One PrepareRemoteAccess call."""
+
+    def __init__(self, b: Backends, request: gpb.PrepareRemoteAccessRequest, target: Target, opener: str,
+                 abandoned: asyncio.Event) -> None:
+        self.b = b
+        self.request = request
+        self.target = target
+        self.opener = opener
+        self.abandoned = abandoned
+        self.undo = UndoStack()
+        self.window = ""  # the opened window's name, once known
+
+    async def run(self) -> gpb.PrepareRemoteAccessResponse:
+        try:
+            response = await self.steps()
+            self.check_abandoned()
+            return response
+        except Exception as failure:  # noqa: BLE001 - undone whatever failed, then raised unchanged
+            left = await self.undo.run()
+            code = failure.code.name if isinstance(failure, DomainError) else type(failure).__name__
+            log(logger, logging.WARNING, "prepare remote access failed; undone", system=self.target.system,
+                connection=self.window, failure=code, undo_incomplete=", ".join(left))
+            if left and isinstance(failure, DomainError):
+                failure.metadata["undo_incomplete"] = "; ".join(left)
+            raise
+
+    def check_abandoned(self) -> None:
+        if self.abandoned.is_set():
+            raise Abandoned("the caller went away before remote access was prepared; everything was undone")
+
+    async def steps(self) -> gpb.PrepareRemoteAccessResponse:
+        b, req, t = self.b, self.request, self.target
+        before = await self.current_setup()
+        setup = before
+        if req.parameters or before is None:  # not set up yet: set up now (the service checks the parameters)
+            setup = await self.set_up(before)
+        self.check_abandoned()
+        opened = await attempt(self.undo, f"close connection of {t.connection_type}", self.close_window,
+                               b.call("connections", b.connections.OpenConnection, cpb.OpenConnectionRequest(
+                                   parent=t.system, connection_type=t.connection_type,
+                                   start_time=req.start_time if req.HasField("start_time") else None,
+                                   end_time=req.end_time, incident=req.incident, reason=req.reason)))
+        window = opened.connection
+        self.window = window.name
+        self.check_abandoned()
+        connector = await b.call("connections", b.connections.GetServiceConnector,
+                                 cpb.GetServiceConnectorRequest(name=window.name))
+        out = gpb.PrepareRemoteAccessResponse(connection=window, service_connector=connector)
+        if setup is not None:
+            out.connection_setup.CopyFrom(setup)
+        if req.HasField("logon_data"):
+            self.check_abandoned()
+            out.logon_data.CopyFrom(await self.store_logon_data(window))
+        return out
+
+    async def current_setup(self) -> cpb.ConnectionSetup | None:
+        """The set-up of the type as it is before this call (read only; to restore it on undo)."""
+        setups = await self.b.collect("connections", self.b.connections.ListConnectionSetups,
+                                      cpb.ListConnectionSetupsRequest(parent=self.target.system),
+                                      "connection_setups", DISCOVERY_LIMIT)
+        return next((s for s in setups if s.connection_type == self.target.connection_type), None)
+
+    async def set_up(self, before: cpb.ConnectionSetup | None) -> cpb.ConnectionSetup:
+        b, t = self.b, self.target
+        created_here = before is None  # until the service says someone else created it meanwhile
+
+        async def restore() -> None:
+            if before is None:
+                if not created_here:
+                    return
+                await ignoring({grpc.StatusCode.NOT_FOUND}, b.undo_call(
+                    "connections", b.connections.DeleteConnectionSetup,
+                    cpb.DeleteConnectionSetupRequest(name=t.setup_name)))
+            elif dict(before.parameters) != dict(self.request.parameters):
+                await b.undo_call("connections", b.connections.SetUpConnection, cpb.SetUpConnectionRequest(
+                    parent=t.system, connection_type=t.connection_type, parameters=dict(before.parameters)))
+
+        label = f"delete set-up {t.setup_name}" if before is None else f"restore set-up {t.setup_name}"
+        response = await attempt(self.undo, label, restore, b.call(
+            "connections", b.connections.SetUpConnection, cpb.SetUpConnectionRequest(
+                parent=t.system, connection_type=t.connection_type, parameters=dict(self.request.parameters))))
+        created_here = response.created
+        return response.connection_setup
+
+    async def close_window(self) -> None:
+        b = self.b
+        names_ = [self.window] if self.window else await self.find_window()
+        for name in names_:
+            await ignoring({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}, b.undo_call(
+                "connections", b.connections.CloseConnection, cpb.CloseConnectionRequest(name=name)))
+
+    async def find_window(self) -> list[str]:
+        """The window an OpenConnection whose answer was lost may have opened: same system, type, time frame,
+        incident, reason and opener, still open or scheduled (windows of one type never overlap)."""
+        req = self.request
+        windows = await self.b.collect("connections", self.b.connections.ListConnections,
+                                       cpb.ListConnectionsRequest(parent=self.target.system), "connections",
+                                       DISCOVERY_LIMIT, undo=True)
+        return [w.name for w in windows
+                if w.state in ACTIVE and w.connection_type == self.target.connection_type
+                and w.end_time == req.end_time and w.opener == self.opener and w.reason == req.reason
+                and w.incident == req.incident and (not req.HasField("start_time") or w.start_time == req.start_time)]
+
+    async def store_logon_data(self, window: cpb.Connection) -> dpb.LogonData:
+        b, req = self.b, self.request
+        entry = dpb.LogonData()
+        entry.CopyFrom(req.logon_data)
+        entry.connection = window.name
+        if not entry.connection_type:
+            entry.connection_type = self.target.connection_type
+        if not entry.HasField("expire_time"):
+            entry.expire_time.CopyFrom(window.end_time)
+        stored = ""
+
+        async def delete() -> None:
+            targets = [stored] if stored else await self.find_entries(window.name)
+            for name in targets:
+                await ignoring({grpc.StatusCode.NOT_FOUND}, b.undo_call(
+                    "depot", b.depot.DeleteLogonData, dpb.DeleteLogonDataRequest(name=name)))
+
+        response = await attempt(self.undo, f"delete logon data stored for {window.name}", delete, b.call(
+            "depot", b.depot.CreateLogonData,
+            dpb.CreateLogonDataRequest(parent=self.target.system, logon_data=entry, secret=req.secret)))
+        stored = response.logon_data.name
+        return response.logon_data
+
+    async def find_entries(self, window: str) -> list[str]:
+        """Entries a CreateLogonData whose answer was lost may have stored: those stored for this window."""
+        entries = await self.b.collect("depot", self.b.depot.ListLogonData,
+                                       dpb.ListLogonDataRequest(parent=self.target.system), "logon_data",
+                                       DISCOVERY_LIMIT, undo=True)
+        return [e.name for e in entries if e.connection == window]
+
+
+async def prepare_remote_access(b: Backends, request: gpb.PrepareRemoteAccessRequest,
+                                opener: str) -> gpb.PrepareRemoteAccessResponse:
+    """Runs the flow in a task of its own: if the caller goes away mid-way, the flow still ends — undone."""
+    target = validate(request)
+    abandoned = asyncio.Event()
+    task = b.detach(Flow(b, request, target, opener, abandoned).run())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        abandoned.set()
+        task.add_done_callback(_consume)
+        raise
+
+
+def _consume(task: asyncio.Task) -> None:
+    """A detached flow's outcome nobody awaits any more (its caller is gone); it was logged already."""
+    if not task.cancelled():
+        task.exception()
