@@ -133,22 +133,25 @@ def from_rpc_error(err: grpc.RpcError) -> DomainError:
     status = _status_details(err)
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     message = err.details() if hasattr(err, "details") else str(err)
-    reason, violations = code.name, []
+    reason, violations, metadata = code.name, [], {}
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
-                reason = info.reason
+                reason, metadata = info.reason, dict(info.metadata)
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations = [(v.field, v.description) for v in bad.field_violations]
     if violations:
-        return InvalidArgument(violations)
-    error = DomainError(message or code.name)
-    error.code = code
-    error.reason = reason
+        error: DomainError = InvalidArgument(violations)
+        error.message = message or error.message
+    else:
+        error = DomainError(message or code.name)
+        error.code = code
+        error.reason = reason
+    error.metadata.update({k: v for k, v in metadata.items() if k != "request_id"})
     return error
 
 
