@@ -1,0 +1,113 @@
+"""The depot's log ("Show Log"): appending events to a customer's hash chain, listing and verifying it."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.depot import chain
+from services.depot.store import LogConflict, Store
+from services.depot.tables import LogEventRow, LogHeadRow
+from services.kit.errors import AuditUnavailable
+from services.kit.logs import request_id_var
+
+# Actions and outcomes (the names of the proto's LogAction / LogOutcome without their prefix).
+CREATE, UPDATE, SECRET_OVERWRITE, REVEAL, REVEAL_DENIED, DELETE = (
+    "CREATE", "UPDATE", "SECRET_OVERWRITE", "REVEAL", "REVEAL_DENIED", "DELETE")
+RESTRICTED_VIEW_CHANGE, EXPIRE, PURGE, DECRYPT_FAILED = ("RESTRICTED_VIEW_CHANGE", "EXPIRE", "PURGE", "DECRYPT_FAILED")
+SUCCESS, DENIED, FAILED = "SUCCESS", "DENIED", "FAILED"
+DEPOT_ACTOR = "services/depot"  # the actor of the sweep and of key rotation
+DETAIL_MAX = 1000
+VERIFY_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened, by whom, to what. `detail` must never hold a secret."""
+
+    action: str
+    actor: str
+    outcome: str = SUCCESS
+    system: str = ""
+    logon_data: str = ""
+    incident: str = ""
+    detail: str = ""
+
+
+async def append(session: AsyncSession, customer: str, event: Event, now: dt.datetime) -> LogEventRow:
+    """Append `event` to the customer's chain inside the caller's transaction. If it cannot be written the
+    caller's transaction fails with AUDIT_UNAVAILABLE, so nothing it logs is done without its event."""
+    try:
+        head = (await session.execute(
+            select(LogHeadRow).where(LogHeadRow.customer == customer).with_for_update())).scalar_one_or_none()
+        if head is None:
+            head = LogHeadRow(customer=customer, last_sequence=0, last_hash=chain.GENESIS)
+            session.add(head)
+        row = LogEventRow(
+            customer=customer, sequence=head.last_sequence + 1, action=event.action, outcome=event.outcome,
+            actor=event.actor, system=event.system, logon_data=event.logon_data, incident=event.incident,
+            detail=event.detail[:DETAIL_MAX], event_time=now, request_id=request_id_var.get(),
+            previous_hash=head.last_hash, hash="",
+        )
+        row.hash = chain.link(head.last_hash, row)
+        session.add(row)
+        head.last_sequence, head.last_hash = row.sequence, row.hash
+        await session.flush()
+    except IntegrityError:
+        raise LogConflict("the depot log could not be written; nothing was done") from None
+    except DBAPIError:
+        raise AuditUnavailable("the depot log could not be written; nothing was done") from None
+    return row
+
+
+async def record(store: Store, customer: str, event: Event, now: dt.datetime) -> LogEventRow:
+    """Append one event in its own committed transaction (e.g. a denied reveal, before the denial is sent)."""
+    return await store.write(lambda session: append(session, customer, event, now))
+
+
+@dataclass(frozen=True)
+class Filters:
+    system: str = ""
+    logon_data: str = ""
+    actor: str = ""
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+
+
+async def list_events(store: Store, customer: str, filters: Filters, after: int, size: int) -> list[LogEventRow]:
+    """Events of a customer after sequence `after`, oldest first, at most `size`."""
+    query = select(LogEventRow).where(LogEventRow.customer == customer, LogEventRow.sequence > after)
+    if filters.system:
+        query = query.where(LogEventRow.system == filters.system)
+    if filters.logon_data:
+        query = query.where(LogEventRow.logon_data == filters.logon_data)
+    if filters.actor:
+        query = query.where(LogEventRow.actor == filters.actor)
+    if filters.start_time:
+        query = query.where(LogEventRow.event_time >= filters.start_time)
+    if filters.end_time:
+        query = query.where(LogEventRow.event_time < filters.end_time)
+    async with store.read() as session:
+        return list((await session.execute(query.order_by(LogEventRow.sequence).limit(size))).scalars())
+
+
+async def verify(store: Store, customer: str) -> chain.Verdict:
+    """Walk the customer's chain in sequence order, in batches, up to the first event that does not verify."""
+    verifier = chain.Verifier()
+    async with store.read() as session:
+        head = await session.get(LogHeadRow, customer)
+        last = 0
+        while True:
+            rows = list((await session.execute(
+                select(LogEventRow).where(LogEventRow.customer == customer, LogEventRow.sequence > last)
+                .order_by(LogEventRow.sequence, LogEventRow.pk).limit(VERIFY_BATCH))).scalars())
+            for row in rows:
+                if not verifier.feed(row):
+                    return verifier.finish(0, "")
+            if len(rows) < VERIFY_BATCH:
+                break
+            last = rows[-1].sequence
+    return verifier.finish(head.last_sequence if head else 0, head.last_hash if head else chain.GENESIS)

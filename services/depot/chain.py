@@ -1,0 +1,110 @@
+"""The log's hash chain, pure: canonical content of an event, its hash, and verification of a sequence.
+
+hash(n) = sha256(hash(n-1) || canonical JSON of event n), hash(0) = "". Each event stores its own hash and the
+one before it; a per-customer head stores the last sequence and hash, so removing the newest events shows too.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+GENESIS = ""
+
+
+class ChainedEvent(Protocol):
+    customer: str
+    sequence: int
+    action: str
+    outcome: str
+    actor: str
+    system: str
+    logon_data: str
+    incident: str
+    detail: str
+    event_time: dt.datetime
+    request_id: str
+    previous_hash: str
+    hash: str
+
+
+def _time(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(event: ChainedEvent) -> bytes:
+    """The event's content as canonical JSON (sorted keys, no spaces, UTF-8): everything but the hashes."""
+    content = {
+        "customer": event.customer, "sequence": event.sequence, "action": event.action, "outcome": event.outcome,
+        "actor": event.actor, "system": event.system, "logon_data": event.logon_data, "incident": event.incident,
+        "detail": event.detail, "event_time": _time(event.event_time), "request_id": event.request_id,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def link(previous_hash: str, event: ChainedEvent) -> str:
+    """The hex SHA-256 chaining `event` to the event before it."""
+    return hashlib.sha256(previous_hash.encode("ascii") + canonical(event)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    events_checked: int
+    first_broken_sequence: int = 0
+    problem: str = ""
+
+
+class Verifier:
+    """Feeds a customer's events in sequence order and stops at the first one that does not verify."""
+
+    def __init__(self) -> None:
+        self.expected = 1
+        self.previous = GENESIS
+        self.checked = 0
+        self.broken: Verdict | None = None
+
+    def feed(self, event: ChainedEvent) -> bool:
+        """Check the next event; False once the chain is broken (stop feeding)."""
+        self.checked += 1
+        seq = self.expected
+        if event.sequence > seq:
+            return self._break(seq, f"event {seq} is missing (the next stored event is {event.sequence}): "
+                                    "an event was removed")
+        if event.sequence < seq:
+            return self._break(seq, f"event {event.sequence} appears again after event {seq - 1}: "
+                                    "the events were reordered or duplicated")
+        if event.previous_hash != self.previous:
+            return self._break(seq, "its previous_hash does not match the event before it: "
+                                    "an event before it was removed, inserted or reordered")
+        if link(self.previous, event) != event.hash:
+            return self._break(seq, "its content does not match its hash: the event was edited")
+        self.previous = event.hash
+        self.expected += 1
+        return True
+
+    def finish(self, head_sequence: int, head_hash: str) -> Verdict:
+        """The verdict, comparing the last event with the customer's head."""
+        if self.broken:
+            return self.broken
+        last = self.expected - 1
+        if head_sequence > last:
+            return Verdict(False, self.checked, last + 1,
+                           f"event {last + 1} is missing: the log head records {head_sequence} events "
+                           "(the newest events were removed)")
+        if head_sequence < last:
+            return Verdict(False, self.checked, head_sequence + 1,
+                           f"event {head_sequence + 1} is not recorded by the log head: events were added "
+                           "outside the depot")
+        if head_hash != self.previous:
+            return Verdict(False, self.checked, last,
+                           "the newest event does not match the hash recorded by the log head: it was replaced")
+        return Verdict(True, self.checked)
+
+    def _break(self, sequence: int, problem: str) -> bool:
+        self.broken = Verdict(False, self.checked, sequence, problem)
+        return False

@@ -1,0 +1,197 @@
+"""Logon-data entries: create, read, list, update, delete. Secrets go in sealed and never come out here."""
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.depot import access, audit, model
+from services.depot.context import Depot
+from services.depot.tables import EntryRow, KnownSystemRow
+from services.kit import names
+from services.kit import permissions as P
+from services.kit.clock import as_utc
+from services.kit.errors import EtagMismatch, PermissionDenied
+from services.kit.validate import Violations
+
+LIST_SCAN_FACTOR = 4  # engineers' lists skip hidden entries; read this many rows per wanted one at a time
+
+
+def kind_problem(kind: str) -> str | None:
+    """`kind` is a kind's name, "" when unspecified, or the unknown number as text."""
+    if not kind:
+        return f"is required (one of {', '.join(model.KINDS)})"
+    return None if kind in model.KINDS else f"has unknown value {kind}"
+
+
+def _limits(depot: Depot, customer: str, system: str) -> model.Limits:
+    return model.Limits(customer, system, depot.clock.now(), depot.settings.max_expiry)
+
+
+async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.EntryFields, secret: str) -> EntryRow:
+    """Store a new entry for a system the connections service confirms, its secret sealed, and log it."""
+    customer, system = parent["customer"], parent["system"]
+    v = Violations()
+    problem = kind_problem(kind)
+    if problem:
+        v.add("logon_data.kind", problem)
+    model.check_fields(v, fields, model.PLAIN_FIELDS, None if problem else kind, _limits(depot, customer, system))
+    problem = model.secret_problem(secret)
+    if problem:
+        v.add("secret", problem)
+    v.raise_if_any()
+    sysname = names.system(customer, system)
+    confirmed = await depot.connections.system(sysname)
+    if fields.restricted_incident:
+        await depot.connections.check_incident(fields.restricted_incident, sysname, "logon_data.restricted_incident")
+    who = access.caller()
+    now = depot.clock.now()
+    await depot.keys.rotate_if_worn(depot.store, now)
+
+    async def work(session: AsyncSession) -> EntryRow:
+        entry_id = model.new_entry_id()
+        sealed = await depot.keys.seal(session, customer, system, entry_id, secret)
+        row = EntryRow(
+            entry_id=entry_id, customer=customer, system_number=system, installation=confirmed.installation,
+            kind=kind, **dataclasses.asdict(fields), creator=who.user, create_time=now, updater=who.user,
+            update_time=now, etag=model.new_etag(), key_version=sealed.key_version,
+            wrapped_data_key=sealed.wrapped_data_key, secret_ciphertext=sealed.ciphertext, expiry_logged=False,
+            unreadable=False,
+        )
+        session.add(row)
+        await _remember_system(session, customer, system, confirmed.installation, now)
+        await audit.append(session, customer, audit.Event(
+            audit.CREATE, who.user, system=sysname, logon_data=access.name_of(row), incident=row.restricted_incident,
+            detail=f"created {kind} entry" + (f" for user {row.user_name}" if row.user_name else "")), now)
+        return row
+
+    return await depot.store.write(work)
+
+
+async def _remember_system(session: AsyncSession, customer: str, system: str, installation: str, now) -> None:
+    known = await session.get(KnownSystemRow, (customer, system))
+    if known is None:
+        session.add(KnownSystemRow(customer=customer, system_number=system, installation=installation,
+                                   confirm_time=now))
+    else:
+        known.installation, known.confirm_time = installation, now
+
+
+async def get(depot: Depot, parts: dict[str, str]) -> EntryRow:
+    row = await access.load_readable(depot, parts)
+    await access.access_incident(depot, access.caller(), row)
+    return row
+
+
+async def list_entries(depot: Depot, parent: dict[str, str], kind: str, after: int, size: int) \
+        -> tuple[list[EntryRow], int]:
+    """A page of the system's unexpired entries the caller may see, in creation order, and the cursor of the
+    next page (0 when this is the last)."""
+    who = access.caller()
+    query = select(EntryRow).where(EntryRow.customer == parent["customer"],
+                                   EntryRow.system_number == parent["system"],
+                                   EntryRow.expire_time > depot.clock.now())
+    if kind:
+        query = query.where(EntryRow.kind == kind)
+    chunk = size + 1 if not who.is_engineer else (size + 1) * LIST_SCAN_FACTOR
+    page: list[EntryRow] = []
+    async with depot.store.read() as session:
+        views = await access.views_for(session, parent["customer"], parent["system"], who.incidents)
+        while len(page) <= size:
+            rows = list((await session.execute(query.where(EntryRow.pk > after).order_by(EntryRow.pk)
+                                               .limit(chunk))).scalars())
+            for row in rows:
+                if not who.is_engineer or model.engineer_access(row.kind, row.entry_id, row.restricted_incident,
+                                                                who.incidents, views) is not None:
+                    page.append(row)
+                    if len(page) > size:
+                        break
+            if len(rows) < chunk:
+                break
+            after = rows[-1].pk
+    if len(page) > size:
+        return page[:size], page[size - 1].pk
+    return page, 0
+
+
+async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields, paths: list[str], secret: str,
+                 etag: str) -> EntryRow:
+    """Change fields of an entry and/or overwrite its secret (without reading it)."""
+    who = access.caller()
+    row = await access.load_readable(depot, parts)
+    incident = await access.access_incident(depot, who, row)
+    plain = [p for p in paths if p != model.SECRET_FIELD]
+    overwrite = model.SECRET_FIELD in paths
+    if who.is_engineer and "restricted_incident" in plain:
+        raise PermissionDenied("support engineers may not change restricted_incident: the customer decides which "
+                               "incidents an entry is for")
+    await access.check_all(([P.LOGON_UPDATE] if plain else []) + ([P.LOGON_OVERWRITE_SECRET] if overwrite else []),
+                           access.resource(row, incident))
+    v = Violations()
+    model.check_fields(v, changes, plain, row.kind, _limits(depot, row.customer, row.system_number))
+    if overwrite and (problem := model.secret_problem(secret)):
+        v.add("secret", problem)
+    v.raise_if_any()
+    _check_etag(row, etag)
+    if changes.restricted_incident and "restricted_incident" in plain:
+        await depot.connections.check_incident(changes.restricted_incident, access.system_name(row),
+                                               "logon_data.restricted_incident")
+    now = depot.clock.now()
+    if overwrite:
+        await depot.keys.rotate_if_worn(depot.store, now)
+
+    async def work(session: AsyncSession) -> EntryRow:
+        current = await _current(session, depot, row, parts, etag)
+        for path in plain:
+            setattr(current, path, getattr(changes, path))
+        if overwrite:
+            sealed = await depot.keys.seal(session, current.customer, current.system_number, current.entry_id, secret)
+            current.key_version, current.wrapped_data_key = sealed.key_version, sealed.wrapped_data_key
+            current.secret_ciphertext, current.unreadable = sealed.ciphertext, False
+        current.updater, current.update_time, current.etag = who.user, now, model.new_etag()
+        event = dict(system=access.system_name(current), logon_data=access.name_of(current), incident=incident)
+        if plain:
+            await audit.append(session, current.customer, audit.Event(
+                audit.UPDATE, who.user, detail="changed " + ", ".join(sorted(plain)), **event), now)
+        if overwrite:
+            await audit.append(session, current.customer, audit.Event(
+                audit.SECRET_OVERWRITE, who.user, detail="secret overwritten", **event), now)
+        return current
+
+    return await depot.store.write(work)
+
+
+async def delete(depot: Depot, parts: dict[str, str], etag: str) -> None:
+    """Delete an entry with its data key (its ciphertext becomes unreadable for good) and log it."""
+    who = access.caller()
+    row = await access.load_readable(depot, parts)
+    incident = await access.access_incident(depot, who, row)
+    await access.check_all([P.LOGON_DELETE], access.resource(row, incident))
+    _check_etag(row, etag)
+    now = depot.clock.now()
+
+    async def work(session: AsyncSession) -> None:
+        current = await _current(session, depot, row, parts, etag)
+        await session.delete(current)
+        await audit.append(session, current.customer, audit.Event(
+            audit.DELETE, who.user, system=access.system_name(current), logon_data=access.name_of(current),
+            incident=incident, detail=f"deleted {current.kind} entry"), now)
+
+    await depot.store.write(work)
+
+
+def _check_etag(row: EntryRow, etag: str) -> None:
+    if etag and etag != row.etag:
+        raise EtagMismatch(f"etag {etag!r} is stale: logon data {access.name_of(row)} changed since you read it; "
+                           "read it again and retry")
+
+
+async def _current(session: AsyncSession, depot: Depot, row: EntryRow, parts: dict[str, str], etag: str) -> EntryRow:
+    """The entry again, inside the writing transaction: still there, unexpired, and the etag still matches."""
+    current = await session.get(EntryRow, row.pk)
+    if current is None or model.is_expired(as_utc(current.expire_time), depot.clock.now()):
+        raise access.not_found(parts)
+    _check_etag(current, etag)
+    return current
+

@@ -1,0 +1,72 @@
+"""Background work: the expiry sweep (expired entries deleted with their data keys) and re-wrapping entries
+onto the active ring key after a rotation. Each pass is one bounded transaction; both are idempotent."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.depot import access, audit
+from services.depot.context import Depot
+from services.depot.keyring import SecretUnreadable
+from services.depot.tables import EntryRow
+
+SWEEP_BATCH = 200
+
+
+async def sweep_once(depot: Depot) -> int:
+    """Delete every entry expired by now, with its data key, logging EXPIRE (if not yet) and PURGE for each.
+    Returns how many were deleted."""
+    purged = 0
+    while True:
+        now = depot.clock.now()
+
+        async def work(session: AsyncSession) -> int:
+            rows = list((await session.execute(select(EntryRow).where(EntryRow.expire_time <= now)
+                                               .order_by(EntryRow.expire_time, EntryRow.pk)
+                                               .limit(SWEEP_BATCH))).scalars())
+            for row in rows:
+                if not row.expiry_logged:
+                    await audit.append(session, row.customer, access.expired_event(row), now)
+                await session.delete(row)
+                await audit.append(session, row.customer, audit.Event(
+                    audit.PURGE, audit.DEPOT_ACTOR, system=access.system_name(row), logon_data=access.name_of(row),
+                    incident=row.restricted_incident, detail="expired entry deleted with its data key"), now)
+            return len(rows)
+
+        count = await depot.store.write(work)
+        purged += count
+        if count < SWEEP_BATCH:
+            return purged
+
+
+async def rewrap_once(depot: Depot) -> int:
+    """Move up to one batch of entries from older ring keys to the active one. An entry whose ciphertext fails
+    authentication stays where it is, is marked unreadable and logged (DECRYPT_FAILED). Returns how many entries
+    were handled (0: nothing left to do)."""
+    now = depot.clock.now()
+
+    async def work(session: AsyncSession) -> int:
+        active = await depot.keys.active_version(session)
+        rows = list((await session.execute(
+            select(EntryRow).where(EntryRow.key_version < active, EntryRow.unreadable.is_(False))
+            .order_by(EntryRow.pk).limit(depot.settings.rewrap_batch))).scalars())
+        moved = 0
+        for row in rows:
+            try:
+                sealed = await depot.keys.reseal(session, row, active)
+            except SecretUnreadable:
+                row.unreadable = True
+                await audit.append(session, row.customer, audit.Event(
+                    audit.DECRYPT_FAILED, audit.DEPOT_ACTOR, audit.FAILED, system=access.system_name(row),
+                    logon_data=access.name_of(row),
+                    detail=f"key rotation: the stored secret failed authentication; it stays on ring key "
+                           f"version {row.key_version} until it is overwritten"), now)
+                continue
+            row.key_version, row.wrapped_data_key, row.secret_ciphertext = (
+                sealed.key_version, sealed.wrapped_data_key, sealed.ciphertext)
+            moved += 1
+        if moved:
+            await depot.keys.count(session, active, moved)
+        return len(rows)
+
+    return await depot.store.write(work)

@@ -1,0 +1,93 @@
+"""RevealLogonData: the one way a secret leaves the depot. Logged before it leaves; every refusal logged too.
+
+The method's policy only authenticates the caller; this module makes both decisions itself (may the caller
+see this system's logon data, may it reveal this entry) so that a refused reveal of an existing entry is in
+the customer's log whoever asked - a colleague, an engineer outside the restricted view, another customer's
+user, the platform admin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.depot import access, audit, model
+from services.depot.context import Depot
+from services.depot.keyring import SecretUnreadable
+from services.depot.tables import EntryRow
+from services.kit import auth
+from services.kit import permissions as P
+from services.kit.clock import as_utc
+from services.kit.errors import AuditUnavailable, DataLoss, InvalidArgument
+
+
+@dataclass(frozen=True)
+class Revealed:
+    row: EntryRow
+    secret: str
+    log_event: str  # "customers/{c}/logEvents/{sequence}"
+
+
+async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
+    """The entry's secret, for its creator (EDIT_MY), EDIT_ALL and engineers assigned to the system within the
+    restricted view. Permission is decided before existence. The REVEAL event is written in the transaction
+    that decrypts: if it cannot be committed, nothing is returned. A refusal is logged (REVEAL_DENIED) before
+    it is sent; a ciphertext that fails authentication is logged (DECRYPT_FAILED) and is DATA_LOSS."""
+    if problem := model.reason_problem(reason):
+        raise InvalidArgument("reason", problem)
+    ctx = auth.current()
+    async with depot.store.read() as session:
+        found = await access.find(session, parts)
+    target = access.resource(found) if found else await access.system_resource(depot, parts)
+    may_read, may_reveal = await ctx.authorizer.check_bulk(ctx.token, [(P.LOGON_READ, target),
+                                                                       (P.LOGON_REVEAL, target)])
+    who = access.Caller(ctx.subject.user, ctx.subject.kind, may_read.incidents)
+    if may_read.authenticated and not may_read.allowed and found is not None:
+        await _log(depot, found, who, "", audit.REVEAL_DENIED, audit.DENIED, may_read.reason)
+    may_read.raise_unless_allowed()
+    row = await access.readable(depot, parts, found)
+    incident = ""
+    if who.is_engineer:
+        incident = await access.engineer_incident(depot, who, row)
+        if incident is None:
+            error = access.hidden(row)
+            await _log(depot, row, who, "", audit.REVEAL_DENIED, audit.DENIED, error.message)
+            raise error
+    if not may_reveal.allowed:
+        await _log(depot, row, who, incident, audit.REVEAL_DENIED, audit.DENIED, may_reveal.reason)
+    may_reveal.raise_unless_allowed()
+    now = depot.clock.now()
+
+    async def work(session: AsyncSession) -> Revealed:
+        current = await session.get(EntryRow, row.pk)
+        if current is None or model.is_expired(as_utc(current.expire_time), now):
+            raise access.not_found(parts)
+        event = await audit.append(session, current.customer, _event(current, who, incident, audit.REVEAL,
+                                                                     audit.SUCCESS, _reason(reason)), now)
+        secret = await depot.keys.open(session, current)
+        return Revealed(current, secret, f"customers/{current.customer}/logEvents/{event.sequence}")
+
+    try:
+        return await depot.store.write(work)
+    except SecretUnreadable:
+        await _log(depot, row, who, incident, audit.DECRYPT_FAILED, audit.FAILED,
+                   "the stored secret failed authentication (altered or moved ciphertext); nothing was revealed")
+        raise DataLoss(f"the stored secret of {access.name_of(row)} failed authentication and was not revealed; "
+                       "overwrite it with a new secret") from None
+    except DBAPIError:
+        raise AuditUnavailable("the reveal could not be logged, so nothing was revealed") from None
+
+
+def _reason(reason: str) -> str:
+    return f"reason: {reason}" if reason else ""
+
+
+def _event(row: EntryRow, who: access.Caller, incident: str, action: str, outcome: str, detail: str) -> audit.Event:
+    return audit.Event(action, who.user, outcome, system=access.system_name(row), logon_data=access.name_of(row),
+                       incident=incident, detail=detail)
+
+
+async def _log(depot: Depot, row: EntryRow, who: access.Caller, incident: str, action: str, outcome: str,
+               detail: str) -> None:
+    await audit.record(depot.store, row.customer, _event(row, who, incident, action, outcome, detail),
+                       depot.clock.now())

@@ -1,0 +1,102 @@
+"""The depot service process: `python -m services.depot.server`."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import grpc
+
+from remotesupport.depot.v1 import depot_pb2_grpc
+from services.depot import maintenance
+from services.depot.context import Depot
+from services.depot.keyring import KeyService, load_master_key
+from services.depot.remote import Connections
+from services.depot.servicer import SERVICE, DepotServicer, policies
+from services.depot.settings import DepotSettings
+from services.depot.store import Store
+from services.kit import app, clients
+from services.kit.db import Database, migrate
+from services.kit.server import ServerSpec
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+logger = logging.getLogger(__name__)
+
+
+class DepotApp:
+    """The depot server plus its background work: the expiry sweep every `sweep_interval_s`, and re-wrapping
+    after a rotation (started at once by RotateKey). Tests drive both with `sweep_once()` / `rewrap_once()`."""
+
+    authorizer = None  # ask the authz service
+
+    def __init__(self, spec: ServerSpec, depot: Depot, channel: grpc.aio.Channel, wake: asyncio.Event) -> None:
+        self.spec = spec
+        self.depot = depot
+        self._channel = channel
+        self._wake = wake
+        self._task: asyncio.Task | None = None
+
+    @property
+    def settings(self) -> DepotSettings:
+        return self.depot.settings
+
+    async def start(self) -> None:
+        if self.settings.background:
+            self._task = asyncio.create_task(self._run(), name="depot-background")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._channel.close()
+        await self.depot.store.close()
+
+    async def sweep_once(self) -> int:
+        return await maintenance.sweep_once(self.depot)
+
+    async def rewrap_once(self) -> int:
+        return await maintenance.rewrap_once(self.depot)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                purged = await self.sweep_once()
+                if purged:
+                    logger.info("expiry sweep deleted %d expired entries", purged)
+                while await self.rewrap_once():
+                    await asyncio.sleep(0)  # let calls in between batches
+            except Exception:  # noqa: BLE001 - the loop must outlive a failed pass; the next one retries
+                logger.exception("depot background pass failed; retrying in %.0fs", self.settings.sweep_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval_s)
+            self._wake.clear()
+
+
+async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> DepotApp:
+    """Load the master key first (no key, no service), migrate, open the ring, wire the service."""
+    settings = settings or DepotSettings.from_env(deps.config)
+    settings.check()
+    master = load_master_key(settings)
+    url = deps.config.database_url
+    migrate(url, MIGRATIONS)
+    store = Store(Database(url))
+    keys = KeyService(master, settings)
+    try:
+        await keys.load(store, deps.clock.now())
+    except BaseException:
+        await store.close()
+        raise
+    channel = clients.channel(deps.config.connections_addr)
+    depot = Depot(store, keys, deps.clock, settings, Connections(channel, deps.config.call_deadline_s))
+    wake = asyncio.Event()
+    servicer = DepotServicer(depot, on_rotated=wake.set)
+    spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),
+                      service_names=[SERVICE], policies=policies(depot))
+    return DepotApp(spec, depot, channel, wake)
+
+
+if __name__ == "__main__":
+    app.main("depot", build)

@@ -1,0 +1,49 @@
+"""The depot's own configuration (beside the kit's ServiceConfig), from RS_DEPOT_* environment variables."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.depot import barrier
+from services.kit.config import ServiceConfig, env, env_float, env_int
+
+
+@dataclass
+class DepotSettings:
+    """How the depot keeps keys, bounds expiry and runs its background work."""
+
+    master_key_file: Path
+    profile: str = barrier.PROFILE_DEV
+    max_expiry: dt.timedelta = dt.timedelta(days=90)
+    sweep_interval_s: float = 60.0
+    rewrap_batch: int = 200
+    key_usage_limit: int = barrier.DEFAULT_USAGE_LIMIT
+    background: bool = True  # run the expiry sweep and key re-wrapping on their own (tests drive them by hand)
+
+    @classmethod
+    def from_env(cls, config: ServiceConfig) -> "DepotSettings":
+        settings = cls(
+            master_key_file=Path(env("RS_DEPOT_MASTER_KEY_FILE",
+                                     str(config.var_dir / "secrets" / "depot-master.key"))),
+            profile=config.profile,
+            max_expiry=dt.timedelta(days=env_int("RS_DEPOT_MAX_EXPIRY_DAYS", 90)),
+            sweep_interval_s=env_float("RS_DEPOT_SWEEP_INTERVAL_S", 60.0),
+            rewrap_batch=env_int("RS_DEPOT_REWRAP_BATCH", 200),
+            key_usage_limit=env_int("RS_DEPOT_KEY_USAGE_LIMIT", barrier.DEFAULT_USAGE_LIMIT),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse nonsense at start, with the variable to fix."""
+        if self.profile not in (barrier.PROFILE_DEV, barrier.PROFILE_PRODUCTION):
+            raise SystemExit(f"configuration error: RS_PROFILE must be 'dev' or 'production', got {self.profile!r}")
+        if self.max_expiry < dt.timedelta(days=1):
+            raise SystemExit("configuration error: RS_DEPOT_MAX_EXPIRY_DAYS must be at least 1")
+        if self.sweep_interval_s <= 0:
+            raise SystemExit("configuration error: RS_DEPOT_SWEEP_INTERVAL_S must be positive")
+        if self.rewrap_batch < 1:
+            raise SystemExit("configuration error: RS_DEPOT_REWRAP_BATCH must be at least 1")
+        if not 1 <= self.key_usage_limit <= barrier.HARD_USAGE_LIMIT:
+            raise SystemExit(f"configuration error: RS_DEPOT_KEY_USAGE_LIMIT must be in 1..{barrier.HARD_USAGE_LIMIT}")

@@ -1,0 +1,56 @@
+"""The depot's units of work: reads, and writes one at a time, retried when the log chain moved under them."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit.db import Database
+from services.kit.errors import AuditUnavailable
+
+T = TypeVar("T")
+WRITE_ATTEMPTS = 3
+
+
+class LogConflict(AuditUnavailable):
+    """Another writer took the same log position; the whole unit of work is retried."""
+
+
+class Store:
+    """Writes are serialized in this process: every write appends to a customer's log chain, SQLite has one
+    writer anyway, and on PostgreSQL the log head's row lock serializes writers of other processes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._write_lock = asyncio.Lock()
+        if db.sqlite:  # deleted rows (data keys) are overwritten, not left in free pages
+            event.listen(db.engine.sync_engine, "connect", _secure_delete)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.sessions() as session:
+            yield session
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in one transaction: committed if it returns, rolled back if it raises (nothing
+        half-written). A LogConflict re-runs it from the start."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self._write_lock, self.db.unit_of_work() as session:
+                    return await work(session)
+            except LogConflict:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def _secure_delete(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()

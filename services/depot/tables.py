@@ -1,0 +1,124 @@
+"""The depot database: logon-data entries (secrets only as ciphertext), the key ring (ring keys only wrapped by
+the master key), restricted views, the known systems, and the hash-chained log."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, \
+    UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.kit.db import make_base
+
+Base = make_base()
+
+
+class EntryRow(Base):
+    """One logon-data entry. `secret_ciphertext` is encrypted with the entry's data key, which is stored only
+    wrapped by ring key `key_version`; both are bound to the entry's id, customer and system."""
+
+    __tablename__ = "logon_data"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # creation order
+    entry_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer: Mapped[str] = mapped_column(String(10))
+    system_number: Mapped[str] = mapped_column(String(18))
+    installation: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(24))
+    connection_type: Mapped[str] = mapped_column(String(60))
+    user_name: Mapped[str] = mapped_column(String(128))
+    client: Mapped[str] = mapped_column(String(3))
+    server: Mapped[str] = mapped_column(String(255))
+    notes: Mapped[str] = mapped_column(Text)
+    connection: Mapped[str] = mapped_column(String(300))
+    restricted_incident: Mapped[str] = mapped_column(String(300))
+    expire_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    creator: Mapped[str] = mapped_column(String(80))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updater: Mapped[str] = mapped_column(String(80))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    etag: Mapped[str] = mapped_column(String(64))
+    key_version: Mapped[int] = mapped_column(Integer, index=True)
+    wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    expiry_logged: Mapped[bool] = mapped_column(Boolean, default=False)  # its EXPIRE event is in the log
+    unreadable: Mapped[bool] = mapped_column(Boolean, default=False)  # failed authentication while re-wrapping
+
+    __table_args__ = (Index("ix_logon_data_system", "customer", "system_number", "pk"),)
+
+
+class RingKeyRow(Base):
+    """A ring key, wrapped by the master key. The highest version is active."""
+
+    __tablename__ = "ring_keys"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    encryptions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class KnownSystemRow(Base):
+    """A system the connections service confirmed, with its installation number (for authorization)."""
+
+    __tablename__ = "known_systems"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    system_number: Mapped[str] = mapped_column(String(18), primary_key=True)
+    installation: Mapped[str] = mapped_column(String(10))
+    confirm_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ViewRow(Base):
+    """A restricted view: while it exists, engineers of the incident see only its system users."""
+
+    __tablename__ = "restricted_views"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer: Mapped[str] = mapped_column(String(10))
+    system_number: Mapped[str] = mapped_column(String(18))
+    incident: Mapped[str] = mapped_column(String(300))  # "customers/{c}/incidents/{i}"
+    updater: Mapped[str] = mapped_column(String(80))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("customer", "system_number", "incident", name="uq_restricted_views_incident"),)
+
+
+class ViewMemberRow(Base):
+    """An entry a view makes visible. Members outlive deleted entries, so a view never silently widens."""
+
+    __tablename__ = "restricted_view_members"
+    view_pk: Mapped[int] = mapped_column(ForeignKey("restricted_views.pk", ondelete="CASCADE"), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class LogEventRow(Base):
+    """One event of a customer's append-only, hash-chained log. Never holds a secret."""
+
+    __tablename__ = "log_events"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer: Mapped[str] = mapped_column(String(10))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(80))
+    system: Mapped[str] = mapped_column(String(120))
+    logon_data: Mapped[str] = mapped_column(String(200))
+    incident: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str] = mapped_column(String(64))
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("customer", "sequence", name="uq_log_events_sequence"),
+        Index("ix_log_events_system", "customer", "system", "sequence"),
+        Index("ix_log_events_entry", "customer", "logon_data", "sequence"),
+    )
+
+
+class LogHeadRow(Base):
+    """The newest event of a customer's log; appends lock it, so the chain never forks."""
+
+    __tablename__ = "log_heads"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,244 @@
+"""The depot's log ("Show Log"): an event for every action, filters and paging, a hash chain per customer that
+VerifyLog checks, and a database that refuses to change it (and VerifyLog for whoever gets past that)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from types import SimpleNamespace
+
+import grpc
+import pytest
+import sqlalchemy.exc
+
+from remotesupport.depot.v1 import depot_pb2 as dp
+from services.depot import chain
+from services.kit.clock import as_utc
+from services.kit.validate import to_timestamp
+from tests.helpers import expect_error
+from tests.integration.test_depot_world import SAPROUTER, World, sql, world  # noqa: F401
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+A = dp.LogAction
+
+
+async def fresh_customer(world: World) -> World:
+    """Another customer with its own system, EDIT_ALL and EDIT_MY users: a log chain of its own."""
+    suite = world.suite
+    customer = await suite.new_customer()
+    _, ops = await suite.new_user(customer, ["MAINTAIN_SYSTEM_DATA", "CREATE_INCIDENTS"])
+    other = World(suite, customer, await suite.new_system(customer, ops), ops)
+    for principal, grant in (("edit_all", "EDIT_ALL_LOGIN_DATA"), ("creator", "EDIT_MY_LOGIN_DATA"),
+                             ("other_edit_my", "EDIT_MY_LOGIN_DATA")):
+        other.users[principal], other.tokens[principal] = await suite.new_user(customer, [grant])
+    return other
+
+
+async def verify(world: World) -> dp.VerifyLogResponse:
+    return await world.depot.VerifyLog(dp.VerifyLogRequest(parent=f"customers/{world.customer}"),
+                                       metadata=world.md("edit_all"))
+
+
+async def test_every_action_is_an_event_with_who_what_when_which_and_outcome(world):
+    w = await fresh_customer(world)
+    clock = w.suite.clock
+    md = w.md("creator") + (("x-request-id", "req-create-1"),)
+    entry = (await w.depot.CreateLogonData(dp.CreateLogonDataRequest(parent=w.system, logon_data=dp.LogonData(
+        kind=dp.LOGON_DATA_KIND_SYSTEM_USER, user_name="SUPPORT1", client="001", expire_time=w.expire_in(days=3)),
+        secret="log-secret"), metadata=md)).logon_data
+    entry = await w.update("creator", entry, ["notes"], notes="n")
+    entry = await w.update("other_edit_my", entry, ["secret"], secret="log-secret-2")
+    await w.reveal("creator", entry.name, reason="check")
+    await expect_error(w.reveal("other_edit_my", entry.name), grpc.StatusCode.PERMISSION_DENIED)
+    incident = await w.new_incident()
+    await w.set_view("edit_all", incident, [entry.name])
+    await w.depot.DeleteLogonData(dp.DeleteLogonDataRequest(name=entry.name), metadata=w.md("edit_all"))
+
+    events = await w.events()
+    assert [(e.action, e.outcome, e.actor) for e in events] == [
+        (A.LOG_ACTION_CREATE, dp.LOG_OUTCOME_SUCCESS, w.users["creator"]),
+        (A.LOG_ACTION_UPDATE, dp.LOG_OUTCOME_SUCCESS, w.users["creator"]),
+        (A.LOG_ACTION_SECRET_OVERWRITE, dp.LOG_OUTCOME_SUCCESS, w.users["other_edit_my"]),
+        (A.LOG_ACTION_REVEAL, dp.LOG_OUTCOME_SUCCESS, w.users["creator"]),
+        (A.LOG_ACTION_REVEAL_DENIED, dp.LOG_OUTCOME_DENIED, w.users["other_edit_my"]),
+        (A.LOG_ACTION_RESTRICTED_VIEW_CHANGE, dp.LOG_OUTCOME_SUCCESS, w.users["edit_all"]),
+        (A.LOG_ACTION_DELETE, dp.LOG_OUTCOME_SUCCESS, w.users["edit_all"]),
+    ]
+    assert [e.sequence for e in events] == list(range(1, 8))
+    assert [e.name for e in events] == [f"customers/{w.customer}/logEvents/{n}" for n in range(1, 8)]
+    assert events[0].request_id == "req-create-1" and all(e.request_id for e in events)
+    assert events[0].previous_hash == "" and all(b.previous_hash == a.hash for a, b in zip(events, events[1:]))
+    assert all(e.event_time.ToDatetime(dt.timezone.utc) == clock.now() for e in events)
+    assert all(e.system == w.system for e in events)
+    assert all(e.logon_data == entry.name for e in events if e.action != A.LOG_ACTION_RESTRICTED_VIEW_CHANGE)
+    assert events[5].incident == incident and entry.name.rsplit("/", 1)[1] in events[5].detail
+    assert events[3].detail == "reason: check" and "log-secret" not in str(events)
+    assert (await verify(w)).valid
+
+
+async def test_filters_and_paging(world):
+    w = await fresh_customer(world)
+    first = await w.create("creator", secret="a")
+    start = w.suite.clock.advance(seconds=10)
+    second = await w.create("edit_all", kind=SAPROUTER, secret="b")
+    await w.reveal("edit_all", first.name)
+    end = w.suite.clock.advance(seconds=10)
+    other_system = await w.suite.new_system(w.customer, w.ops, sid="QAS")
+    third = await w.create("creator", system=other_system, secret="c")
+
+    async def names(**filters) -> list[int]:
+        return [e.sequence for e in await w.events(**filters)]
+
+    assert await names() == [1, 2, 3, 4]
+    assert await names(system=w.system) == [1, 2, 3]
+    assert await names(system=other_system) == [4]
+    assert await names(logon_data=first.name) == [1, 3]
+    assert await names(logon_data=third.name) == [4]
+    assert await names(actor=w.users["edit_all"]) == [2, 3]
+    assert await names(start_time=to_timestamp(start)) == [2, 3, 4]
+    assert await names(end_time=to_timestamp(end)) == [1, 2, 3]
+    assert await names(start_time=to_timestamp(start), end_time=to_timestamp(end), actor=w.users["edit_all"],
+                       logon_data=second.name) == [2]
+    page, token, seen = None, "", []
+    while page is None or token:
+        page = await w.depot.ListLogEvents(dp.ListLogEventsRequest(parent=f"customers/{w.customer}", page_size=3,
+                                                                   page_token=token), metadata=w.md("creator"))
+        seen += [e.sequence for e in page.events]
+        token = page.next_page_token
+        if token:
+            await expect_error(w.depot.ListLogEvents(dp.ListLogEventsRequest(
+                parent=f"customers/{w.customer}", page_token=token, actor=w.users["creator"]),
+                metadata=w.md("creator")), grpc.StatusCode.INVALID_ARGUMENT, field="page_token")
+    assert seen == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("filters, field", [
+    ({"system": "customers/1/systems/2"}, "system"),
+    ({"system": "systems/2"}, "system"),
+    ({"logon_data": "customers/1/systems/2/logonData/abc"}, "logon_data"),
+    ({"actor": "S0000000001"}, "actor"),
+    ({"start_time": 20, "end_time": 10}, "end_time"),
+    ({"page_size": -1}, "page_size"),
+    ({"page_token": "not-a-token"}, "page_token"),
+])
+async def test_bad_log_filters_name_the_field(world, filters, field):
+    filters = dict(filters)
+    for key in ("start_time", "end_time"):
+        if key in filters:
+            filters[key] = to_timestamp(world.suite.clock.now() + dt.timedelta(seconds=filters[key]))
+    await expect_error(world.depot.ListLogEvents(dp.ListLogEventsRequest(parent=f"customers/{world.customer}",
+                                                                         **filters), metadata=world.md("edit_all")),
+                       grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field=field)
+
+
+@pytest.mark.parametrize("principal, ok", [("creator", True), ("other_edit_my", True), ("edit_all", True),
+                                           ("no_logon_rights", False), ("other_customer", False),
+                                           ("assigned_engineer", False), ("platform_admin", False)])
+async def test_who_reads_and_verifies_the_log(world, principal, ok):
+    parent = f"customers/{world.customer}"
+    calls = [world.depot.ListLogEvents(dp.ListLogEventsRequest(parent=parent), metadata=world.md(principal)),
+             world.depot.VerifyLog(dp.VerifyLogRequest(parent=parent), metadata=world.md(principal))]
+    for call in calls:
+        if ok:
+            await call
+        else:
+            await expect_error(call, grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
+
+
+async def test_concurrent_writers_never_fork_a_chain(world):
+    w = await fresh_customer(world)
+    created = await asyncio.gather(*[w.create("creator", secret=f"c{i}") for i in range(12)],
+                                   *[w.create("edit_all", kind=SAPROUTER, secret=f"r{i}") for i in range(8)])
+    await asyncio.gather(*[w.reveal("edit_all", e.name) for e in created])
+    events = await w.events()
+    assert [e.sequence for e in events] == list(range(1, 41))
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=40)
+
+
+# --- the chain under attack ---------------------------------------------------------------------------------
+async def test_the_database_refuses_to_change_or_delete_an_event(world):
+    await world.create("creator")
+    for statement in ("UPDATE log_events SET detail = 'x'", "DELETE FROM log_events"):
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
+            sql(world.suite, statement)
+
+
+@contextlib.contextmanager
+def attacker(world: World):
+    """Someone with full database rights, who first removes the append-only guard (and puts it back)."""
+    guards = ("update", "delete")
+    if world.suite.backend == "sqlite":
+        for verb in guards:
+            sql(world.suite, f"DROP TRIGGER log_events_no_{verb}")
+    else:
+        for verb in guards:
+            sql(world.suite, f"DROP TRIGGER log_events_no_{verb} ON log_events")
+    try:
+        yield lambda statement, **params: sql(world.suite, statement, **params)
+    finally:
+        for verb in guards:
+            if world.suite.backend == "sqlite":
+                sql(world.suite, f"CREATE TRIGGER log_events_no_{verb} BEFORE {verb.upper()} ON log_events "
+                                 "BEGIN SELECT RAISE(ABORT, 'the depot log is append-only'); END")
+            else:
+                sql(world.suite, f"CREATE TRIGGER log_events_no_{verb} BEFORE {verb.upper()} ON log_events "
+                                 "FOR EACH ROW EXECUTE FUNCTION log_events_append_only()")
+
+
+def rehash(run, customer: str, sequence: int) -> None:
+    """Edit an event and give it the hash its new content deserves (the next event's link still breaks)."""
+    [row] = run("SELECT * FROM log_events WHERE customer = :c AND sequence = :s", c=customer, s=sequence)
+    when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
+    event = SimpleNamespace(**{**row._mapping, "detail": "nothing happened", "event_time": as_utc(when)})
+    run("UPDATE log_events SET detail = :d, hash = :h WHERE customer = :c AND sequence = :s", d=event.detail,
+        h=chain.link(event.previous_hash, event), c=customer, s=sequence)
+
+
+async def chain_of_five(world: World) -> World:
+    w = await fresh_customer(world)
+    entry = await w.create("creator", secret="chain")
+    for notes in ("a", "b", "c"):
+        entry = await w.update("creator", entry, ["notes"], notes=notes)
+    await w.reveal("creator", entry.name)
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=5)
+    return w
+
+
+TAMPERING = {
+    "edited": ("UPDATE log_events SET detail = 'changed notes, server' WHERE customer = :c AND sequence = 3",
+               3, "edited"),
+    "edited_outcome": ("UPDATE log_events SET outcome = 'DENIED' WHERE customer = :c AND sequence = 5", 5, "edited"),
+    "edited_and_rehashed": (None, 3, "previous_hash"),  # see rehash()
+    "removed": ("DELETE FROM log_events WHERE customer = :c AND sequence = 2", 2, "missing"),
+    "newest_removed": ("DELETE FROM log_events WHERE customer = :c AND sequence = 5", 5, "missing"),
+    "reordered": (";".join(f"UPDATE log_events SET sequence = {b} WHERE customer = :c AND sequence = {a}"
+                           for a, b in ((2, -2), (3, 2), (-2, 3))), 2, "previous_hash"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+async def test_verify_log_finds_the_first_broken_position(world, case):
+    w = await chain_of_five(world)
+    statement, position, problem = TAMPERING[case]
+    with attacker(w) as run:
+        if statement:
+            for step in statement.split(";"):
+                run(step, c=w.customer)
+        else:
+            rehash(run, w.customer, 2)
+    verdict = await verify(w)
+    assert not verdict.valid and verdict.first_broken_sequence == position, verdict
+    assert problem in verdict.problem
+    other = await verify(world)  # other customers' chains are untouched
+    assert other.valid
+
+
+async def test_a_forged_event_appended_outside_the_depot_is_found(world):
+    w = await chain_of_five(world)
+    sql(w.suite, "INSERT INTO log_events (customer, sequence, action, outcome, actor, system, logon_data, incident, "
+                 "detail, event_time, request_id, previous_hash, hash) SELECT customer, 6, action, outcome, actor, "
+                 "system, logon_data, incident, detail, event_time, request_id, hash, hash FROM log_events "
+                 "WHERE customer = :c AND sequence = 5", c=w.customer)
+    verdict = await verify(w)
+    assert not verdict.valid and verdict.first_broken_sequence == 6

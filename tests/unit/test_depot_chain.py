@@ -1,0 +1,115 @@
+"""The log's hash chain, without a database: canonical content, linking, and the verifier's verdicts."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from services.depot import chain
+
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclasses.dataclass
+class Event:
+    sequence: int
+    detail: str = ""
+    customer: str = "1234"
+    action: str = "CREATE"
+    outcome: str = "SUCCESS"
+    actor: str = "users/S0000000001"
+    system: str = "customers/1234/systems/1"
+    logon_data: str = ""
+    incident: str = ""
+    event_time: dt.datetime = T0
+    request_id: str = "r"
+    previous_hash: str = ""
+    hash: str = ""
+
+
+def build(n: int) -> list[Event]:
+    events, previous = [], chain.GENESIS
+    for seq in range(1, n + 1):
+        event = Event(seq, detail=f"event {seq}", event_time=T0 + dt.timedelta(seconds=seq), previous_hash=previous)
+        event.hash = previous = chain.link(previous, event)
+        events.append(event)
+    return events
+
+
+def verdict(events: list[Event], head: tuple[int, str] | None = None) -> chain.Verdict:
+    verifier = chain.Verifier()
+    for event in events:
+        if not verifier.feed(event):
+            break
+    head = head if head is not None else (events[-1].sequence, events[-1].hash) if events else (0, "")
+    return verifier.finish(*head)
+
+
+def test_canonical_content_is_stable_and_excludes_the_hashes():
+    event = Event(1, detail="ünïcode ✓", event_time=dt.datetime(2030, 1, 1))  # naive = UTC
+    assert chain.canonical(event) == (
+        '{"action":"CREATE","actor":"users/S0000000001","customer":"1234","detail":"ünïcode ✓",'
+        '"event_time":"2030-01-01T00:00:00.000000Z","incident":"","logon_data":"","outcome":"SUCCESS",'
+        '"request_id":"r","sequence":1,"system":"customers/1234/systems/1"}').encode()
+    assert chain.canonical(dataclasses.replace(event, hash="x", previous_hash="y")) == chain.canonical(event)
+    assert len(chain.link("", event)) == 64 and chain.link("", event) != chain.link("a" * 64, event)
+
+
+def test_an_intact_chain_and_an_empty_one_verify():
+    assert verdict(build(5)) == chain.Verdict(True, 5)
+    assert verdict([]) == chain.Verdict(True, 0)
+
+
+@pytest.mark.parametrize("field, value", [("detail", "other"), ("actor", "users/S0000000002"),
+                                          ("outcome", "DENIED"), ("event_time", T0), ("customer", "9"),
+                                          ("request_id", ""), ("logon_data", "x"), ("incident", "y"),
+                                          ("system", "z"), ("action", "REVEAL")])
+def test_an_edited_field_breaks_at_that_event(field, value):
+    events = build(5)
+    setattr(events[2], field, value)
+    result = verdict(events)
+    assert (result.valid, result.first_broken_sequence) == (False, 3) and "edited" in result.problem
+
+
+def test_an_edit_with_a_recomputed_hash_breaks_the_next_link():
+    events = build(5)
+    events[1].detail = "forged"
+    events[1].hash = chain.link(events[1].previous_hash, events[1])
+    result = verdict(events)
+    assert result.first_broken_sequence == 3 and "previous_hash" in result.problem
+
+
+def test_a_removed_event_is_missing():
+    events = build(5)
+    del events[1]
+    result = verdict(events, head=(5, events[-1].hash))
+    assert result.first_broken_sequence == 2 and "missing" in result.problem
+
+
+def test_removed_newest_events_are_found_by_the_head():
+    events = build(5)
+    head = (5, events[-1].hash)
+    result = verdict(events[:3], head)
+    assert result.first_broken_sequence == 4 and "newest events were removed" in result.problem
+
+
+def test_reordered_events_break_at_the_first_moved_one():
+    events = build(5)
+    events[1], events[2] = events[2], events[1]
+    events[1].sequence, events[2].sequence = 2, 3  # renumbered to look contiguous
+    result = verdict(events)
+    assert result.first_broken_sequence == 2 and "reordered" in result.problem
+
+
+def test_a_repeated_sequence_is_reported():
+    events = build(3)
+    result = verdict([events[0], events[1], events[1], events[2]])
+    assert result.first_broken_sequence == 3 and "again" in result.problem
+
+
+def test_events_beyond_the_head_or_a_replaced_newest_event():
+    events = build(4)
+    assert verdict(events, head=(3, events[2].hash)).first_broken_sequence == 4
+    result = verdict(events, head=(4, "0" * 64))
+    assert result.first_broken_sequence == 4 and "replaced" in result.problem
