@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 
-.PHONY: all venv gen lint run test node-deps bench proof clean
+.PHONY: all venv gen lint run test node-deps bench proof certs up down clean
 
 all: gen
 
@@ -48,6 +48,16 @@ proof: gen
 
 bench: gen
 	$(PY) -m bench.run
+
+certs: $(STAMP)
+	$(PY) -m services.kit.certs --out var/certs
+
+up: certs
+	$(PY) deploy/make_secrets.py
+	docker compose --env-file deploy/secrets/compose.env up -d --build --wait
+
+down:
+	docker compose down
 
 clean:
 	rm -rf gen $(VENV) var

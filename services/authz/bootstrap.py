@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services.authz import handlers, policy
 from services.authz.passwords import token_hash
@@ -31,13 +32,17 @@ def write_secret_file(path: Path, text: str) -> None:
 
 
 async def _ensure_principal(db, clock, user_id: str, kind: str, display_name: str) -> bool:
-    async with db.unit_of_work() as session:
-        if await session.get(PrincipalRow, user_id) is not None:
-            return False
-        now = clock.now()
-        session.add(PrincipalRow(user_id=user_id, kind=kind, customer=None, display_name=display_name, email="",
-                                 disabled=False, password_hash=None, created_at=now, updated_at=now))
-        return True
+    """Create the principal unless it exists; a replica starting at the same moment may win the race."""
+    try:
+        async with db.unit_of_work() as session:
+            if await session.get(PrincipalRow, user_id) is not None:
+                return False
+            now = clock.now()
+            session.add(PrincipalRow(user_id=user_id, kind=kind, customer=None, display_name=display_name,
+                                     email="", disabled=False, password_hash=None, created_at=now, updated_at=now))
+    except IntegrityError:
+        return False
+    return True
 
 
 async def _token_still_valid(db, clock, path: Path) -> bool:

@@ -193,6 +193,18 @@ def validate_installations(installations: list[str]) -> list[str]:
 
 async def grant(db, clock, user_id: str, authorization: str, installations: list[str], granted_by: str) -> GrantRow:
     installations = validate_installations(installations)
+    return await retry_on_conflict(lambda: _grant(db, clock, user_id, authorization, installations, granted_by))
+
+
+async def retry_on_conflict(write):
+    """Run an upsert; if a concurrent writer inserted the same row first, run it once more (now an update)."""
+    try:
+        return await write()
+    except IntegrityError:
+        return await write()
+
+
+async def _grant(db, clock, user_id: str, authorization: str, installations: list[str], granted_by: str) -> GrantRow:
     async with db.unit_of_work() as session:
         user = await session.get(PrincipalRow, user_id)
         if user is None:
@@ -229,6 +241,10 @@ async def grants_of(db, user_id: str) -> list[GrantRow]:
 
 
 async def set_assignment(db, clock, incident: str, engineer: str, system: str, customer: str) -> AssignmentRow:
+    return await retry_on_conflict(lambda: _set_assignment(db, clock, incident, engineer, system, customer))
+
+
+async def _set_assignment(db, clock, incident: str, engineer: str, system: str, customer: str) -> AssignmentRow:
     async with db.unit_of_work() as session:
         user = await session.get(PrincipalRow, engineer)
         if user is None or user.kind != policy.SUPPORT_ENGINEER:

@@ -18,7 +18,7 @@ from services.connections.policies import Directory, build_policies
 from services.connections.servicer import ConnectionsServicer
 from services.connections.settings import ConnectionsSettings
 from services.connections.type_catalog import TypeCatalog
-from services.kit import clients
+from services.kit import clients, metrics
 from services.kit.app import Deps, main
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
@@ -72,6 +72,8 @@ class ConnectionsApp:
         async with self._sweep_lock:
             expired = await windows.record_expired(self.db, self.clock)
             reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
+        metrics.sweep_done("auto_close", len(expired), service="connections")
+        metrics.sweep_done("reconcile", reconciled, service="connections")
         return SweepResult(expired, reconciled)
 
     async def _sweep_forever(self) -> None:

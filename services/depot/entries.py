@@ -47,7 +47,6 @@ async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.
         await depot.connections.check_incident(fields.restricted_incident, sysname, "logon_data.restricted_incident")
     who = access.caller()
     now = depot.clock.now()
-    await depot.keys.rotate_if_worn(depot.store, now)
 
     async def work(session: AsyncSession) -> EntryRow:
         entry_id = model.new_entry_id()
@@ -66,7 +65,7 @@ async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.
             detail=f"created {kind} entry" + (f" for user {row.user_name}" if row.user_name else "")), now)
         return row
 
-    return await depot.store.write(work)
+    return await depot.keys.write_sealing(depot.store, depot.clock.now, work)
 
 
 async def _remember_system(session: AsyncSession, customer: str, system: str, installation: str, now) -> None:
@@ -138,8 +137,6 @@ async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields
         await depot.connections.check_incident(changes.restricted_incident, access.system_name(row),
                                                "logon_data.restricted_incident")
     now = depot.clock.now()
-    if overwrite:
-        await depot.keys.rotate_if_worn(depot.store, now)
 
     async def work(session: AsyncSession) -> EntryRow:
         current = await _current(session, depot, row, parts, etag)
@@ -159,7 +156,7 @@ async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields
                 audit.SECRET_OVERWRITE, who.user, detail="secret overwritten", **event), now)
         return current
 
-    return await depot.store.write(work)
+    return await depot.keys.write_sealing(depot.store, depot.clock.now, work)
 
 
 async def delete(depot: Depot, parts: dict[str, str], etag: str) -> None:
@@ -189,7 +186,7 @@ def _check_etag(row: EntryRow, etag: str) -> None:
 
 async def _current(session: AsyncSession, depot: Depot, row: EntryRow, parts: dict[str, str], etag: str) -> EntryRow:
     """The entry again, inside the writing transaction: still there, unexpired, and the etag still matches."""
-    current = await session.get(EntryRow, row.pk)
+    current = await session.get(EntryRow, row.pk, with_for_update=True)
     if current is None or model.is_expired(as_utc(current.expire_time), depot.clock.now()):
         raise access.not_found(parts)
     _check_etag(current, etag)

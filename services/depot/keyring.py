@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import sys
 from dataclasses import dataclass
+from typing import Awaitable, Callable, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,15 +17,26 @@ from services.depot.model import SECRET_FIELD
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
 from services.depot.tables import EntryRow, RingKeyRow
-from services.kit.errors import Conflict
+from services.kit.errors import Conflict, KeyUnavailable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+SEAL_ATTEMPTS = 20  # a write that met a worn key rotates it and runs again; concurrent writers may meet several
 
 ACTIVE, DECRYPT_ONLY, RETIRED = "ACTIVE", "DECRYPT_ONLY", "RETIRED"
 
 
 class SecretUnreadable(Exception):
     """A stored ciphertext or wrapped data key failed authentication, or names a ring key that does not exist."""
+
+
+class KeyWorn(Exception):
+    """Sealing found the active ring key at its usage limit; the write is rolled back, the key rotated, and the
+    write run again (see KeyService.write_sealing)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"ring key version {version} reached its usage limit")
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -118,15 +130,38 @@ class KeyService:
         return self.ring.current_version
 
     async def seal(self, session: AsyncSession, customer: str, system: str, entry_id: str, secret: str) -> Sealed:
-        """Encrypt a secret under a fresh data key wrapped by the active ring key (in the caller's transaction,
-        which also counts the encryption)."""
+        """Encrypt a secret under a fresh data key wrapped by the active ring key, in the caller's transaction,
+        which also claims the encryption against the key's usage limit (KeyWorn when the key is worn: run the
+        write through write_sealing, which rotates and runs it again)."""
         version = await self.active_version(session)
+        await self._claim(session, version, 1)
         ctx = entry_context(customer, system, entry_id)
         data_key = barrier.new_data_key()
-        sealed = Sealed(version, barrier.wrap_data_key(self.ring, version, data_key, ctx),
-                        barrier.encrypt_field(data_key, ctx, SECRET_FIELD, version, secret))
-        await self.count(session, version, 1)
-        return sealed
+        return Sealed(version, barrier.wrap_data_key(self.ring, version, data_key, ctx),
+                      barrier.encrypt_field(data_key, ctx, SECRET_FIELD, version, secret))
+
+    async def _claim(self, session: AsyncSession, version: int, encryptions: int) -> None:
+        """Count `encryptions` under ring key `version` only if that keeps it within the usage limit. One
+        conditional UPDATE: on PostgreSQL its row lock orders concurrent writers of every process, and each
+        re-reads the count it is checked against, so no key is used past the limit; SQLite has one writer."""
+        claimed = await session.execute(
+            update(RingKeyRow).where(RingKeyRow.version == version,
+                                     RingKeyRow.encryptions + encryptions <= self.settings.key_usage_limit)
+            .values(encryptions=RingKeyRow.encryptions + encryptions))
+        if claimed.rowcount != 1:
+            raise KeyWorn(version)
+
+    async def write_sealing(self, store: Store, now: Callable[[], dt.datetime],
+                            work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run a write that seals secrets; when it meets a worn ring key, rotate that key (once, whoever is
+        first) and run the write again."""
+        for _ in range(SEAL_ATTEMPTS):
+            try:
+                return await store.write(work)
+            except KeyWorn as worn:
+                await self.rotate_worn(store, now(), worn.version)
+        raise KeyUnavailable("the ring key was worn out by concurrent writes faster than it could be rotated; "
+                             "try again")
 
     async def open(self, session: AsyncSession, row: EntryRow) -> str:
         """The plaintext secret of an entry; SecretUnreadable if anything about it fails authentication."""
@@ -166,9 +201,19 @@ class KeyService:
 
     async def rotate(self, store: Store, now: dt.datetime) -> RingKeyRow:
         """Add the next ring key; it becomes active. Stored first, used after."""
+        row = await self._rotate(store, now, None)
+        assert row is not None
+        return row
 
-        async def add(session: AsyncSession) -> tuple[RingKeyRow, bytes]:
-            version = await self.active_version(session) + 1 if len(self.ring) else 1
+    async def _rotate(self, store: Store, now: dt.datetime, replacing: int | None) -> RingKeyRow | None:
+        """Add the next ring key; with `replacing`, only while that version is still the active one (None if
+        another writer rotated it meanwhile)."""
+
+        async def add(session: AsyncSession) -> tuple[RingKeyRow, bytes] | None:
+            active = await self.active_version(session) if len(self.ring) else 0
+            if replacing is not None and active != replacing:
+                return None
+            version = active + 1
             wrapped = self.ring.new_ring_key(version)
             row = RingKeyRow(version=version, wrapped_key=wrapped, create_time=now, encryptions=0)
             session.add(row)
@@ -176,24 +221,25 @@ class KeyService:
             return row, wrapped
 
         try:
-            row, wrapped = await store.write(add)
+            added = await store.write(add)
         except IntegrityError:
             raise Conflict("another key rotation happened at the same moment; read the key status") from None
+        if added is None:
+            return None
+        row, wrapped = added
         self.ring.add(row.version, wrapped)
         logger.info("ring key version %d added and active", row.version)
         return row
 
-    async def rotate_if_worn(self, store: Store, now: dt.datetime) -> None:
-        """Rotate before the active ring key passes its usage limit (AES-GCM's bound for random nonces)."""
-        async with store.read() as session:
-            version = await self.active_version(session)
-            used = (await session.get(RingKeyRow, version)).encryptions
-        if used >= self.settings.key_usage_limit:
-            logger.warning("ring key version %d reached its usage limit (%d encryptions); rotating", version, used)
-            try:
-                await self.rotate(store, now)
-            except Conflict:
-                pass  # someone else rotated it
+    async def rotate_worn(self, store: Store, now: dt.datetime, version: int) -> None:
+        """Rotate away from ring key `version`, which reached its usage limit (AES-GCM's bound for random
+        nonces), unless another writer (of this or another process) already did."""
+        try:
+            if await self._rotate(store, now, version) is not None:
+                logger.warning("ring key version %d reached its usage limit (%d encryptions); rotated", version,
+                               self.settings.key_usage_limit)
+        except Conflict:
+            pass  # another process rotated it at the same moment
 
     async def status(self, store: Store) -> tuple[list[KeyStatus], int]:
         """Every ring key with the entries it still protects, and the active version."""

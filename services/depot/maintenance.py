@@ -23,7 +23,8 @@ async def sweep_once(depot: Depot) -> int:
         async def work(session: AsyncSession) -> int:
             rows = list((await session.execute(select(EntryRow).where(EntryRow.expire_time <= now)
                                                .order_by(EntryRow.expire_time, EntryRow.pk)
-                                               .limit(SWEEP_BATCH))).scalars())
+                                               .limit(SWEEP_BATCH)
+                                               .with_for_update(skip_locked=True))).scalars())
             for row in rows:
                 if not row.expiry_logged:
                     await audit.append(session, row.customer, access.expired_event(row), now)
@@ -49,7 +50,8 @@ async def rewrap_once(depot: Depot) -> int:
         active = await depot.keys.active_version(session)
         rows = list((await session.execute(
             select(EntryRow).where(EntryRow.key_version < active, EntryRow.unreadable.is_(False))
-            .order_by(EntryRow.pk).limit(depot.settings.rewrap_batch))).scalars())
+            .order_by(EntryRow.pk).limit(depot.settings.rewrap_batch)
+            .with_for_update(skip_locked=True))).scalars())
         moved = 0
         for row in rows:
             try:

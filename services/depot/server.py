@@ -16,7 +16,7 @@ from services.depot.remote import Connections
 from services.depot.servicer import SERVICE, DepotServicer, policies
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
-from services.kit import app, clients
+from services.kit import app, clients, metrics
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
 
@@ -55,10 +55,14 @@ class DepotApp:
         await self.depot.store.close()
 
     async def sweep_once(self) -> int:
-        return await maintenance.sweep_once(self.depot)
+        purged = await maintenance.sweep_once(self.depot)
+        metrics.sweep_done("expiry", purged, service="depot")
+        return purged
 
     async def rewrap_once(self) -> int:
-        return await maintenance.rewrap_once(self.depot)
+        moved = await maintenance.rewrap_once(self.depot)
+        metrics.sweep_done("rewrap", moved, service="depot")
+        return moved
 
     async def _run(self) -> None:
         while True:

@@ -1,17 +1,20 @@
 """Running a service: migrations, the authorizer, background tasks, serving and shutdown — the same for all."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
 import grpc
 
-from services.kit import auth, clients, logs
+from services.kit import auth, clients, logs, metrics, tls
 from services.kit.clock import Clock, SystemClock
-from services.kit.config import ServiceConfig
+from services.kit.config import DEFAULT_PORTS, KIT_VARIABLES, ServiceConfig, env
 from services.kit.server import ServerSpec, create_server, mark_serving, run_until_signalled
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class Running:
     app: App
     health: object
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    metrics_port: int = 0  # the bound /metrics port, 0 when off
 
     @property
     def address(self) -> str:
@@ -58,34 +62,84 @@ class Running:
 
 
 def remote_authorizer(config: ServiceConfig, token: Callable[[], str]) -> tuple[auth.RemoteAuthorizer, grpc.aio.Channel]:
-    channel = clients.channel(config.authz_addr)
+    channel = clients.channel(config.authz_addr, identity=tls.identity_for(config))
     return auth.RemoteAuthorizer(channel, token, config.authz_deadline_s), channel
 
 
 async def start(deps: Deps, build: Callable[[Deps], Awaitable[App]]) -> Running:
-    """Build and start a service (the process entry point and in-process tests both use this)."""
-    app = await build(deps)
-    closers: list[Callable[[], Awaitable[None]]] = []
-    authorizer = app.authorizer
-    if authorizer is None:
-        authorizer, channel = remote_authorizer(deps.config, deps.service_token)
-        closers.append(lambda: channel.close())
-    server, port, health = await create_server(deps.config, app.spec, authorizer)
-    await app.start()
+    """Build and start a service (the process entry point and in-process tests both use this).
+    Channels the service makes while it is built and started present its own TLS identity (RS_TLS=1)."""
+    identity = tls.identity_for(deps.config)
+    with tls.using(identity):
+        app = await build(deps)
+        closers: list[Callable[[], Awaitable[None]]] = []
+        authorizer = app.authorizer
+        if authorizer is None:
+            authorizer, channel = remote_authorizer(deps.config, deps.service_token)
+            closers.append(lambda: channel.close())
+        server, port, health = await create_server(deps.config, app.spec, authorizer)
+        await app.start()
     await server.start()
+    metrics_port = 0
+    if deps.config.metrics_port:
+        metrics_port, stop_metrics = metrics.serve(deps.config.metrics_port, deps.config.metrics_host)
+        closers.append(lambda: asyncio.to_thread(stop_metrics))
     await mark_serving(health, app.spec.service_names)
-    return Running(server, port, app, health, closers)
+    return Running(server, port, app, health, closers, metrics_port)
+
+
+_VARIABLE = re.compile(r"\b(RS_[A-Z0-9_]+[A-Z0-9])\b")
+
+
+def service_variables(service: str) -> list[str]:
+    """The RS_* variables a service's own modules read (found in its source, so the list stays true)."""
+    package = Path(__file__).resolve().parents[2] / ("gateway" if service == "gateway" else f"services/{service}")
+    found: set[str] = set()
+    for source in sorted(package.rglob("*.py")):
+        if "migrations" not in source.parts:
+            found.update(_VARIABLE.findall(source.read_text(errors="replace")))
+    kit = {n.strip() for names, _, _ in KIT_VARIABLES for n in names.replace("{SVC}", service.upper()).split("/")}
+    return sorted(found - kit)
+
+
+def help_text(service: str) -> str:
+    up = service.upper()
+    lines = ["configuration (environment variables only; defaults run on a laptop, none is secret):"]
+    for name, default, meaning in KIT_VARIABLES:
+        if name.startswith("RS_GATEWAY_") and service != "gateway":
+            continue
+        lines.append(f"  {name.replace('{SVC}', up):<56} {meaning} [default: {default}]")
+    own = service_variables(service)
+    if own:
+        lines.append(f"\n{service}'s own settings (see docs/PRODUCTION.md):")
+        lines.extend(f"  {name}" for name in own)
+    lines.append(f"\nServes gRPC (with grpc.health.v1.Health and reflection) on port {DEFAULT_PORTS[service]} "
+                 "by default; stops cleanly on SIGTERM/SIGINT. Logs are JSON lines on stderr.")
+    return "\n".join(lines)
+
+
+def parse_args(service: str, argv: list[str] | None = None) -> argparse.Namespace:
+    module = "gateway.server" if service == "gateway" else f"services.{service}.server"
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}", description=f"The Remote Support Suite's {service} service.",
+        epilog=help_text(service), formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser.parse_args(sys.argv[1:] if argv is None else argv)
 
 
 def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
-    """Process entry point: configuration from the environment, JSON logs, serve until signalled."""
+    """Process entry point: configuration from the environment, JSON logs, serve until signalled.
+    `--help` lists the environment variables and exits."""
+    parse_args(service)
     config = ServiceConfig.from_env(service)
-    logs.setup(service)
+    logs.setup(service, env("RS_LOG_LEVEL", "INFO").upper())
+    metrics.set_service(service)
+    tls.set_process_identity(tls.identity_for(config))
     deps = Deps(config, SystemClock(), clients.TokenFile(config.service_token_file))
 
     async def serve() -> None:
         running = await start(deps, build)
-        logger.info("%s serving on %s:%d", service, config.host, running.port)
+        logger.info("%s serving on %s:%d%s", service, config.host, running.port,
+                    " (mutual TLS)" if config.tls else "")
         await run_until_signalled(running.server, running.health, running.app.spec.service_names,
                                   config.grace_s, running.app.stop)
         for close in running.closers:

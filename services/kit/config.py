@@ -33,6 +33,41 @@ def env_float(name: str, default: float) -> float:
         raise SystemExit(f"configuration error: {name} must be a number, got {raw!r}") from exc
 
 
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"configuration error: {name} must be 1 or 0 (true/false), got {raw!r}")
+
+
+def env_path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
+
+
+def database_url(service: str, default: str) -> str:
+    """RS_<SVC>_DATABASE_URL, with the password taken from RS_<SVC>_DATABASE_PASSWORD_FILE when that is set
+    (a mounted secret), so that no password has to stand in an environment variable."""
+    up = service.upper()
+    url = env(f"RS_{up}_DATABASE_URL", default)
+    password_file = os.environ.get(f"RS_{up}_DATABASE_PASSWORD_FILE")
+    if not password_file:
+        return url
+    try:
+        password = Path(password_file).read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"configuration error: RS_{up}_DATABASE_PASSWORD_FILE={password_file} cannot be read "
+                         f"({exc.strerror})") from None
+    from sqlalchemy.engine import make_url  # the kit's database layer already depends on it
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
 def var_dir() -> Path:
     return Path(env("RS_VAR_DIR", "var")).resolve()
 
@@ -59,6 +94,14 @@ class ServiceConfig:
     grace_s: float = 5.0
     max_message_bytes: int = 4 * 1024 * 1024
     profile: str = "dev"
+    # Mutual TLS between the services (off by default; `make certs` writes a development CA and certificates).
+    tls: bool = False
+    tls_dir: Path | None = None  # ca.pem, <service>.pem, <service>-key.pem; None: <var_dir>/certs
+    public_tls_cert: Path | None = None  # gateway only: the certificate clients see (no client certificate asked)
+    public_tls_key: Path | None = None
+    # Prometheus metrics over HTTP: 0 = off.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, service: str) -> "ServiceConfig":
@@ -68,7 +111,7 @@ class ServiceConfig:
             service=service,
             host=env(f"RS_{up}_HOST", env("RS_HOST", "127.0.0.1")),
             port=env_int(f"RS_{up}_PORT", DEFAULT_PORTS[service]),
-            database_url=env(f"RS_{up}_DATABASE_URL", f"sqlite:///{vd / (service + '.db')}"),
+            database_url=database_url(service, f"sqlite:///{vd / (service + '.db')}"),
             var_dir=vd,
             authz_addr=_addr("authz"),
             depot_addr=_addr("depot"),
@@ -79,8 +122,45 @@ class ServiceConfig:
             grace_s=env_float("RS_GRACE_S", 5.0),
             max_message_bytes=env_int("RS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             profile=env("RS_PROFILE", "dev"),
+            tls=env_bool("RS_TLS", False),
+            tls_dir=Path(env("RS_TLS_DIR", str(vd / "certs"))),
+            public_tls_cert=env_path(f"RS_{up}_PUBLIC_TLS_CERT") if service == "gateway" else None,
+            public_tls_key=env_path(f"RS_{up}_PUBLIC_TLS_KEY") if service == "gateway" else None,
+            metrics_port=env_int(f"RS_{up}_METRICS_PORT", 0),
+            metrics_host=env("RS_METRICS_HOST", "127.0.0.1"),
         )
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.tls_dir if self.tls_dir is not None else self.var_dir / "certs"
+
+
+# Every variable the kit reads, for `--help` and the production guide: (name, default, meaning).
+KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("RS_{SVC}_HOST / RS_HOST", "127.0.0.1", "address to listen on (0.0.0.0 in a container)"),
+    ("RS_{SVC}_PORT", "gateway 50051, authz 50052, depot 50053, connections 50054", "gRPC port"),
+    ("RS_{SVC}_DATABASE_URL", "sqlite:///$RS_VAR_DIR/<svc>.db", "this service's own database "
+                                                              "(postgresql+psycopg://user:pw@host/db)"),
+    ("RS_{SVC}_DATABASE_PASSWORD_FILE", "(unset)", "a file holding the database password (a mounted secret); "
+                                                  "keeps the password out of the URL"),
+    ("RS_AUTHZ_ADDR / RS_DEPOT_ADDR / RS_CONNECTIONS_ADDR", "127.0.0.1:<default port>",
+     "where the other services are"),
+    ("RS_VAR_DIR", "var", "local state: SQLite files, token files, development keys"),
+    ("RS_{SVC}_TOKEN_FILE", "$RS_VAR_DIR/secrets/<svc>.token", "this service's own token (0600)"),
+    ("RS_AUTHZ_DEADLINE_S", "2.0", "deadline of each authorization check (fails closed)"),
+    ("RS_CALL_DEADLINE_S", "10.0", "default deadline of calls to other services"),
+    ("RS_GRACE_S", "5.0", "shutdown grace for in-flight calls"),
+    ("RS_MAX_MESSAGE_BYTES", "4194304", "largest gRPC message"),
+    ("RS_PROFILE", "dev", "dev or production (production refuses development keys)"),
+    ("RS_TLS", "0", "1: mutual TLS between the services (client certificates from the suite's CA required)"),
+    ("RS_TLS_DIR", "$RS_VAR_DIR/certs", "ca.pem, <svc>.pem, <svc>-key.pem (make certs writes development ones)"),
+    ("RS_GATEWAY_PUBLIC_TLS_CERT / RS_GATEWAY_PUBLIC_TLS_KEY", "(unset)",
+     "gateway only: serve clients over TLS with this certificate (no client certificate asked)"),
+    ("RS_{SVC}_METRICS_PORT", "0 (off)", "Prometheus metrics on http://RS_METRICS_HOST:port/metrics"),
+    ("RS_METRICS_HOST", "127.0.0.1", "address of the metrics endpoint"),
+    ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),
+)

@@ -1,7 +1,8 @@
 """The interceptor chain, in its one named order:
-request id -> logging -> authentication -> authorization -> error mapping."""
+request id -> logging -> metrics -> authentication -> authorization -> error mapping."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -10,8 +11,8 @@ from typing import Awaitable, Callable
 
 import grpc
 
-from services.kit import auth
-from services.kit.errors import DomainError, Internal, Unauthenticated, to_grpc_status
+from services.kit import auth, metrics, tls
+from services.kit.errors import AuthzUnavailable, DomainError, Internal, Unauthenticated, to_grpc_status
 from services.kit.logs import log, request_id_var
 
 logger = logging.getLogger("rs.access")
@@ -82,6 +83,24 @@ class LoggingInterceptor(_UnaryInterceptor):
                 duration_ms=round((time.perf_counter() - started) * 1000, 2), subject=subject)
 
 
+class MetricsInterceptor(_UnaryInterceptor):
+    """Counts every call by method and status code and times it (Prometheus; see services.kit.metrics)."""
+
+    async def around(self, method, metadata, request, context, inner):
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            return await inner(request, context)
+        except asyncio.CancelledError:
+            code = "CANCELLED"  # the caller went away (its deadline passed, or it cancelled)
+            raise
+        except BaseException:
+            code = _code_name(context, "UNKNOWN")
+            raise
+        finally:
+            metrics.observe_request(method, code, time.perf_counter() - started)
+
+
 class AuthenticationInterceptor(_UnaryInterceptor):
     """Requires a well-formed bearer token on every non-public method."""
 
@@ -102,11 +121,15 @@ class AuthenticationInterceptor(_UnaryInterceptor):
 
 
 class AuthorizationInterceptor(_UnaryInterceptor):
-    """Asks the authorizer (authz) about every non-public call; unknown methods are refused."""
+    """Asks the authorizer (authz) about every non-public call; unknown methods are refused.
+    With `peer_check` (mutual TLS on), a service account's call must also come over a connection whose
+    client certificate names that service."""
 
-    def __init__(self, policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer) -> None:
+    def __init__(self, policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer,
+                 peer_check: bool = False) -> None:
         self.policies = policies
         self.authorizer = authorizer
+        self.peer_check = peer_check
 
     async def around(self, method, metadata, request, context, inner):
         policy = self.policies.get(method)
@@ -117,12 +140,27 @@ class AuthorizationInterceptor(_UnaryInterceptor):
                 raise auth.PermissionDenied(f"method {method} has no authorization policy; refused")
             resource = await (policy.resolve or auth.no_resource)(request)
             token = auth.token_var.get()
-            decision = await self.authorizer.check(token, policy.permission, resource)
-            decision.raise_unless_allowed()
+            decision = await self._decide(token, policy.permission, resource, context)
         except DomainError as error:
             await abort(context, error)
         auth.auth_var.set(auth.AuthContext(token, decision, self.authorizer))
         return await inner(request, context)
+
+    async def _decide(self, token: str, permission: str, resource: auth.Resource, context) -> auth.Decision:
+        try:
+            decision = await self.authorizer.check(token, permission, resource)
+        except AuthzUnavailable:
+            metrics.authz_decision(None)
+            raise
+        try:
+            decision.raise_unless_allowed()
+            if self.peer_check and decision.subject is not None:
+                tls.require_service_peer(context, decision.subject.user, decision.subject.kind)
+        except DomainError:
+            metrics.authz_decision(False)
+            raise
+        metrics.authz_decision(True)
+        return decision
 
 
 class ErrorMappingInterceptor(_UnaryInterceptor):
@@ -140,12 +178,14 @@ class ErrorMappingInterceptor(_UnaryInterceptor):
             await abort(context, Internal(f"internal error; quote request id {request_id_var.get()}"))
 
 
-def chain(policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer) -> list[grpc.aio.ServerInterceptor]:
+def chain(policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer, *,
+          peer_check: bool = False) -> list[grpc.aio.ServerInterceptor]:
     return [
         RequestIdInterceptor(),
         LoggingInterceptor(),
+        MetricsInterceptor(),
         AuthenticationInterceptor(policies),
-        AuthorizationInterceptor(policies, authorizer),
+        AuthorizationInterceptor(policies, authorizer, peer_check),
         ErrorMappingInterceptor(),
     ]
 

@@ -16,5 +16,8 @@ def run(metadata: MetaData) -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # replicas starting together on one database migrate one after the other
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('rs-migrations'))")
             context.run_migrations()
     engine.dispose()

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.kit import auth, interceptors
+from services.kit import auth, interceptors, tls
 from services.kit.config import ServiceConfig
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,11 @@ def server_options(config: ServiceConfig) -> list[tuple[str, int]]:
 
 
 async def create_server(config: ServiceConfig, spec: ServerSpec, authorizer: auth.Authorizer):
-    """Build (not start) a server on config.host:config.port; returns (server, bound port, health servicer)."""
+    """Build (not start) a server on config.host:config.port; returns (server, bound port, health servicer).
+    With RS_TLS=1 the port asks every client for a certificate from the suite's CA (services.kit.tls)."""
+    credentials = tls.server_credentials(config)
     server = grpc.aio.server(
-        interceptors=interceptors.chain(spec.policies, authorizer),
+        interceptors=interceptors.chain(spec.policies, authorizer, peer_check=tls.requires_service_peer(config)),
         options=server_options(config),
         maximum_concurrent_rpcs=config_max_rpcs(),
     )
@@ -52,7 +54,10 @@ async def create_server(config: ServiceConfig, spec: ServerSpec, authorizer: aut
     names = list(spec.service_names) + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                         reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(config.address)
+    if credentials is not None:
+        port = server.add_secure_port(config.address, credentials)
+    else:
+        port = server.add_insecure_port(config.address)
     if port == 0:
         raise SystemExit(f"cannot bind {config.address}")
     return server, port, health_servicer

@@ -1,5 +1,9 @@
 """`make run`: start authz, connections, depot and the gateway as four processes, wait until each
-reports SERVING, print the addresses, and stop all four cleanly on Ctrl-C."""
+reports SERVING, print the addresses, and stop all four cleanly on Ctrl-C.
+
+Also used by tests to start extra replicas of a service (`replica_ports`) against the same databases, and
+to run the suite with mutual TLS (RS_TLS=1 in `env`: the health checks then present the service's own
+certificate)."""
 from __future__ import annotations
 
 import os
@@ -14,16 +18,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.config import DEFAULT_PORTS
+from services.kit.healthcheck import credentials_from_env
 
 ORDER = ("authz", "connections", "depot", "gateway")
 MODULES = {"authz": "services.authz.server", "connections": "services.connections.server",
            "depot": "services.depot.server", "gateway": "gateway.server"}
 
 
-def wait_serving(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+def wait_serving(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
     """Poll the standard health service until it answers SERVING."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -45,27 +52,56 @@ class Supervisor:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Extra replicas: service -> the ports of replicas 1, 2, ... (replica 0 is `ports[service]`). Replica i
+    # is named "<service>#<i>" in `processes`, logs to <service>#<i>.log, and calls replica i (modulo their
+    # count) of the other services, so that every replica is exercised.
+    replica_ports: dict[str, list[int]] = field(default_factory=dict)
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
-    def environment(self) -> dict[str, str]:
+    def replica_count(self, service: str) -> int:
+        return 1 + len(self.replica_ports.get(service, ()))
+
+    def replica_address(self, service: str, index: int) -> str:
+        ports = [self.ports[service], *self.replica_ports.get(service, ())]
+        return f"127.0.0.1:{ports[index % len(ports)]}"
+
+    def environment(self, replica: int = 0) -> dict[str, str]:
         env = dict(self.env)
         for service, port in self.ports.items():
             env[f"RS_{service.upper()}_PORT"] = str(port)
-            env[f"RS_{service.upper()}_ADDR"] = self.address(service)
+            env[f"RS_{service.upper()}_ADDR"] = self.replica_address(service, replica) if replica else \
+                self.address(service)
         return env
 
-    def start(self, services=ORDER, timeout: float = 60.0) -> None:
-        env = self.environment()
-        for service in services:
-            out = None
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                out = open(self.log_dir / f"{service}.log", "ab")
-            self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", MODULES[service]], env=env, stdout=out, stderr=out if out else None)
-            wait_serving(self.address(service), timeout, self.processes[service])
+    def start(self, services=ORDER, timeout: float = 60.0, *, parallel: bool = False) -> None:
+        """Start `services` one after another (each SERVING before the next), then their extra replicas.
+        parallel=True starts replica 0 of every service at once, then every extra replica at once: faster,
+        and still never two first starts on one database (migrations, authz's bootstrap)."""
+        waves = [[(service, index) for service in services] for index in range(1 + max(
+            (len(self.replica_ports.get(s, ())) for s in services), default=0))]
+        if not parallel:
+            waves = [[(service, index)] for service in services
+                     for index in range(1 + len(self.replica_ports.get(service, ())))]
+        for wave in waves:
+            started = [self._spawn(service, index) for service, index in wave
+                       if index < 1 + len(self.replica_ports.get(service, ()))]
+            for name, address, credentials in started:
+                wait_serving(address, timeout, self.processes[name], credentials)
+
+    def _spawn(self, service: str, index: int) -> tuple[str, str, grpc.ChannelCredentials | None]:
+        name = service if index == 0 else f"{service}#{index}"
+        env = self.environment(index)
+        address = self.replica_address(service, index)
+        env[f"RS_{service.upper()}_PORT"] = address.rsplit(":", 1)[1]
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", MODULES[service]], env=env, stdout=out, stderr=out if out else None)
+        return name, address, credentials_from_env(env, service)
 
     def stop(self, service: str | None = None, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         targets = [service] if service else list(self.processes)[::-1]
