@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,22 +12,12 @@ from services.authz import handlers, policy
 from services.authz.passwords import token_hash
 from services.authz.tables import PrincipalRow, TokenRow
 from services.kit.clock import as_utc
+from services.kit.secretfile import write_secret_file
 
 logger = logging.getLogger(__name__)
 ADMIN_ID = "admin"
 ADMIN_TTL = dt.timedelta(days=30)
 SERVICE_TTL = dt.timedelta(days=365)
-
-
-def write_secret_file(path: Path, text: str) -> None:
-    """Write atomically with mode 0600 (never readable by group or others, not even for a moment)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
-    os.replace(tmp, path)
 
 
 async def _ensure_principal(db, clock, user_id: str, kind: str, display_name: str) -> bool:
@@ -59,7 +48,7 @@ async def _ensure_token(db, clock, user_id: str, path: Path, ttl: dt.timedelta) 
     if await _token_still_valid(db, clock, path):
         return False
     token, _ = await handlers.mint_token(db, clock, user_id, ttl)
-    write_secret_file(path, token)
+    write_secret_file(path, (token + "\n").encode())
     return True
 
 
