@@ -47,7 +47,9 @@ proof: gen
 	RS_PROOF=full $(PY) -m pytest -q tests/proof $(PYTEST_ARGS)
 
 bench: gen
-	$(PY) -m bench.run
+	$(PY) -m pip install --quiet -e '.[bench]'
+	npm ci --prefix bench/peers --no-audit --no-fund
+	$(PY) -m bench.run --profile $(BENCH_ARGS)
 
 certs: $(STAMP)
 	$(PY) -m services.kit.certs --out var/certs
