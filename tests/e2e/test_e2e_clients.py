@@ -46,7 +46,7 @@ def run_readme(e2e, name: str, tmp_path: Path) -> subprocess.CompletedProcess:
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, capture_output=True,
                             text=True, timeout=240)
     assert result.returncode == 0, f"README {name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     return result
 
 
@@ -61,11 +61,17 @@ def test_readme_grpcurl_walkthrough_runs_as_written(e2e, tmp_path):
     assert '"allowed": true' in out
     assert '"secret": "Sup3r-Secret!"' in out          # the reveal the README shows
     assert '"valid": true' in out                        # VerifyLog and the connector check
+    assert "rpc RevealLogonData" in out                   # describe
+    errors = result.stderr
+    assert "Code: PermissionDenied" in errors and "EDIT_ALL_LOGIN_DATA or EDIT_MY_LOGIN_DATA" in errors
+    assert "Code: InvalidArgument" in errors and '"field":"system.system_id"' in errors.replace(" ", "")
 
 
 def test_readme_rsctl_walkthrough_runs_as_written(e2e, tmp_path):
     result = run_readme(e2e, "rsctl", tmp_path)
     assert "Rsctl-Secret-1" in result.stdout
+    assert "rsctl exited with 4" in result.stdout
+    assert "rsctl: PERMISSION_DENIED: depot.log.read needs the authorization" in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
