@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.kit.config import DEFAULT_PORTS
+from services.kit.config import DEFAULT_PORTS, env_int
 from services.kit.healthcheck import credentials_from_env
 
 ORDER = ("authz", "connections", "depot", "gateway")
@@ -117,8 +117,13 @@ class Supervisor:
                 process.wait()
 
 
+def configured_ports() -> dict[str, int]:
+    """The default ports, or RS_<SVC>_PORT where set (so `make run` can live beside another suite)."""
+    return {service: env_int(f"RS_{service.upper()}_PORT", port) for service, port in DEFAULT_PORTS.items()}
+
+
 def main() -> None:
-    supervisor = Supervisor()
+    supervisor = Supervisor(ports=configured_ports())
     stop = False
 
     def request_stop(_signum, _frame):
