@@ -1,10 +1,26 @@
-"""The decision point: token -> principal -> rules. Indexed lookups only; no KDF on this path."""
+"""The decision point: token -> principal -> grants (-> assignments) -> rules, in ONE statement per decision.
+Indexed lookups only; no KDF on this path; nothing is cached: every decision reads the rows as committed.
+
+Where the statement runs:
+- SQLite in WAL mode (a local file, as the service's own engine keeps it): with the stdlib sqlite3 module on
+  the calling thread (the event loop), on a query-only connection to the same file. A WAL read of a few
+  indexed pages takes microseconds and is not network I/O (DESIGN §6); every statement is its own read
+  transaction and sees every write committed before it began, by this process or any other.
+- PostgreSQL (and SQLite in memory or not in WAL mode, or when a local read fails): on the service's async
+  engine, in autocommit: one statement, one snapshot, one round trip."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import uuid
+import os
+import sqlite3
+import threading
+import time
+import urllib.request
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, null, select
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import make_url
 
 from services.authz import policy
 from services.authz.passwords import token_hash
@@ -14,6 +30,13 @@ from services.kit.clock import Clock, as_utc
 from services.kit.db import Database
 
 logger = logging.getLogger(__name__)
+
+DENIED = "the bearer token is unknown, expired or revoked, or its user is disabled; log in again"
+# A WAL reader waits only in rare moments (a TRUNCATE checkpoint, recovery); past this the decision is read
+# through the async engine instead, so the event loop never waits long.
+SQLITE_BUSY_TIMEOUT_MS = 50
+LOCAL_READ_PAUSE_S = 1.0
+_NO_RULE = policy.Rule()
 
 
 def _tail(name: str) -> str:
@@ -27,51 +50,161 @@ def attributes(resource: auth.Resource) -> policy.Attributes:
     )
 
 
+# --- the statement -------------------------------------------------------------------------------------
+def statement(with_assignments: bool):
+    """Rows of (expires_at, revoked, user_id, kind, customer, disabled, authorization, grant customer,
+    installations, incident, system) for the token hash `:h`: one per grant of the token's user (one with
+    NULL grant columns when it has none), and with `with_assignments` one more per support assignment of it.
+    No row: no such token."""
+    token, principal = TokenRow.__table__, PrincipalRow.__table__
+    grant, assignment = GrantRow.__table__, AssignmentRow.__table__
+    hashed = bindparam("h", type_=token.c.token_hash.type)
+    head = (token.c.expires_at, token.c.revoked, principal.c.user_id, principal.c.kind, principal.c.customer,
+            principal.c.disabled)
+    owner = token.join(principal, principal.c.user_id == token.c.user_id)
+    grants = (select(*head, grant.c.authorization, grant.c.customer.label("grant_customer"),
+                     grant.c.installations, null().label("incident"), null().label("system"))
+              .select_from(owner.outerjoin(grant, grant.c.user_id == principal.c.user_id))
+              .where(token.c.token_hash == hashed))
+    if not with_assignments:
+        return grants
+    assignments = (select(*head, null(), null(), null(), assignment.c.incident, assignment.c.system)
+                   .select_from(owner.join(assignment, assignment.c.engineer == principal.c.user_id))
+                   .where(token.c.token_hash == hashed))
+    return grants.union_all(assignments)
+
+
+def needs_assignments(items: list[tuple[str, auth.Resource]]) -> bool:
+    return any(policy.RULES.get(permission, _NO_RULE).assigned_engineer for permission, _ in items)
+
+
+def _utc(value) -> dt.datetime:
+    """A stored instant: a datetime (engine) or SQLite's text form (local read), naive meaning UTC."""
+    return as_utc(dt.datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def principal_of(rows, now: dt.datetime, with_assignments: bool):
+    """(principal, grants, assignments) from the statement's rows; principal None when the token does not
+    authenticate (unknown, revoked, expired, or its user disabled)."""
+    if not rows:
+        return None, [], []
+    expires_at, revoked, user_id, kind, customer, disabled = rows[0][:6]
+    if revoked or disabled or _utc(expires_at) <= now:
+        return None, [], []
+    principal = policy.Principal(user_id, kind, customer or "", bool(disabled))
+    grants: list[policy.GrantView] = []
+    assignments: list[policy.AssignmentView] = []
+    if kind == policy.CUSTOMER_USER:
+        grants = [policy.GrantView(r[6], r[7], frozenset(filter(None, (r[8] or "").split(","))))
+                  for r in rows if r[6] is not None]
+    elif kind == policy.SUPPORT_ENGINEER and with_assignments:
+        assignments = [policy.AssignmentView(r[9], r[10]) for r in rows if r[9] is not None]
+    return principal, grants, assignments
+
+
+# --- the local read (SQLite files in WAL mode) -----------------------------------------------------------
+class LocalSqliteReader:
+    """The statement on a query-only sqlite3 connection per thread, to the service's own database file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        dialect = sqlite_dialect.dialect(paramstyle="named")
+        self.sql = {flag: str(statement(flag).compile(dialect=dialect)) for flag in (False, True)}
+        self._local = threading.local()
+        self.usable = True  # False once the file turned out not to be in WAL mode
+        self._resume_at = 0.0  # after a failed local read, the engine answers until then
+
+    @classmethod
+    def for_database(cls, db: Database) -> "LocalSqliteReader | None":
+        if not db.sqlite:
+            return None
+        path = make_url(db.url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        return cls(path)
+
+    def _open(self) -> sqlite3.Connection | None:
+        uri = f"file:{urllib.request.pathname2url(self.path)}?mode=rw"  # never creates the file
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=16)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()  # as the service's engine sets it
+            if not mode or str(mode[0][0]).lower() != "wal":
+                self.usable = False
+                conn.close()
+                return None
+            conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def rows(self, with_assignments: bool, hashed: str) -> list | None:
+        """The statement's rows, or None when this decision must be read through the engine instead."""
+        conn = getattr(self._local, "conn", None)
+        try:
+            if conn is None:
+                if not self.usable or time.monotonic() < self._resume_at:
+                    return None
+                conn = self._open()
+                if conn is None:
+                    return None
+                self._local.conn = conn
+            # fetchall() steps the statement to its end, which resets it: no read transaction stays open
+            return conn.execute(self.sql[with_assignments], {"h": hashed}).fetchall()
+        except sqlite3.Error as exc:
+            logger.warning("local read of %s failed (%s: %s); decisions are read through the engine for %.0f s",
+                           self.path, type(exc).__name__, exc, LOCAL_READ_PAUSE_S)
+            self.close()
+            self._resume_at = time.monotonic() + LOCAL_READ_PAUSE_S
+            return None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+
+# --- the service ---------------------------------------------------------------------------------------
 class DecisionService:
     """Implements the kit's Authorizer in-process; the Check RPC and authz's own methods use it."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        self._statements = {flag: statement(flag) for flag in (False, True)}
+        self._engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._local = LocalSqliteReader.for_database(db)
 
-    async def principal(self, session, token: str) -> policy.Principal | None:
-        row = (await session.execute(
-            select(TokenRow.expires_at, TokenRow.revoked, PrincipalRow.user_id, PrincipalRow.kind,
-                   PrincipalRow.customer, PrincipalRow.disabled)
-            .join(PrincipalRow, PrincipalRow.user_id == TokenRow.user_id)
-            .where(TokenRow.token_hash == token_hash(token))
-        )).first()
-        if row is None or row.revoked or row.disabled or as_utc(row.expires_at) <= self.clock.now():
-            return None
-        return policy.Principal(row.user_id, row.kind, row.customer or "", row.disabled)
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+
+    async def rows(self, token: str, with_assignments: bool) -> list:
+        hashed = token_hash(token)
+        if self._local is not None:
+            rows = self._local.rows(with_assignments, hashed)
+            if rows is not None:
+                return rows
+        async with self._engine.connect() as conn:
+            return (await conn.execute(self._statements[with_assignments], {"h": hashed})).all()
 
     async def check(self, token: str, permission: str, resource: auth.Resource) -> auth.Decision:
         return (await self.check_bulk(token, [(permission, resource)]))[0]
 
     async def check_bulk(self, token: str, items: list[tuple[str, auth.Resource]]) -> list[auth.Decision]:
-        async with self.db.sessions() as session:
-            principal = await self.principal(session, token) if token else None
-            if principal is None:
-                denied = auth.Decision(False, False, "the bearer token is unknown, expired or revoked, "
-                                                     "or its user is disabled; log in again", uuid.uuid4().hex)
-                return [denied] * len(items)
-            grants: list[policy.GrantView] = []
-            assignments: list[policy.AssignmentView] = []
-            if principal.kind == policy.CUSTOMER_USER:
-                grants = [policy.GrantView(g.authorization, g.customer,
-                                           frozenset(filter(None, g.installations.split(","))))
-                          for g in (await session.execute(
-                              select(GrantRow).where(GrantRow.user_id == principal.user_id))).scalars()]
-            elif principal.kind == policy.SUPPORT_ENGINEER and any(
-                    policy.RULES.get(p, policy.Rule()).assigned_engineer for p, _ in items):
-                assignments = [policy.AssignmentView(a.incident, a.system) for a in (await session.execute(
-                    select(AssignmentRow).where(AssignmentRow.engineer == principal.user_id))).scalars()]
+        with_assignments = needs_assignments(items)
+        rows = await self.rows(token, with_assignments) if token else []
+        principal, grants, assignments = principal_of(rows, self.clock.now(), with_assignments)
+        if principal is None:
+            return [auth.Decision(False, False, DENIED, os.urandom(16).hex())] * len(items)
         subject = auth.Subject(f"users/{principal.user_id}", principal.kind,
                                f"customers/{principal.customer}" if principal.customer else "")
         out = []
         for permission, resource in items:
             verdict = policy.decide(principal, permission, attributes(resource), grants, assignments)
-            decision_id = uuid.uuid4().hex
+            decision_id = os.urandom(16).hex()
             if not verdict.allowed:
                 logger.info("denied %s for %s: %s (decision %s)", permission, subject.user, verdict.reason,
                             decision_id)

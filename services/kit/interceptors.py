@@ -1,26 +1,35 @@
 """The interceptor chain, in its one named order:
-request id -> logging -> metrics -> authentication -> authorization -> error mapping."""
+request id -> logging -> metrics -> authentication -> authorization -> error mapping.
+
+The six stages are plain functions run in that order inside ONE wrapped behaviour per method (one
+`grpc.aio.ServerInterceptor`), and the wrapped method handler is built once per method path and cached:
+grpc.aio then awaits one interceptor per call instead of six, and no handler or closure is built per call.
+A refused or failed call's status (a DomainError, mapped to google.rpc.Status) is sent after the call has been
+counted and its access-log line written, so the line never trails the caller's answer."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Awaitable, Callable
 
 import grpc
 
-from services.kit import auth, metrics, tls
+from services.kit import auth, logs, metrics, tls
 from services.kit.errors import AuthzUnavailable, DomainError, Internal, Unauthenticated, to_grpc_status
-from services.kit.logs import log, request_id_var
+from services.kit.logs import request_id_var
 
 logger = logging.getLogger("rs.access")
 
 Behavior = Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# Framework services every client may call without a token (health checks, grpcurl's reflection).
+# Framework services every client may call without a token (health checks, grpc's reflection).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_NO_RESOURCE = auth.Resource()
+_perf_counter = time.perf_counter
+_monotonic = time.monotonic
 
 
 async def abort(context: grpc.aio.ServicerContext, error: DomainError) -> None:
@@ -31,163 +40,188 @@ async def abort(context: grpc.aio.ServicerContext, error: DomainError) -> None:
     await context.abort_with_status(to_grpc_status(error))
 
 
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behaviour of unary-unary methods; streaming framework methods pass untouched."""
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or details.method.startswith(PUBLIC_PREFIXES):
-            return handler
-        inner = handler.unary_unary
-        metadata = details.invocation_metadata or ()
-        method = details.method
-
-        async def behavior(request, context):
-            return await self.around(method, metadata, request, context, inner)
-
-        return grpc.unary_unary_rpc_method_handler(
-            behavior, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    async def around(self, method, metadata, request, context, inner: Behavior):  # pragma: no cover
-        raise NotImplementedError
+# --- the stages, in order -------------------------------------------------------------------------------
+def request_id(metadata) -> str:
+    """Stage 1: the caller's x-request-id (or a new one) into its context variable. Returns the
+    authorization header as sent (the first one; "" when absent) for stage 4."""
+    rid = header = None
+    for key, value in metadata or ():
+        if key == "x-request-id":
+            if rid is None:
+                rid = value
+        elif key == "authorization" and header is None:
+            header = value
+    rid = rid if rid.__class__ is str and _RID.match(rid) else os.urandom(16).hex()
+    request_id_var.set(rid)
+    return header if header is not None else ""
 
 
-class RequestIdInterceptor(_UnaryInterceptor):
-    """Takes the caller's x-request-id (or makes one) and the call's deadline into context variables."""
+def access_log(method: str, code: str, seconds: float) -> None:
+    """Stage 2: one access-log line per call: method, code, duration, subject. Never the request or a token."""
+    if logger.isEnabledFor(logging.INFO):
+        ctx = auth.auth_var.get()
+        subject = ctx.decision.subject.user if ctx and ctx.decision.subject else ""
+        logs.log_fields(logger, logging.INFO, "rpc", {
+            "method": method, "code": code, "duration_ms": round(seconds * 1000, 2), "subject": subject})
 
-    async def around(self, method, metadata, request, context, inner):
-        rid = next((v for k, v in metadata if k == "x-request-id"), "")
-        request_id_var.set(rid if isinstance(rid, str) and _RID.match(rid) else uuid.uuid4().hex)
-        left = context.time_remaining()
-        auth.deadline_var.set(time.monotonic() + left if left is not None else None)
+
+class _MethodMetrics:
+    """Stage 3: the Prometheus children of one method, looked up once (labels() per call is a locked dict
+    lookup of a freshly built key)."""
+
+    __slots__ = ("method", "seconds", "codes")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.seconds = metrics.REQUEST_SECONDS.labels(method=method)
+        self.codes: dict[str, object] = {}
+
+    def observe(self, code: str, seconds: float) -> None:
+        counter = self.codes.get(code)
+        if counter is None:
+            counter = self.codes[code] = metrics.REQUESTS.labels(method=self.method, code=code)
+        counter.inc()
+        self.seconds.observe(seconds)
+
+
+_DECISIONS = {allowed: metrics.AUTHZ_DECISIONS.labels(allowed=label)
+              for allowed, label in ((True, "true"), (False, "false"), (None, "unavailable"))}
+
+
+def authz_decision(allowed: bool | None) -> None:
+    _DECISIONS[allowed].inc()
+
+
+def authenticate(header) -> str:
+    """Stage 4: a well-formed bearer token is required on every non-public method."""
+    scheme, _, token = header.partition(" ") if isinstance(header, str) else ("", "", "")
+    if scheme.lower() != "bearer" or not token.strip() or len(token) > 512:
+        raise Unauthenticated("missing or malformed bearer token: send metadata 'authorization: Bearer <token>'")
+    token = token.strip()
+    auth.token_var.set(token)
+    return token
+
+
+async def authorize(policy: auth.MethodPolicy | None, method: str, request, token: str,
+                    authorizer: auth.Authorizer, context, peer_check: bool) -> None:
+    """Stage 5: asks the authorizer (authz) about every non-public call; methods without a policy are
+    refused. The decision becomes the call's auth context."""
+    if policy is None:
+        raise auth.PermissionDenied(f"method {method} has no authorization policy; refused")
+    resolve = policy.resolve
+    resource = await resolve(request) if resolve is not None else _NO_RESOURCE
+    decision = await decide(authorizer, token, policy.permission, resource, context, peer_check)
+    auth.auth_var.set(auth.AuthContext(token, decision, authorizer))
+
+
+async def decide(authorizer: auth.Authorizer, token: str, permission: str, resource: auth.Resource, context,
+                 peer_check: bool) -> auth.Decision:
+    """The authorizer's decision, counted; anything but an allowed decision raises (fails closed)."""
+    try:
+        decision = await authorizer.check(token, permission, resource)
+    except AuthzUnavailable:
+        authz_decision(None)
+        raise
+    try:
+        decision.raise_unless_allowed()
+        if peer_check and decision.subject is not None:
+            tls.require_service_peer(context, decision.subject.user, decision.subject.kind)
+    except DomainError:
+        authz_decision(False)
+        raise
+    authz_decision(True)
+    return decision
+
+
+async def map_errors(method: str, inner: Behavior, request, context):
+    """Stage 6: domain errors pass on to become the call's google.rpc.Status; anything unexpected becomes
+    INTERNAL without its text."""
+    try:
         return await inner(request, context)
+    except (DomainError, grpc.aio.AbortError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected faults are turned into a status
+        logger.error("unhandled error in %s", method, exc_info=exc)
+        raise Internal(f"internal error; quote request id {request_id_var.get()}") from None
 
 
-class LoggingInterceptor(_UnaryInterceptor):
-    """One access-log line per call: method, code, duration, subject. Never the request or a token."""
-
-    async def around(self, method, metadata, request, context, inner):
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await inner(request, context)
-        except BaseException:
-            code = _code_name(context, "UNKNOWN")
-            raise
-        finally:
-            ctx = auth.auth_var.get()
-            subject = ctx.decision.subject.user if ctx and ctx.decision.subject else ""
-            log(logger, logging.INFO, "rpc", method=method, code=code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2), subject=subject)
+def _status_name(error: DomainError) -> str:
+    return getattr(error.code, "name", str(error.code))
 
 
-class MetricsInterceptor(_UnaryInterceptor):
-    """Counts every call by method and status code and times it (Prometheus; see services.kit.metrics)."""
-
-    async def around(self, method, metadata, request, context, inner):
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await inner(request, context)
-        except asyncio.CancelledError:
-            code = "CANCELLED"  # the caller went away (its deadline passed, or it cancelled)
-            raise
-        except BaseException:
-            code = _code_name(context, "UNKNOWN")
-            raise
-        finally:
-            metrics.observe_request(method, code, time.perf_counter() - started)
-
-
-class AuthenticationInterceptor(_UnaryInterceptor):
-    """Requires a well-formed bearer token on every non-public method."""
-
-    def __init__(self, policies: dict[str, auth.MethodPolicy]) -> None:
-        self.policies = policies
-
-    async def around(self, method, metadata, request, context, inner):
-        policy = self.policies.get(method)
-        if policy is not None and policy.permission is None:
-            return await inner(request, context)
-        header = next((v for k, v in metadata if k == "authorization"), "")
-        scheme, _, token = header.partition(" ") if isinstance(header, str) else ("", "", "")
-        if scheme.lower() != "bearer" or not token.strip() or len(token) > 512:
-            await abort(context, Unauthenticated(
-                "missing or malformed bearer token: send metadata 'authorization: Bearer <token>'"))
-        auth.token_var.set(token.strip())
-        return await inner(request, context)
-
-
-class AuthorizationInterceptor(_UnaryInterceptor):
-    """Asks the authorizer (authz) about every non-public call; unknown methods are refused.
-    With `peer_check` (mutual TLS on), a service account's call must also come over a connection whose
-    client certificate names that service."""
+# --- the one interceptor --------------------------------------------------------------------------------
+class KitInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the behaviour of unary-unary methods with the six stages; streaming and framework methods pass
+    untouched. With `peer_check` (mutual TLS on), a service account's call must also come over a connection
+    whose client certificate names that service."""
 
     def __init__(self, policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer,
                  peer_check: bool = False) -> None:
         self.policies = policies
         self.authorizer = authorizer
         self.peer_check = peer_check
+        # method path -> (the handler found for it, the wrapped handler); only paths that have a handler
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def around(self, method, metadata, request, context, inner):
-        policy = self.policies.get(method)
-        if policy is not None and policy.permission is None:
-            return await inner(request, context)
-        try:
-            if policy is None:
-                raise auth.PermissionDenied(f"method {method} has no authorization policy; refused")
-            resource = await (policy.resolve or auth.no_resource)(request)
-            token = auth.token_var.get()
-            decision = await self._decide(token, policy.permission, resource, context)
-        except DomainError as error:
-            await abort(context, error)
-        auth.auth_var.set(auth.AuthContext(token, decision, self.authorizer))
-        return await inner(request, context)
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        if method.startswith(PUBLIC_PREFIXES):
+            return handler
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._behavior(method, handler.unary_unary), request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
-    async def _decide(self, token: str, permission: str, resource: auth.Resource, context) -> auth.Decision:
-        try:
-            decision = await self.authorizer.check(token, permission, resource)
-        except AuthzUnavailable:
-            metrics.authz_decision(None)
-            raise
-        try:
-            decision.raise_unless_allowed()
-            if self.peer_check and decision.subject is not None:
-                tls.require_service_peer(context, decision.subject.user, decision.subject.kind)
-        except DomainError:
-            metrics.authz_decision(False)
-            raise
-        metrics.authz_decision(True)
-        return decision
+    def _behavior(self, method: str, inner: Behavior) -> Behavior:
+        """The wrapped behaviour of one method, built once: the stages in their order."""
+        policies, authorizer, peer_check = self.policies, self.authorizer, self.peer_check
+        observed = _MethodMetrics(method)
 
+        async def guarded(request, context, header: str):
+            policy = policies.get(method)
+            if policy is None or policy.permission is not None:  # public methods need neither
+                token = authenticate(header)  # 4. authentication
+                await authorize(policy, method, request, token, authorizer, context, peer_check)  # 5.
+            return await map_errors(method, inner, request, context)  # 6. error mapping
 
-class ErrorMappingInterceptor(_UnaryInterceptor):
-    """Maps domain errors to google.rpc.Status; anything unexpected becomes INTERNAL without its text."""
+        async def behavior(request, context):
+            header = request_id(context.invocation_metadata())  # 1. request id, and the deadline
+            left = context.time_remaining()
+            auth.deadline_var.set(_monotonic() + left if left is not None else None)
+            started = _perf_counter()
+            log_code = metric_code = "OK"
+            try:  # 2. logging and 3. metrics: around everything after them
+                return await guarded(request, context, header)
+            except DomainError as error:  # its status goes out below, once the call is counted and logged
+                failure = error
+                log_code = metric_code = _status_name(error)
+            except asyncio.CancelledError:
+                metric_code = "CANCELLED"  # the caller went away (its deadline passed, or it cancelled)
+                log_code = _code_name(context, "UNKNOWN")
+                raise
+            except BaseException:
+                log_code = metric_code = _code_name(context, "UNKNOWN")
+                raise
+            finally:
+                seconds = _perf_counter() - started
+                observed.observe(metric_code, seconds)
+                access_log(method, log_code, seconds)
+            await abort(context, failure)
 
-    async def around(self, method, metadata, request, context, inner):
-        try:
-            return await inner(request, context)
-        except DomainError as error:
-            await abort(context, error)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the one place unexpected faults are turned into a status
-            logger.error("unhandled error in %s", method, exc_info=exc)
-            await abort(context, Internal(f"internal error; quote request id {request_id_var.get()}"))
+        return behavior
 
 
 def chain(policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer, *,
           peer_check: bool = False) -> list[grpc.aio.ServerInterceptor]:
-    return [
-        RequestIdInterceptor(),
-        LoggingInterceptor(),
-        MetricsInterceptor(),
-        AuthenticationInterceptor(policies),
-        AuthorizationInterceptor(policies, authorizer, peer_check),
-        ErrorMappingInterceptor(),
-    ]
+    """The server's interceptors: one, running the six stages in their named order."""
+    return [KitInterceptor(policies, authorizer, peer_check)]
 
 
 def _code_name(context: grpc.aio.ServicerContext, default: str) -> str:

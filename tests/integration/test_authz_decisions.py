@@ -1,0 +1,208 @@
+"""authz's decision path (services.authz.decisions): one statement per decision, read on the event-loop thread
+for SQLite files in WAL mode and through the async engine otherwise — and either way every committed write
+(revocation, expiry, disable, grant, revoke, assignment end, a write by another process) decides the very next
+decision. On SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.engine import make_url
+
+from services.authz import decisions, handlers, policy
+from services.authz.decisions import DecisionService, LocalSqliteReader
+from services.authz.server import MIGRATIONS
+from services.authz.tables import TokenRow
+from services.kit import permissions as P
+from services.kit.auth import Resource
+from services.kit.clock import UTC, ManualClock
+from services.kit.db import Database, migrate
+from tests.harness import Databases
+
+CUSTOMER, USER, ENGINEER = "1000000001", "S0000000001", "eng-one"
+SYSTEM = f"customers/{CUSTOMER}/systems/1"
+INCIDENT = f"customers/{CUSTOMER}/incidents/1"
+OWN_ENTRY = Resource(customer=f"customers/{CUSTOMER}", installation="1", system=SYSTEM, owner=f"users/{USER}")
+
+
+class World:
+    def __init__(self, db: Database, clock: ManualClock, url: str) -> None:
+        self.db, self.clock, self.url = db, clock, url
+        self.decisions = DecisionService(db, clock)
+        self.user_token = self.engineer_token = ""
+
+    async def setup(self) -> "World":
+        db, clock = self.db, self.clock
+        await handlers.create_customer(db, clock, CUSTOMER, "c")
+        await handlers.create_user(db, clock, user_id=USER, kind=policy.CUSTOMER_USER, customer=CUSTOMER,
+                                   display_name="u", email="", password="correct horse battery", kdf_log2_n=4)
+        await handlers.create_user(db, clock, user_id=ENGINEER, kind=policy.SUPPORT_ENGINEER, customer="",
+                                   display_name="e", email="", password="correct horse battery", kdf_log2_n=4)
+        await handlers.grant(db, clock, USER, policy.EDIT_MY, [], "users/admin")
+        await handlers.grant(db, clock, USER, policy.MAINTAIN, ["1"], "users/admin")
+        self.user_token, _ = await handlers.mint_token(db, clock, USER, dt.timedelta(hours=1))
+        self.engineer_token, _ = await handlers.mint_token(db, clock, ENGINEER, dt.timedelta(hours=1))
+        return self
+
+    async def allowed(self, token: str, permission: str = P.LOGON_REVEAL, resource: Resource = OWN_ENTRY) -> bool:
+        return (await self.decisions.check(token, permission, resource)).allowed
+
+
+def _database(backend: str, tmp_path: Path, label: str = "authz") -> tuple[Database, Databases, str]:
+    databases = Databases(backend, tmp_path)
+    url = databases.new(label)
+    migrate(url, MIGRATIONS)
+    return Database(url), databases, url
+
+
+@pytest.fixture
+async def world(backend, tmp_path):
+    db, databases, url = _database(backend, tmp_path)
+    try:
+        yield await World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url).setup()
+    finally:
+        await db.close()
+        databases.drop_all()
+
+
+async def test_sqlite_files_are_read_locally_and_postgres_through_the_engine(world, backend):
+    assert (world.decisions._local is not None) == (backend == "sqlite")
+    assert await world.allowed(world.user_token)
+    if backend == "sqlite":
+        assert getattr(world.decisions._local._local, "conn", None) is not None, "the local read answered"
+
+
+async def test_every_committed_write_decides_the_next_decision(world):
+    w = world
+    assert await w.allowed(w.user_token)
+    await handlers.revoke(w.db, USER, policy.EDIT_MY)  # grant revoked
+    assert not await w.allowed(w.user_token)
+    await handlers.grant(w.db, w.clock, USER, policy.EDIT_MY, [], "users/admin")  # granted again
+    assert await w.allowed(w.user_token)
+    await handlers.update_user(w.db, w.clock, USER, ["disabled"], display_name="", email="", disabled=True,
+                               new_password="", caller_is_self_only=False, kdf_log2_n=4)  # user disabled
+    decision = await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)
+    assert not decision.allowed and not decision.authenticated
+    await handlers.update_user(w.db, w.clock, USER, ["disabled"], display_name="", email="", disabled=False,
+                               new_password="", caller_is_self_only=False, kdf_log2_n=4)
+    assert await w.allowed(w.user_token)
+    await handlers.logout(w.db, w.user_token)  # token revoked
+    assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
+
+
+async def test_a_token_stops_at_its_expiry_instant(world):
+    w = world
+    token, expires = await handlers.mint_token(w.db, w.clock, USER, dt.timedelta(minutes=5))
+    w.clock.set(expires - dt.timedelta(microseconds=1))
+    assert await w.allowed(token)
+    w.clock.set(expires)
+    assert not (await w.decisions.check(token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
+
+
+async def test_assignments_are_read_when_the_permission_needs_them_and_end_at_once(world):
+    w = world
+    reveal = Resource(customer=f"customers/{CUSTOMER}", system=SYSTEM)
+    assert not await w.allowed(w.engineer_token, P.LOGON_REVEAL, reveal)
+    await handlers.set_assignment(w.db, w.clock, INCIDENT, ENGINEER, SYSTEM, CUSTOMER)
+    decision = await w.decisions.check(w.engineer_token, P.LOGON_REVEAL, reveal)
+    assert decision.allowed and decision.incidents == (INCIDENT,)
+    assert await w.allowed(w.engineer_token, P.INCIDENTS_READ, Resource(customer=f"customers/{CUSTOMER}"))
+    await handlers.delete_assignment(w.db, INCIDENT)  # the incident left the vendor
+    assert not await w.allowed(w.engineer_token, P.LOGON_REVEAL, reveal)
+
+
+async def test_bulk_decisions_share_one_read_and_keep_their_order(world):
+    w = world
+    other_customer = Resource(customer="customers/1000000002", owner=f"users/{USER}")
+    out = await w.decisions.check_bulk(w.user_token, [
+        (P.LOGON_REVEAL, OWN_ENTRY), (P.LOGON_REVEAL, other_customer), (P.SYSTEMS_WRITE, OWN_ENTRY),
+        (P.SYSTEMS_WRITE, Resource(customer=f"customers/{CUSTOMER}", installation="2")),
+        (P.SYSTEMS_READ, OWN_ENTRY)])
+    assert [d.allowed for d in out] == [True, False, True, False, True]
+    assert len({d.decision_id for d in out}) == 5
+    assert [d.authenticated for d in await w.decisions.check_bulk("", [(P.SESSION, Resource())] * 2)] == [False] * 2
+
+
+async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
+    if backend != "sqlite":
+        pytest.skip("another process writing the same SQLite file")
+    db, databases, url = _database(backend, tmp_path)
+    try:
+        w = await World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url).setup()
+        assert await w.allowed(w.user_token)
+        path = make_url(url).database
+        script = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                  "c.execute('UPDATE tokens SET revoked = 1'); c.commit(); c.close()")
+        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, path], check=True)
+        assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
+    finally:
+        await db.close()
+
+
+async def test_the_local_connection_cannot_write(world, backend):
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    w = world
+    assert await w.allowed(w.user_token)
+    conn = w.decisions._local._local.conn
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("UPDATE tokens SET revoked = 1")
+    assert await w.allowed(w.user_token)
+    assert not conn.in_transaction, "no read transaction stays open between decisions"
+
+
+async def test_a_file_in_rollback_mode_is_put_in_wal_mode_as_the_engine_does_and_memory_is_not_read_locally(
+        tmp_path):
+    path = tmp_path / "rollback.db"
+    migrate(f"sqlite:///{path}", MIGRATIONS)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode=DELETE").fetchall() == [("delete",)]
+    reader = LocalSqliteReader(str(path))
+    assert reader.rows(False, "no such hash") == [] and reader.usable
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+    reader.close()
+    assert LocalSqliteReader.for_database(Database("sqlite:///:memory:")) is None
+
+
+async def test_a_failed_local_read_falls_back_to_the_engine(world, backend):
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    w = world
+
+    class Broken:
+        def execute(self, *_a, **_k):
+            raise sqlite3.OperationalError("database is locked")
+
+        def close(self):
+            return None
+
+    local = w.decisions._local
+    assert await w.allowed(w.user_token)
+    local._local.conn = Broken()
+    assert await w.allowed(w.user_token)  # answered by the engine
+    assert local._local.conn is None and local.rows(False, "x") is None, "the engine answers for a while"
+    local._resume_at = 0.0
+    assert await w.allowed(w.user_token) and local._local.conn is not None, "then the local read resumes"
+    async with w.db.unit_of_work() as session:
+        await session.execute(update(TokenRow).values(revoked=True))
+    local._local.conn = Broken()
+    assert not await w.allowed(w.user_token)
+
+
+def test_the_statement_is_one_indexed_lookup_per_table():
+    from sqlalchemy import create_engine
+
+    from services.authz.tables import Base
+    conn = sqlite3.connect(":memory:")
+    Base.metadata.create_all(create_engine("sqlite://", creator=lambda: conn))
+    for flag in (False, True):
+        text = str(decisions.statement(flag).compile(dialect=decisions.sqlite_dialect.dialect(paramstyle="named")))
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + text, {"h": "x"}))
+        assert "SCAN" not in plan, plan
