@@ -66,6 +66,8 @@ class Decision:
                    tuple(AUTH_NAMES[a] for a in msg.required_authorizations), subject, tuple(msg.incidents))
 
     def raise_unless_allowed(self) -> None:
+        if self.allowed and self.subject is None:  # a malformed answer: allowed, but for nobody
+            raise AuthzUnavailable("authorization service answered without a subject; the call is refused")
         if not self.authenticated:
             raise Unauthenticated(self.reason or "the bearer token is not valid")
         if not self.allowed:
