@@ -19,6 +19,7 @@ S_USER = re.compile(r"^S[0-9]{10}$")
 LOGIN = re.compile(r"^[a-z][a-z0-9._-]{1,62}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 INSTALLATION = re.compile(r"^[0-9]{1,10}$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never part of a name or an address (and PostgreSQL text cannot hold NUL)
 
 
 def check_password_policy(field: str, password: str, violations: Violations) -> None:
@@ -33,8 +34,10 @@ async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_l
     v.max_len("user_id", user_id, 64)
     v.max_len("password", password, MAX_PASSWORD)
     v.raise_if_any()
-    async with db.sessions() as session:
-        row = await session.get(PrincipalRow, user_id)
+    row = None
+    if not CONTROL.search(user_id):  # no user ID has one: an unknown user, found without asking the database
+        async with db.sessions() as session:
+            row = await session.get(PrincipalRow, user_id)
     stored = row.password_hash if row is not None else None
     ok = await asyncio.to_thread(verify_password, password, stored)
     if not ok or row is None or row.disabled:
@@ -75,6 +78,7 @@ async def create_customer(db, clock, number: str, display_name: str) -> Customer
     v.pattern("customer.customer_number", number, r"[0-9]{1,10}", "must be 1 to 10 digits")
     v.required("customer.display_name", display_name)
     v.max_len("customer.display_name", display_name, 200)
+    no_control(v, "customer.display_name", display_name)
     v.raise_if_any()
     row = CustomerRow(number=number, display_name=display_name, created_at=clock.now())
     try:
@@ -96,9 +100,15 @@ def validate_user_fields(v: Violations, *, user_id: str | None, kind: str | None
                                       "starting with a letter")
     v.required("user.display_name", display_name)
     v.max_len("user.display_name", display_name, 200)
-    if email and not EMAIL.match(email):
+    no_control(v, "user.display_name", display_name)
+    if email and (not EMAIL.match(email) or CONTROL.search(email)):
         v.add("user.email", "is not an email address")
     v.max_len("user.email", email, 254)
+
+
+def no_control(v: Violations, field: str, value: str) -> None:
+    if CONTROL.search(value):
+        v.add(field, "must not contain control characters")
 
 
 async def create_user(db, clock, *, user_id: str, kind: str, customer: str, display_name: str, email: str,

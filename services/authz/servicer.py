@@ -50,7 +50,10 @@ def authorization_name(value: int, field: str = "authorization") -> str:
 def _ttl(duration, default: dt.timedelta, maximum: dt.timedelta, field: str) -> dt.timedelta:
     if duration.seconds == 0 and duration.nanos == 0:
         return default
-    ttl = duration.ToTimedelta()
+    try:
+        ttl = duration.ToTimedelta()
+    except (OverflowError, ValueError):  # no timedelta holds it: far beyond any maximum
+        raise InvalidArgument(field, f"must be positive and at most {maximum.days} days") from None
     if ttl <= dt.timedelta(0) or ttl > maximum:
         raise InvalidArgument(field, f"must be positive and at most {maximum.days} days")
     return ttl

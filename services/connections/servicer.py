@@ -23,6 +23,14 @@ def _actor() -> Actor:
     return Actor(subject.user, subject.kind, subject.customer)
 
 
+def _time(ts, field: str):
+    """A request's Timestamp as a datetime (None when unset); one no datetime can hold is the caller's mistake."""
+    try:
+        return timestamp(ts)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(field, "is not a valid time") from None
+
+
 def _enum(field: str, value: int, enum_type, *, allow_unspecified: bool) -> None:
     v = Violations()
     v.enum(field, value, enum_type, allow_unspecified=allow_unspecified)
@@ -116,8 +124,8 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
         if incident is not None and incident["customer"] != parts["customer"]:
             raise InvalidArgument("incident", f"must be an incident of {names.customer(parts['customer'])}")
         open_request = windows.OpenRequest(
-            spec=self.catalog.referenced(code, "connection_type"), start=timestamp(request.start_time),
-            end=timestamp(request.end_time), incident_id=incident["incident"] if incident else None,
+            spec=self.catalog.referenced(code, "connection_type"), start=_time(request.start_time, "start_time"),
+            end=_time(request.end_time, "end_time"), incident_id=incident["incident"] if incident else None,
             reason=request.reason)
         row = await windows.open_connection(self.db, self.clock, _actor(), parts["customer"], parts["system"],
                                             open_request)

@@ -53,8 +53,9 @@ def _validate_open(request: OpenRequest, start: dt.datetime, now: dt.datetime) -
     for field, problem in model.time_frame_problems(start, request.end, now, max_duration(request.spec),
                                                     request.spec.display_name):
         v.add(field, problem)
-    if len(request.reason) > MAX_REASON:
-        v.add("reason", f"is longer than {MAX_REASON} characters")
+    problem = model.text_problem(request.reason, MAX_REASON)
+    if problem:
+        v.add("reason", problem)
     v.raise_if_any()
 
 

@@ -3,20 +3,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Database
-from services.kit.errors import AuditUnavailable
+from services.kit.errors import AuditUnavailable, DependencyUnavailable
 
 T = TypeVar("T")
 WRITE_ATTEMPTS = 3
+# What a database says when it cannot be written or reached (read-only, disk full, connection lost): the
+# driver's errors as SQLAlchemy wraps them. Integrity errors are not among them (they are the caller's).
+UNAVAILABLE = (OperationalError, InternalError, InterfaceError)
+logger = logging.getLogger(__name__)
 
 
 class LogConflict(AuditUnavailable):
     """Another writer took the same log position; the whole unit of work is retried."""
+
+
+class DatabaseUnwritable(AuditUnavailable):
+    """The database refused the write (read-only, full, unreachable). Every change is logged in its own
+    transaction, so the change was not logged and not made."""
 
 
 class Store:
@@ -31,8 +42,12 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self.db.sessions() as session:
-            yield session
+        try:
+            async with self.db.sessions() as session:
+                yield session
+        except UNAVAILABLE as err:
+            logger.warning("the depot's database refused a read (%s)", type(err.orig or err).__name__)
+            raise DependencyUnavailable("the depot's database is not available; nothing was read") from None
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one transaction: committed if it returns, rolled back if it raises (nothing
@@ -44,6 +59,10 @@ class Store:
             except LogConflict:
                 if attempt == WRITE_ATTEMPTS:
                     raise
+            except UNAVAILABLE as err:  # never its text: it quotes the statement and its parameters
+                logger.warning("the depot's database refused a write (%s)", type(err.orig or err).__name__)
+                raise DatabaseUnwritable("the depot's database cannot be written, so the change could not be "
+                                         "logged; nothing was done") from None
         raise AssertionError("unreachable")
 
     async def close(self) -> None:

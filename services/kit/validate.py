@@ -82,7 +82,7 @@ def decode_page_token(token: str, field: str = "page_token") -> dict | None:
         return None
     try:
         cursor = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep to be ours
         raise InvalidArgument(field, "is not a token this service issued") from None
     if not isinstance(cursor, dict):
         raise InvalidArgument(field, "is not a token this service issued")
