@@ -23,7 +23,7 @@ import signal
 import grpc
 
 from remotesupport.authz.v1 import authz_pb2
-from services.kit import auth, clients, logs
+from services.kit import auth, clients, eventloop, logs
 from services.kit.config import ServiceConfig
 from services.kit.server import ServerSpec, create_server, run_until_signalled
 
@@ -84,7 +84,10 @@ async def serve(port: int, next_address: str, bare: bool) -> None:
 def main() -> None:
     logs.setup("probe")
     port = int(os.environ["BENCH_PROBE_PORT"])
-    asyncio.run(serve(port, os.environ.get("BENCH_PROBE_NEXT", ""), os.environ.get("BENCH_PROBE_BARE") == "1"))
+    bare = os.environ.get("BENCH_PROBE_BARE") == "1"
+    # the kit probe runs on the services' loop (services.kit.eventloop); the bare reference on asyncio's own
+    run = asyncio.run if bare else eventloop.run
+    run(serve(port, os.environ.get("BENCH_PROBE_NEXT", ""), bare))
 
 
 if __name__ == "__main__":

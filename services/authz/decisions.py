@@ -13,14 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import sqlite3
-import threading
-import time
-import urllib.request
 
 from sqlalchemy import bindparam, null, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import make_url
 
 from services.authz import policy
 from services.authz.passwords import token_hash
@@ -28,14 +23,11 @@ from services.authz.tables import AssignmentRow, GrantRow, PrincipalRow, TokenRo
 from services.kit import auth
 from services.kit.clock import Clock, as_utc
 from services.kit.db import Database
+from services.kit.localsqlite import FALLBACK, LocalSqlite
 
 logger = logging.getLogger(__name__)
 
 DENIED = "the bearer token is unknown, expired or revoked, or its user is disabled; log in again"
-# A WAL reader waits only in rare moments (a TRUNCATE checkpoint, recovery); past this the decision is read
-# through the async engine instead, so the event loop never waits long.
-SQLITE_BUSY_TIMEOUT_MS = 50
-LOCAL_READ_PAUSE_S = 1.0
 _NO_RULE = policy.Rule()
 
 
@@ -103,67 +95,18 @@ def principal_of(rows, now: dt.datetime, with_assignments: bool):
 
 
 # --- the local read (SQLite files in WAL mode) -----------------------------------------------------------
-class LocalSqliteReader:
-    """The statement on a query-only sqlite3 connection per thread, to the service's own database file."""
+class LocalSqliteReader(LocalSqlite):
+    """The statement on the kit's query-only local connection to the service's own database file."""
 
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
+    def __init__(self, path: str, writer_pragmas: tuple[str, ...] = ()) -> None:
+        super().__init__(path, writer_pragmas)
         dialect = sqlite_dialect.dialect(paramstyle="named")
         self.sql = {flag: str(statement(flag).compile(dialect=dialect)) for flag in (False, True)}
-        self._local = threading.local()
-        self.usable = True  # False once the file turned out not to be in WAL mode
-        self._resume_at = 0.0  # after a failed local read, the engine answers until then
-
-    @classmethod
-    def for_database(cls, db: Database) -> "LocalSqliteReader | None":
-        if not db.sqlite:
-            return None
-        path = make_url(db.url).database
-        if not path or path == ":memory:" or path.startswith("file:"):
-            return None
-        return cls(path)
-
-    def _open(self) -> sqlite3.Connection | None:
-        uri = f"file:{urllib.request.pathname2url(self.path)}?mode=rw"  # never creates the file
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=16)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()  # as the service's engine sets it
-            if not mode or str(mode[0][0]).lower() != "wal":
-                self.usable = False
-                conn.close()
-                return None
-            conn.execute("PRAGMA query_only=ON")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
 
     def rows(self, with_assignments: bool, hashed: str) -> list | None:
         """The statement's rows, or None when this decision must be read through the engine instead."""
-        conn = getattr(self._local, "conn", None)
-        try:
-            if conn is None:
-                if not self.usable or time.monotonic() < self._resume_at:
-                    return None
-                conn = self._open()
-                if conn is None:
-                    return None
-                self._local.conn = conn
-            # fetchall() steps the statement to its end, which resets it: no read transaction stays open
-            return conn.execute(self.sql[with_assignments], {"h": hashed}).fetchall()
-        except sqlite3.Error as exc:
-            logger.warning("local read of %s failed (%s: %s); decisions are read through the engine for %.0f s",
-                           self.path, type(exc).__name__, exc, LOCAL_READ_PAUSE_S)
-            self.close()
-            self._resume_at = time.monotonic() + LOCAL_READ_PAUSE_S
-            return None
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            conn.close()
+        rows = self.read(self.sql[with_assignments], {"h": hashed})
+        return None if rows is FALLBACK else rows
 
 
 # --- the service ---------------------------------------------------------------------------------------

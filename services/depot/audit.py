@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,22 +37,22 @@ class Event:
     detail: str = ""
 
 
+async def _locked_head(session: AsyncSession, customer: str) -> LogHeadRow:
+    """The customer's log head, locked for the rest of the transaction (created at the genesis if new)."""
+    head = (await session.execute(
+        select(LogHeadRow).where(LogHeadRow.customer == customer).with_for_update())).scalar_one_or_none()
+    if head is None:
+        head = LogHeadRow(customer=customer, last_sequence=0, last_hash=chain.GENESIS)
+        session.add(head)
+    return head
+
+
 async def append(session: AsyncSession, customer: str, event: Event, now: dt.datetime) -> LogEventRow:
     """Append `event` to the customer's chain inside the caller's transaction. If it cannot be written the
     caller's transaction fails with AUDIT_UNAVAILABLE, so nothing it logs is done without its event."""
     try:
-        head = (await session.execute(
-            select(LogHeadRow).where(LogHeadRow.customer == customer).with_for_update())).scalar_one_or_none()
-        if head is None:
-            head = LogHeadRow(customer=customer, last_sequence=0, last_hash=chain.GENESIS)
-            session.add(head)
-        row = LogEventRow(
-            customer=customer, sequence=head.last_sequence + 1, action=event.action, outcome=event.outcome,
-            actor=event.actor, system=event.system, logon_data=event.logon_data, incident=event.incident,
-            detail=event.detail[:DETAIL_MAX], event_time=now, request_id=request_id_var.get(),
-            previous_hash=head.last_hash, hash="",
-        )
-        row.hash = chain.link(head.last_hash, row)
+        head = await _locked_head(session, customer)
+        row = LogEventRow(**event_values(customer, head.last_sequence, head.last_hash, event, now)._asdict())
         session.add(row)
         head.last_sequence, head.last_hash = row.sequence, row.hash
         await session.flush()
@@ -61,6 +61,39 @@ async def append(session: AsyncSession, customer: str, event: Event, now: dt.dat
     except DBAPIError:
         raise AuditUnavailable("the depot log could not be written; nothing was done") from None
     return row
+
+
+EventValues = chain.EventValues
+
+
+def event_values(customer: str, last_sequence: int, last_hash: str, event: Event, now: dt.datetime) -> EventValues:
+    """The event after (last_sequence, last_hash) in the customer's chain, hashed (not yet stored)."""
+    values = EventValues(customer, last_sequence + 1, event.action, event.outcome, event.actor, event.system,
+                         event.logon_data, event.incident, event.detail[:DETAIL_MAX], now, request_id_var.get(),
+                         last_hash, "")
+    return values._replace(hash=chain.link(last_hash, values))
+
+
+async def append_many(session: AsyncSession, customer: str, events: list[Event], now: dt.datetime) -> int:
+    """Append `events`, in order, to the customer's chain inside the caller's transaction: the head locked and
+    updated once, the events inserted in one statement. Same failures as `append`. Returns how many."""
+    if not events:
+        return 0
+    try:
+        head = await _locked_head(session, customer)
+        sequence, last_hash, rows = head.last_sequence, head.last_hash, []
+        for event in events:
+            values = event_values(customer, sequence, last_hash, event, now)
+            rows.append(values._asdict())
+            sequence, last_hash = values.sequence, values.hash
+        await session.execute(insert(LogEventRow), rows)
+        head.last_sequence, head.last_hash = sequence, last_hash
+        await session.flush()
+    except IntegrityError:
+        raise LogConflict("the depot log could not be written; nothing was done") from None
+    except DBAPIError:
+        raise AuditUnavailable("the depot log could not be written; nothing was done") from None
+    return len(rows)
 
 
 async def record(store: Store, customer: str, event: Event, now: dt.datetime) -> LogEventRow:

@@ -9,12 +9,14 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, NamedTuple
 
 GENESIS = ""
 
 
-class ChainedEvent(Protocol):
+class EventValues(NamedTuple):
+    """A log event's stored columns (the log_events table's, without its pk), in table order."""
+
     customer: str
     sequence: int
     action: str
@@ -28,6 +30,10 @@ class ChainedEvent(Protocol):
     request_id: str
     previous_hash: str
     hash: str
+
+
+# What is chained: an EventValues, or a stored LogEventRow (the same attributes).
+ChainedEvent = Any
 
 
 def _time(value: dt.datetime) -> str:

@@ -167,6 +167,17 @@ class KeyService:
         """The plaintext secret of an entry; SecretUnreadable if anything about it fails authentication."""
         try:
             await self._ensure(session, row.key_version)
+        except barrier.BarrierError:
+            raise SecretUnreadable("the stored secret failed authentication") from None
+        return self.open_loaded(row)
+
+    def has_loaded(self, version: int) -> bool:
+        """Whether ring key `version` is in memory (open_loaded needs no database read for it)."""
+        return version in self.ring.versions()
+
+    def open_loaded(self, row: EntryRow) -> str:
+        """`open` for an entry whose ring key is already loaded (see has_loaded)."""
+        try:
             ctx = entry_context(row.customer, row.system_number, row.entry_id)
             data_key = barrier.unwrap_data_key(self.ring, row.key_version, row.wrapped_data_key, ctx)
             return barrier.decrypt_field(data_key, ctx, SECRET_FIELD, row.key_version, row.secret_ciphertext)

@@ -2,7 +2,7 @@
 onto the active ring key after a rotation. Each pass is one bounded transaction; both are idempotent."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot import access, audit
@@ -10,28 +10,40 @@ from services.depot.context import Depot
 from services.depot.keyring import SecretUnreadable
 from services.depot.tables import EntryRow
 
-SWEEP_BATCH = 200
+SWEEP_BATCH = 500
+
+
+def purge_event(row) -> audit.Event:
+    return audit.Event(audit.PURGE, audit.DEPOT_ACTOR, system=access.system_name(row), logon_data=access.name_of(row),
+                       incident=row.restricted_incident, detail="expired entry deleted with its data key")
 
 
 async def sweep_once(depot: Depot) -> int:
     """Delete every entry expired by now, with its data key, logging EXPIRE (if not yet) and PURGE for each.
-    Returns how many were deleted."""
+    Works in batches of SWEEP_BATCH entries, each one transaction: the batch's events appended per customer
+    (one head lock, one insert), then the batch deleted in one statement - logged before deleted, and nothing
+    half-done if any of it fails. Returns how many were deleted."""
     purged = 0
     while True:
         now = depot.clock.now()
 
         async def work(session: AsyncSession) -> int:
-            rows = list((await session.execute(select(EntryRow).where(EntryRow.expire_time <= now)
-                                               .order_by(EntryRow.expire_time, EntryRow.pk)
-                                               .limit(SWEEP_BATCH)
-                                               .with_for_update(skip_locked=True))).scalars())
+            rows = (await session.execute(
+                select(EntryRow.pk, EntryRow.entry_id, EntryRow.customer, EntryRow.system_number,
+                       EntryRow.restricted_incident, EntryRow.expiry_logged, EntryRow.expire_time)
+                .where(EntryRow.expire_time <= now).order_by(EntryRow.expire_time, EntryRow.pk)
+                .limit(SWEEP_BATCH).with_for_update(skip_locked=True))).all()
+            by_customer: dict[str, list[audit.Event]] = {}
             for row in rows:
+                events = by_customer.setdefault(row.customer, [])
                 if not row.expiry_logged:
-                    await audit.append(session, row.customer, access.expired_event(row), now)
-                await session.delete(row)
-                await audit.append(session, row.customer, audit.Event(
-                    audit.PURGE, audit.DEPOT_ACTOR, system=access.system_name(row), logon_data=access.name_of(row),
-                    incident=row.restricted_incident, detail="expired entry deleted with its data key"), now)
+                    events.append(access.expired_event(row))
+                events.append(purge_event(row))
+            for customer, events in by_customer.items():
+                await audit.append_many(session, customer, events, now)
+            if rows:
+                await session.execute(delete(EntryRow).where(EntryRow.pk.in_([row.pk for row in rows]))
+                                      .execution_options(synchronize_session=False))
             return len(rows)
 
         count = await depot.store.write(work)

@@ -15,6 +15,7 @@ from services.depot.keyring import KeyService, load_master_key
 from services.depot.remote import Connections
 from services.depot.servicer import SERVICE, DepotServicer, policies
 from services.depot.settings import DepotSettings
+from services.depot.local import LocalDepot
 from services.depot.store import Store
 from services.kit import app, clients, metrics
 from services.kit.db import Database, migrate
@@ -86,7 +87,8 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> Dep
     master = load_master_key(settings)
     url = deps.config.database_url
     migrate(url, MIGRATIONS)
-    store = Store(Database(url))
+    db = Database(url)
+    store = Store(db, LocalDepot.for_database(db))
     keys = KeyService(master, settings)
     try:
         await keys.load(store, deps.clock.now())

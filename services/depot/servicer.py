@@ -3,7 +3,8 @@
 Policies check the coarse permission (may the caller see this system's logon data at all) before anything
 else, so a caller without it gets PERMISSION_DENIED whether or not an entry exists; the handlers then make
 the decisive check on the entry itself (its owner, the engineer's incident). RevealLogonData's policy only
-authenticates: its handler makes both decisions so that it can log every refused reveal before refusing."""
+authenticates (`handler_decides`): its handler makes both decisions in one round trip to authz, so that it can
+log every refused reveal before refusing."""
 from __future__ import annotations
 
 import datetime as dt
@@ -164,11 +165,6 @@ def policies(depot: Depot) -> dict[str, MethodPolicy]:
         names.parse("customer", request.parent, "parent")
         return Resource(customer=request.parent)
 
-    async def named_entry(request) -> Resource:
-        """Reveal: only authenticated here; the handler decides (and logs a refusal) itself."""
-        parts = names.parse("logon_data", request.name, "name")
-        return Resource(customer=names.customer(parts["customer"]), system=names.parent_system(parts))
-
     by_name = entry("name", lambda r: r.name)
     m = lambda method: f"/{SERVICE}/{method}"  # noqa: E731
     return {
@@ -177,7 +173,7 @@ def policies(depot: Depot) -> dict[str, MethodPolicy]:
         m("ListLogonData"): MethodPolicy(P.LOGON_READ, parent),
         m("UpdateLogonData"): MethodPolicy(P.LOGON_READ, entry("logon_data.name", lambda r: r.logon_data.name)),
         m("DeleteLogonData"): MethodPolicy(P.LOGON_READ, by_name),
-        m("RevealLogonData"): MethodPolicy(P.SESSION, named_entry),
+        m("RevealLogonData"): MethodPolicy(P.SESSION, handler_decides=True),
         m("SetRestrictedView"): MethodPolicy(P.VIEWS_WRITE, view("restricted_view.name",
                                                                  lambda r: r.restricted_view.name)),
         m("GetRestrictedView"): MethodPolicy(P.VIEWS_READ, view("name", lambda r: r.name)),

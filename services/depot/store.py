@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Database
 from services.kit.errors import AuditUnavailable, DependencyUnavailable
+from services.kit.localsqlite import FALLBACK
 
 T = TypeVar("T")
 WRITE_ATTEMPTS = 3
@@ -34,8 +35,9 @@ class Store:
     """Writes are serialized in this process: every write appends to a customer's log chain, SQLite has one
     writer anyway, and on PostgreSQL the log head's row lock serializes writers of other processes."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, local=None) -> None:
         self.db = db
+        self.local = local  # services.depot.local.LocalDepot on a SQLite file, else None
         self._write_lock = asyncio.Lock()
         if db.sqlite:  # deleted rows (data keys) are overwritten, not left in free pages
             event.listen(db.engine.sync_engine, "connect", _secure_delete)
@@ -65,7 +67,17 @@ class Store:
                                          "logged; nothing was done") from None
         raise AssertionError("unreachable")
 
+    async def write_local(self, work: Callable[[], T]) -> T | object:
+        """`work()`, a write on the local SQLite connection, under the same write lock as `write` (so no engine
+        transaction of this process is open meanwhile); FALLBACK without a local connection."""
+        if self.local is None:
+            return FALLBACK
+        async with self._write_lock:
+            return work()
+
     async def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
         await self.db.close()
 
 

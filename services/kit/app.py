@@ -12,7 +12,7 @@ from typing import Awaitable, Callable, Protocol
 
 import grpc
 
-from services.kit import auth, clients, logs, metrics, tls
+from services.kit import auth, clients, eventloop, logs, metrics, tls
 from services.kit.clock import Clock, SystemClock
 from services.kit.config import DEFAULT_PORTS, KIT_VARIABLES, ServiceConfig, env
 from services.kit.server import ServerSpec, create_server, mark_serving, run_until_signalled
@@ -131,6 +131,7 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
     `--help` lists the environment variables and exits."""
     parse_args(service)
     config = ServiceConfig.from_env(service)
+    eventloop.choice()  # an unknown RS_EVENT_LOOP stops the process before anything starts
     logs.setup(service, env("RS_LOG_LEVEL", "INFO").upper())
     metrics.set_service(service)
     tls.set_process_identity(tls.identity_for(config))
@@ -146,6 +147,6 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
             await close()
 
     try:
-        asyncio.run(serve())
+        eventloop.run(serve())
     except KeyboardInterrupt:
         pass

@@ -82,24 +82,51 @@ class Authorizer(Protocol):
 
 @dataclass
 class AuthContext:
-    """Who is calling and what authz said; handlers read it and may ask further questions."""
+    """Who is calling and what authz said; handlers read it and may ask further questions.
+
+    For a method whose policy is `handler_decides`, `decision` is None until the handler's `decide_bulk`:
+    until then there is no subject, and the kit refuses to send an answer the handler made without asking."""
 
     token: str
-    decision: Decision
+    decision: Decision | None
     authorizer: Authorizer
+    verify: Callable[[Decision], None] | None = None  # e.g. the mutual-TLS peer check of a service account
+    consulted: bool = False  # authz answered at least once for this call
 
     @property
     def subject(self) -> Subject:
+        if self.decision is None:
+            raise PermissionDenied("no authorization decision for this call")
         assert self.decision.subject is not None
         return self.decision.subject
 
     async def check(self, permission: str, resource: Resource) -> Decision:
-        return await self.authorizer.check(self.token, permission, resource)
+        decision = await self.authorizer.check(self.token, permission, resource)
+        self.consulted = True
+        return decision
 
     async def require(self, permission: str, resource: Resource) -> Decision:
         decision = await self.check(permission, resource)
         decision.raise_unless_allowed()
         return decision
+
+    async def decide_bulk(self, items: list[tuple[str, Resource]]) -> list[Decision]:
+        """Ask authz about every item in one round trip. The first authenticated answer becomes the call's
+        decision (its subject) if it had none; an unauthenticated caller raises UNAUTHENTICATED here."""
+        if not items:  # nothing would reach authz, so nothing would have been decided
+            raise ValueError("decide_bulk needs at least one (permission, resource)")
+        decisions = await self.authorizer.check_bulk(self.token, items)
+        self.consulted = True
+        first = decisions[0] if decisions else None
+        if first is not None and not first.authenticated:
+            first.raise_unless_allowed()
+        if self.decision is None and first is not None:
+            if first.subject is None:
+                raise AuthzUnavailable("authorization service answered without a subject; the call is refused")
+            if self.verify is not None:
+                self.verify(first)
+            self.decision = first
+        return decisions
 
 
 auth_var: contextvars.ContextVar[AuthContext | None] = contextvars.ContextVar("auth", default=None)
@@ -133,6 +160,10 @@ class MethodPolicy:
     permission: str | None
     resolve: Resolver | None = None
     forwarded: bool = False  # gateway pass-through: authorized by the service that serves it
+    # The handler asks authz itself, once, with AuthContext.decide_bulk (e.g. the depot's reveal, which logs a
+    # refusal before sending it): the kit requires the bearer token, does not ask authz first, and refuses to
+    # send the handler's answer unless authz was consulted during the call.
+    handler_decides: bool = False
 
 
 PUBLIC = MethodPolicy(None)

@@ -161,4 +161,5 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("RS_{SVC}_METRICS_PORT", "0 (off)", "Prometheus metrics on http://RS_METRICS_HOST:port/metrics"),
     ("RS_METRICS_HOST", "127.0.0.1", "address of the metrics endpoint"),
     ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),
+    ("RS_EVENT_LOOP", "uvloop", "the process's event loop: uvloop, or asyncio for the standard library's"),
 )

@@ -60,7 +60,8 @@ def access_log(method: str, code: str, seconds: float) -> None:
     """Stage 2: one access-log line per call: method, code, duration, subject. Never the request or a token."""
     if logger.isEnabledFor(logging.INFO):
         ctx = auth.auth_var.get()
-        subject = ctx.decision.subject.user if ctx and ctx.decision.subject else ""
+        decision = ctx.decision if ctx is not None else None  # None until a handler_decides handler asked
+        subject = decision.subject.user if decision is not None and decision.subject is not None else ""
         logs.log_fields(logger, logging.INFO, "rpc", {
             "method": method, "code": code, "duration_ms": round(seconds * 1000, 2), "subject": subject})
 
@@ -105,13 +106,23 @@ def authenticate(header) -> str:
 async def authorize(policy: auth.MethodPolicy | None, method: str, request, token: str,
                     authorizer: auth.Authorizer, context, peer_check: bool) -> None:
     """Stage 5: asks the authorizer (authz) about every non-public call; methods without a policy are
-    refused. The decision becomes the call's auth context."""
+    refused. The decision becomes the call's auth context. A `handler_decides` policy leaves the asking to
+    the handler (AuthContext.decide_bulk); `guarded` then refuses an answer made without it."""
     if policy is None:
         raise auth.PermissionDenied(f"method {method} has no authorization policy; refused")
+    if policy.handler_decides:
+        verify = (lambda decision: _peer(context, decision)) if peer_check else None
+        auth.auth_var.set(auth.AuthContext(token, None, authorizer, verify))
+        return
     resolve = policy.resolve
     resource = await resolve(request) if resolve is not None else _NO_RESOURCE
     decision = await decide(authorizer, token, policy.permission, resource, context, peer_check)
-    auth.auth_var.set(auth.AuthContext(token, decision, authorizer))
+    auth.auth_var.set(auth.AuthContext(token, decision, authorizer, consulted=True))
+
+
+def _peer(context, decision: auth.Decision) -> None:
+    if decision.subject is not None:
+        tls.require_service_peer(context, decision.subject.user, decision.subject.kind)
 
 
 async def decide(authorizer: auth.Authorizer, token: str, permission: str, resource: auth.Resource, context,
@@ -124,8 +135,8 @@ async def decide(authorizer: auth.Authorizer, token: str, permission: str, resou
         raise
     try:
         decision.raise_unless_allowed()
-        if peer_check and decision.subject is not None:
-            tls.require_service_peer(context, decision.subject.user, decision.subject.kind)
+        if peer_check:
+            _peer(context, decision)
     except DomainError:
         authz_decision(False)
         raise
@@ -189,7 +200,11 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
             if policy is None or policy.permission is not None:  # public methods need neither
                 token = authenticate(header)  # 4. authentication
                 await authorize(policy, method, request, token, authorizer, context, peer_check)  # 5.
-            return await map_errors(method, inner, request, context)  # 6. error mapping
+            answer = await map_errors(method, inner, request, context)  # 6. error mapping
+            if policy is not None and policy.handler_decides and not auth.current().consulted:
+                logger.error("%s answered without consulting authz; the answer was not sent", method)
+                raise Internal(f"internal error; quote request id {request_id_var.get()}")
+            return answer
 
         async def behavior(request, context):
             header = request_id(context.invocation_metadata())  # 1. request id, and the deadline

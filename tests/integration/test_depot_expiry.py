@@ -80,6 +80,27 @@ async def test_the_sweep_deletes_the_row_and_its_data_key_and_logs_it(world):
     assert verdict.valid
 
 
+async def test_the_sweep_works_in_batches_each_logged_before_it_is_deleted(world, monkeypatch):
+    from services.depot import maintenance
+    monkeypatch.setattr(maintenance, "SWEEP_BATCH", 3)
+    clock = world.suite.clock
+    doomed = [await world.create("creator", expire_time=world.expire_in(seconds=10)) for _ in range(7)]
+    clock.advance(seconds=10)
+    await expect_error(world.get("creator", doomed[2].name), NOT_FOUND)  # its EXPIRE is logged already
+
+    assert await app(world.suite).sweep_once() == 7  # three batches: 3 + 3 + 1
+    depot = "services/depot"
+    for entry in doomed:
+        assert not rows_holding(world, entry.name)
+        assert await actions(world, entry.name) == [(dp.LOG_ACTION_CREATE, world.users["creator"]),
+                                                    (dp.LOG_ACTION_EXPIRE, depot), (dp.LOG_ACTION_PURGE, depot)]
+    sequences = [e.sequence for e in await world.events()]
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    verdict = await world.depot.VerifyLog(dp.VerifyLogRequest(parent=f"customers/{world.customer}"),
+                                          metadata=world.md("edit_all"))
+    assert verdict.valid and verdict.events_checked >= len(sequences)
+
+
 async def test_extending_the_expiry_keeps_an_entry_alive(world):
     entry = await world.create("creator", expire_time=world.expire_in(seconds=10))
     entry = await world.update("creator", entry, ["expire_time"], expire_time=world.expire_in(days=2))

@@ -16,23 +16,11 @@ from services.depot import chain
 from services.kit.clock import as_utc
 from services.kit.validate import to_timestamp
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import SAPROUTER, World, sql, world  # noqa: F401
+from tests.integration.test_depot_world import SAPROUTER, World, fresh_customer, sql, world  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 A = dp.LogAction
-
-
-async def fresh_customer(world: World) -> World:
-    """Another customer with its own system, EDIT_ALL and EDIT_MY users: a log chain of its own."""
-    suite = world.suite
-    customer = await suite.new_customer()
-    _, ops = await suite.new_user(customer, ["MAINTAIN_SYSTEM_DATA", "CREATE_INCIDENTS"])
-    other = World(suite, customer, await suite.new_system(customer, ops), ops)
-    for principal, grant in (("edit_all", "EDIT_ALL_LOGIN_DATA"), ("creator", "EDIT_MY_LOGIN_DATA"),
-                             ("other_edit_my", "EDIT_MY_LOGIN_DATA")):
-        other.users[principal], other.tokens[principal] = await suite.new_user(customer, [grant])
-    return other
 
 
 async def verify(world: World) -> dp.VerifyLogResponse:

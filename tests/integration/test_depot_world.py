@@ -188,3 +188,15 @@ def sql(suite, statement: str, **params):
 
 def entry_id(name: str) -> str:
     return name.rsplit("/", 1)[1]
+
+
+async def fresh_customer(world: World) -> World:
+    """Another customer with its own system, EDIT_ALL and EDIT_MY users: a log chain of its own, counted from 1."""
+    suite = world.suite
+    customer = await suite.new_customer()
+    _, ops = await suite.new_user(customer, ["MAINTAIN_SYSTEM_DATA", "CREATE_INCIDENTS"])
+    other = World(suite, customer, await suite.new_system(customer, ops), ops)
+    for principal, grant in (("edit_all", "EDIT_ALL_LOGIN_DATA"), ("creator", "EDIT_MY_LOGIN_DATA"),
+                             ("other_edit_my", "EDIT_MY_LOGIN_DATA")):
+        other.users[principal], other.tokens[principal] = await suite.new_user(customer, [grant])
+    return other

@@ -1,0 +1,138 @@
+"""Hot paths on a service's own SQLite file, with the stdlib sqlite3 module on the calling thread.
+
+Used only for a local SQLite file in WAL mode (as the service's engine keeps it); PostgreSQL, `:memory:` and a
+file that cannot be put in WAL mode go through the async engine. A WAL read of a few indexed pages, and a
+commit (synchronous=NORMAL: no fsync per commit), take microseconds and are not network I/O (DESIGN §6); the
+aiosqlite engine pays ~0.1 ms of thread hand-offs per statement for the same work (bench/README.md).
+
+- `read(sql, params)`: a query-only connection per thread; every statement is its own read transaction and
+  sees every write committed before it began, by any connection or process.
+- `write(work)`: `work(conn)` inside BEGIN IMMEDIATE ... COMMIT on one writer connection; rolled back if it
+  raises, so nothing is half-written. The caller serializes writers (the depot's Store holds its write lock,
+  so no engine transaction of this process is open meanwhile).
+
+Either returns FALLBACK when the local connection cannot be used or failed (a lock held elsewhere past
+BUSY_TIMEOUT_MS, an unwritable file...): the caller then does the same work through its engine, which also
+answers alone for PAUSE_S after a failure."""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import urllib.request
+from typing import Callable, TypeVar
+
+from sqlalchemy.engine import make_url
+
+from services.kit.db import Database
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+FALLBACK = object()
+# A WAL reader waits only in rare moments (a TRUNCATE checkpoint, recovery), a writer only for another
+# process's write; past this the engine does the work instead, so the event loop never waits long.
+BUSY_TIMEOUT_MS = 50
+PAUSE_S = 1.0
+
+
+class LocalSqlite:
+    """Query-only reader connections (one per thread) and one writer connection to one SQLite file."""
+
+    def __init__(self, path: str, writer_pragmas: tuple[str, ...] = ()) -> None:
+        self.path = os.path.abspath(path)
+        self.writer_pragmas = ("PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON", *writer_pragmas)
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+        self.usable = True  # False once the file turned out not to be in WAL mode
+        self._resume_at = 0.0  # after a failure, the engine answers until then
+
+    @classmethod
+    def for_database(cls, db: Database, writer_pragmas: tuple[str, ...] = ()) -> "LocalSqlite | None":
+        if not db.sqlite:
+            return None
+        path = make_url(db.url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        return cls(path, writer_pragmas)
+
+    def _connect(self, query_only: bool) -> sqlite3.Connection | None:
+        uri = f"file:{urllib.request.pathname2url(self.path)}?mode=rw"  # never creates the file
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=32)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()  # as the service's engine sets it
+            if not mode or str(mode[0][0]).lower() != "wal":
+                self.usable = False
+                conn.close()
+                return None
+            for pragma in ("PRAGMA query_only=ON",) if query_only else self.writer_pragmas:
+                conn.execute(pragma)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _available(self) -> bool:
+        return self.usable and time.monotonic() >= self._resume_at
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> object:
+        logger.warning("local %s of %s failed (%s: %s); the engine does this work for %.0f s",
+                       what, self.path, type(exc).__name__, exc, PAUSE_S)
+        self.close()
+        self._resume_at = time.monotonic() + PAUSE_S
+        return FALLBACK
+
+    def read(self, sql: str, params: dict) -> list | object:
+        """All rows of one statement, or FALLBACK."""
+        conn = getattr(self._local, "conn", None)
+        try:
+            if conn is None:
+                if not self._available():
+                    return FALLBACK
+                conn = self._connect(query_only=True)
+                if conn is None:
+                    return FALLBACK
+                self._local.conn = conn
+            # fetchall() steps the statement to its end, which resets it: no read transaction stays open
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            return self._failed("read", exc)
+
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> T | object:
+        """`work(conn)` in one transaction: committed if it returns, rolled back if it raises (its exception
+        propagates; a sqlite3 error becomes FALLBACK after the rollback, so the engine may redo the work)."""
+        conn = self._writer
+        try:
+            if conn is None:
+                if not self._available():
+                    return FALLBACK
+                conn = self._writer = self._connect(query_only=False)
+                if conn is None:
+                    return FALLBACK
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return self._failed("write", exc)
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self.close()  # a connection that cannot roll back is not used again
+            if isinstance(exc, sqlite3.Error):
+                return self._failed("write", exc)
+            raise
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
