@@ -396,7 +396,8 @@ class Bench:
 
     # --- profiles ----------------------------------------------------------------------------------------
     async def profile(self, ours: suite.OurSuite, fx: suite.Fixture) -> None:
-        """py-spy on authz during Check at the highest concurrency, and on depot and authz during Reveal."""
+        """py-spy at the highest concurrency: on authz during Check, on depot and authz during Reveal, on depot and
+        connections during Create."""
         from bench import profile as prof
         c = max(self.clients)
         duration = max(4.0, self.duration)
@@ -419,6 +420,15 @@ class Bench:
 
             self.profiles.update(await prof.during(
                 reveal, c, duration, {"depot during Reveal": ours.pid("depot"), "authz during Reveal": ours.pid("authz")},
+                self.workdir / "profiles"))
+
+            async def create(w, i):
+                await stub.CreateLogonData(suite.entry_request(fx.system, 900_000_000 + w * 1_000_000 + i),
+                                           metadata=suite.md(fx.token), timeout=10)
+
+            self.profiles.update(await prof.during(
+                create, c, duration, {"depot during Create": ours.pid("depot"),
+                                      "connections during Create": ours.pid("connections")},
                 self.workdir / "profiles"))
         for name, p in self.profiles.items():
             p["what"] = f"{c} clients, {duration:.0f} s, py-spy at 100 Hz (a separate run: sampling pauses the process)"

@@ -43,27 +43,34 @@ def attributes(resource: auth.Resource) -> policy.Attributes:
 
 
 # --- the statement -------------------------------------------------------------------------------------
-def statement(with_assignments: bool):
+def statement(with_assignments: bool, pair: bool = False):
     """Rows of (expires_at, revoked, user_id, kind, customer, disabled, authorization, grant customer,
     installations, incident, system) for the token hash `:h`: one per grant of the token's user (one with
     NULL grant columns when it has none), and with `with_assignments` one more per support assignment of it.
-    No row: no such token."""
+    No row: no such token. With `pair`, for the hashes `:h` and `:h2` at once, each row led by its token hash."""
     token, principal = TokenRow.__table__, PrincipalRow.__table__
     grant, assignment = GrantRow.__table__, AssignmentRow.__table__
     hashed = bindparam("h", type_=token.c.token_hash.type)
+    which = token.c.token_hash.in_([hashed, bindparam("h2", type_=token.c.token_hash.type)]) if pair \
+        else token.c.token_hash == hashed
     head = (token.c.expires_at, token.c.revoked, principal.c.user_id, principal.c.kind, principal.c.customer,
             principal.c.disabled)
+    if pair:
+        head = (token.c.token_hash, *head)
     owner = token.join(principal, principal.c.user_id == token.c.user_id)
     grants = (select(*head, grant.c.authorization, grant.c.customer.label("grant_customer"),
                      grant.c.installations, null().label("incident"), null().label("system"))
               .select_from(owner.outerjoin(grant, grant.c.user_id == principal.c.user_id))
-              .where(token.c.token_hash == hashed))
+              .where(which))
     if not with_assignments:
         return grants
     assignments = (select(*head, null(), null(), null(), assignment.c.incident, assignment.c.system)
                    .select_from(owner.join(assignment, assignment.c.engineer == principal.c.user_id))
-                   .where(token.c.token_hash == hashed))
+                   .where(which))
     return grants.union_all(assignments)
+
+
+STATEMENTS = [(flag, pair) for flag in (False, True) for pair in (False, True)]
 
 
 def needs_assignments(items: list[tuple[str, auth.Resource]]) -> bool:
@@ -101,11 +108,15 @@ class LocalSqliteReader(LocalSqlite):
     def __init__(self, path: str, writer_pragmas: tuple[str, ...] = ()) -> None:
         super().__init__(path, writer_pragmas)
         dialect = sqlite_dialect.dialect(paramstyle="named")
-        self.sql = {flag: str(statement(flag).compile(dialect=dialect)) for flag in (False, True)}
+        self.sql = {key: str(statement(*key).compile(dialect=dialect)) for key in STATEMENTS}
 
-    def rows(self, with_assignments: bool, hashed: str) -> list | None:
-        """The statement's rows, or None when this decision must be read through the engine instead."""
-        rows = self.read(self.sql[with_assignments], {"h": hashed})
+    def rows(self, with_assignments: bool, hashed: str, hashed2: str | None = None) -> list | None:
+        """The statement's rows (for two hashes at once with `hashed2`), or None when this decision must be read
+        through the engine instead."""
+        if hashed2 is None:
+            rows = self.read(self.sql[(with_assignments, False)], {"h": hashed})
+        else:
+            rows = self.read(self.sql[(with_assignments, True)], {"h": hashed, "h2": hashed2})
         return None if rows is FALLBACK else rows
 
 
@@ -116,7 +127,7 @@ class DecisionService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self._statements = {flag: statement(flag) for flag in (False, True)}
+        self._statements = {key: statement(*key) for key in STATEMENTS}
         self._engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._local = LocalSqliteReader.for_database(db)
 
@@ -131,7 +142,20 @@ class DecisionService:
             if rows is not None:
                 return rows
         async with self._engine.connect() as conn:
-            return (await conn.execute(self._statements[with_assignments], {"h": hashed})).all()
+            return (await conn.execute(self._statements[(with_assignments, False)], {"h": hashed})).all()
+
+    async def rows_of_two(self, first: str, second: str, with_assignments: bool) -> tuple[list, list]:
+        """The statement's rows for two tokens, read in ONE statement (authz's own Check: the calling
+        service's token and the subject's); an empty token has no rows."""
+        if not first or not second:
+            return (await self.rows(first, with_assignments) if first else [],
+                    await self.rows(second, with_assignments) if second else [])
+        h1, h2 = token_hash(first), token_hash(second)
+        rows = self._local.rows(with_assignments, h1, h2) if self._local is not None else None
+        if rows is None:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(self._statements[(with_assignments, True)], {"h": h1, "h2": h2})).all()
+        return [r[1:] for r in rows if r[0] == h1], [r[1:] for r in rows if r[0] == h2]
 
     async def check(self, token: str, permission: str, resource: auth.Resource) -> auth.Decision:
         return (await self.check_bulk(token, [(permission, resource)]))[0]
@@ -139,14 +163,23 @@ class DecisionService:
     async def check_bulk(self, token: str, items: list[tuple[str, auth.Resource]]) -> list[auth.Decision]:
         with_assignments = needs_assignments(items)
         rows = await self.rows(token, with_assignments) if token else []
+        return self.decide(rows, with_assignments, items)
+
+    def decide(self, rows: list, with_assignments: bool, items: list[tuple[str, auth.Resource]]) \
+            -> list[auth.Decision]:
+        """The decisions of `items` for the principal the statement's `rows` describe."""
         principal, grants, assignments = principal_of(rows, self.clock.now(), with_assignments)
         if principal is None:
             return [auth.Decision(False, False, DENIED, os.urandom(16).hex())] * len(items)
         subject = auth.Subject(f"users/{principal.user_id}", principal.kind,
                                f"customers/{principal.customer}" if principal.customer else "")
         out = []
+        seen: dict[auth.Resource, policy.Attributes] = {}  # equal resources (a reveal's read and reveal): once
         for permission, resource in items:
-            verdict = policy.decide(principal, permission, attributes(resource), grants, assignments)
+            attrs = seen.get(resource)
+            if attrs is None:
+                attrs = seen[resource] = attributes(resource)
+            verdict = policy.decide(principal, permission, attrs, grants, assignments)
             decision_id = os.urandom(16).hex()
             if not verdict.allowed:
                 logger.info("denied %s for %s: %s (decision %s)", permission, subject.user, verdict.reason,

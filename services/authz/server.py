@@ -28,6 +28,7 @@ class AuthzApp:
         return None
 
     async def stop(self) -> None:
+        self.authorizer.close()  # the decisions' local connections
         await self.db.close()
 
 

@@ -5,7 +5,7 @@ import datetime as dt
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
 from services.authz import handlers, policy
-from services.authz.decisions import DecisionService
+from services.authz.decisions import DecisionService, needs_assignments
 from services.authz.tables import GrantRow, PrincipalRow
 from services.kit import auth, names
 from services.kit import permissions as P
@@ -13,6 +13,8 @@ from services.kit.auth import MethodPolicy, Resource
 from services.kit.errors import InvalidArgument
 from services.kit.validate import Violations, decode_page_token, encode_page_token, mask_paths, page_size, \
     to_timestamp
+
+_NO_RESOURCE = Resource()
 
 SERVICE = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"].full_name
 KIND_BY_NUMBER = {v.number: v.name.removeprefix("PRINCIPAL_KIND_") for v in authz_pb2.PrincipalKind.DESCRIPTOR.values}
@@ -111,8 +113,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             m("GrantAuthorization"): MethodPolicy(P.GRANTS_WRITE, grant_target),
             m("RevokeAuthorization"): MethodPolicy(P.GRANTS_WRITE, grant_target),
             m("ListAuthorizations"): MethodPolicy(P.GRANTS_READ, grant_target),
-            m("Check"): MethodPolicy(P.CHECK),
-            m("CheckBulk"): MethodPolicy(P.CHECK),
+            m("Check"): MethodPolicy(P.CHECK, handler_decides=True),
+            m("CheckBulk"): MethodPolicy(P.CHECK, handler_decides=True),
             m("SetSupportAssignment"): MethodPolicy(P.ASSIGNMENTS_WRITE),
             m("DeleteSupportAssignment"): MethodPolicy(P.ASSIGNMENTS_WRITE),
         }
@@ -211,14 +213,19 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
 
     # --- decisions --------------------------------------------------------------------------------------
     @staticmethod
-    def _decision_proto(decision: auth.Decision) -> authz_pb2.CheckResponse:
-        out = authz_pb2.CheckResponse(
-            allowed=decision.allowed, authenticated=decision.authenticated, reason=decision.reason,
-            decision_id=decision.decision_id, required_authorizations=[AUTH_NUMBER[a] for a in decision.required],
-            incidents=list(decision.incidents))
-        if decision.subject is not None:
-            out.subject.CopyFrom(authz_pb2.Subject(user=decision.subject.user, kind=KIND_NUMBER[decision.subject.kind],
-                                                   customer=decision.subject.customer))
+    def _decision_proto(decision: auth.Decision, out: authz_pb2.CheckResponse | None = None) -> authz_pb2.CheckResponse:
+        """The decision as a CheckResponse (filled into `out`, e.g. a CheckBulkResponse's new result, if given)."""
+        out = authz_pb2.CheckResponse() if out is None else out
+        out.allowed, out.authenticated = decision.allowed, decision.authenticated
+        out.reason, out.decision_id = decision.reason, decision.decision_id
+        if decision.required:
+            out.required_authorizations.extend([AUTH_NUMBER[a] for a in decision.required])
+        if decision.incidents:
+            out.incidents.extend(decision.incidents)
+        subject = decision.subject
+        if subject is not None:
+            target = out.subject
+            target.user, target.kind, target.customer = subject.user, KIND_NUMBER[subject.kind], subject.customer
         return out
 
     @staticmethod
@@ -228,20 +235,40 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         if len(permission) > 100:
             raise InvalidArgument(field, "is longer than 100 characters")
 
+    async def _caller_and_subject(self, subject_token: str, permissions: list[str]) -> tuple[list, bool]:
+        """Check's and CheckBulk's policy is `handler_decides`: the calling service's token and the subject's
+        are read in one statement; the caller must hold authz.check before anything about the request is
+        answered (as the kit's interceptor would have required). Returns the subject's rows."""
+        ctx = auth.current()
+        with_assignments = needs_assignments([(p, _NO_RESOURCE) for p in permissions])
+        caller_rows, subject_rows = await self.decisions.rows_of_two(ctx.token, subject_token, with_assignments)
+        ctx.settle(self.decisions.decide(caller_rows, False, [(P.CHECK, _NO_RESOURCE)])[0])
+        return subject_rows, with_assignments
+
     async def Check(self, request, context):
+        rows, with_assignments = await self._caller_and_subject(request.subject_token, [request.permission])
         self._validate_check("permission", request.permission)
-        decision = await self.decisions.check(request.subject_token, request.permission,
-                                              Resource.from_proto(request.resource))
+        decision, = self.decisions.decide(rows, with_assignments,
+                                          [(request.permission, Resource.from_proto(request.resource))])
         return self._decision_proto(decision)
 
     async def CheckBulk(self, request, context):
-        if len(request.items) > MAX_BULK:
+        items = request.items
+        rows, with_assignments = await self._caller_and_subject(
+            request.subject_token, [i.permission for i in items[:MAX_BULK]])
+        if len(items) > MAX_BULK:
             raise InvalidArgument("items", f"may hold at most {MAX_BULK} checks")
-        for i, item in enumerate(request.items):
-            self._validate_check(f"items[{i}].permission", item.permission)
-        decisions = await self.decisions.check_bulk(
-            request.subject_token, [(i.permission, Resource.from_proto(i.resource)) for i in request.items])
-        return authz_pb2.CheckBulkResponse(results=[self._decision_proto(d) for d in decisions])
+        for i, item in enumerate(items):
+            permission = item.permission
+            if not permission or len(permission) > 100:
+                self._validate_check(f"items[{i}].permission", permission)
+        decisions = self.decisions.decide(rows, with_assignments,
+                                          [(item.permission, Resource.from_proto(item.resource)) for item in items])
+        response = authz_pb2.CheckBulkResponse()
+        results = response.results
+        for decision in decisions:
+            self._decision_proto(decision, results.add())
+        return response
 
     # --- support assignments ----------------------------------------------------------------------------
     async def SetSupportAssignment(self, request, context):

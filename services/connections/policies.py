@@ -7,6 +7,7 @@ from typing import Awaitable, Callable
 
 from sqlalchemy import select
 
+from services.connections import systems
 from services.connections.model import INSTALLATION_NUMBER
 from services.connections.tables import IncidentRow, SystemRow
 from services.kit import names
@@ -14,6 +15,7 @@ from services.kit import permissions as p
 from services.kit.auth import MethodPolicy, Resource
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
+from services.kit.localsqlite import FALLBACK, LocalSqlite, LocalTable
 
 PREFIX = "/remotesupport.connections.v1.ConnectionsService/"
 Resolver = Callable[[object], Awaitable[Resource]]
@@ -24,13 +26,33 @@ class Directory:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        local = LocalSqlite.for_database(db)  # a SQLite file: read on the calling thread (services.kit.localsqlite)
+        self.systems = LocalTable(local, SystemRow.__table__, ("customer", "system_number")) if local else None
+
+    def close(self) -> None:
+        if self.systems is not None:
+            self.systems.local.close()
 
     async def installation(self, customer: str, number: str) -> str:
         """The system's installation number ("" when there is no such system)."""
+        if self.systems is not None:
+            row = self.systems.get(customer=customer, system_number=number)
+            if row is not FALLBACK:
+                return row.installation_number if row is not None else ""
         async with self.db.unit_of_work() as session:
             value = await session.scalar(select(SystemRow.installation_number).where(
                 SystemRow.customer == customer, SystemRow.system_number == number))
         return value or ""
+
+    async def system(self, customer: str, number: str) -> SystemRow:
+        """The system's row (its columns as attributes), or NOT_FOUND."""
+        if self.systems is not None:
+            row = self.systems.get(customer=customer, system_number=number)
+            if row is not FALLBACK:
+                if row is None:
+                    raise systems.no_such_system(customer, number)
+                return row  # type: ignore[return-value]
+        return await systems.get_system(self.db, customer, number)
 
     async def incident_system(self, customer: str, incident_id: str) -> str:
         """The number of the incident's system ("" when there is no such incident)."""

@@ -42,7 +42,9 @@ class ConnectionsApp:
     authorizer = None  # ask the authz service
 
     def __init__(self, spec: ServerSpec, db: Database, deps: Deps, settings: ConnectionsSettings,
-                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel) -> None:
+                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel,
+                 directory: Directory | None = None) -> None:
+        self.directory = directory
         self.spec = spec
         self.db = db
         self.clock = deps.clock
@@ -65,6 +67,8 @@ class ConnectionsApp:
                 pass
             self._sweep_task = None
         await self._authz_channel.close()
+        if self.directory is not None:
+            self.directory.close()
         await self.db.close()
 
     async def sweep_once(self) -> SweepResult:
@@ -94,13 +98,14 @@ async def build(deps: Deps) -> ConnectionsApp:
     authz_channel = clients.channel(deps.config.authz_addr)
     assignments = AuthzAssignments(authz_channel, deps.service_token, deps.config.authz_deadline_s)
     workflow = IncidentWorkflow(db, deps.clock, assignments)
-    servicer = ConnectionsServicer(db, deps.clock, catalog, signer, workflow)
+    directory = Directory(db)
+    servicer = ConnectionsServicer(db, deps.clock, catalog, signer, workflow, directory)
     spec = ServerSpec(
         register=lambda server: connections_pb2_grpc.add_ConnectionsServiceServicer_to_server(servicer, server),
         service_names=[SERVICE_NAME],
-        policies=build_policies(Directory(db)),
+        policies=build_policies(directory),
     )
-    return ConnectionsApp(spec, db, deps, settings, workflow, signer, authz_channel)
+    return ConnectionsApp(spec, db, deps, settings, workflow, signer, authz_channel, directory)
 
 
 if __name__ == "__main__":

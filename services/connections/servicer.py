@@ -8,6 +8,7 @@ from services.connections import connector, convert, incidents, setups, systems,
 from services.connections.connector_file import ConnectorSigner
 from services.connections.incidents import IncidentFields, IncidentWorkflow
 from services.connections.model import INSTALLATION_NUMBER, Actor
+from services.connections.policies import Directory
 from services.connections.type_catalog import TypeCatalog
 from services.kit import auth, names
 from services.kit import permissions as p
@@ -39,8 +40,9 @@ def _enum(field: str, value: int, enum_type, *, allow_unspecified: bool) -> None
 
 class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
     def __init__(self, db: Database, clock: Clock, catalog: TypeCatalog, signer: ConnectorSigner,
-                 workflow: IncidentWorkflow) -> None:
+                 workflow: IncidentWorkflow, directory: Directory | None = None) -> None:
         self.db = db
+        self.directory = directory or Directory(db)
         self.clock = clock
         self.catalog = catalog
         self.signer = signer
@@ -66,7 +68,7 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
 
     async def GetSystem(self, request, context):
         parts = names.parse("system", request.name, "name")
-        row = await systems.get_system(self.db, parts["customer"], parts["system"])
+        row = await self.directory.system(parts["customer"], parts["system"])
         return pb.GetSystemResponse(system=convert.system(row))
 
     async def ListSystems(self, request, context):

@@ -64,8 +64,12 @@ async def find_system(session: AsyncSession, customer: str, number: str, *, lock
     query = select(SystemRow).where(SystemRow.customer == customer, SystemRow.system_number == number)
     row = (await session.scalars(query.with_for_update() if lock else query)).one_or_none()
     if row is None:
-        raise NotFound(f"system {names.system(customer, number)} does not exist")
+        raise no_such_system(customer, number)
     return row
+
+
+def no_such_system(customer: str, number: str) -> NotFound:
+    return NotFound(f"system {names.system(customer, number)} does not exist")
 
 
 async def _check_unique(session: AsyncSession, customer: str, values: SystemFields, own_pk: int | None) -> None:

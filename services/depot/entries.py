@@ -48,24 +48,30 @@ async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.
     who = access.caller()
     now = depot.clock.now()
 
+    values = dict(customer=customer, system_number=system, installation=confirmed.installation, kind=kind,
+                  **dataclasses.asdict(fields), creator=who.user, create_time=now, updater=who.user, update_time=now,
+                  etag=model.new_etag(), expiry_logged=False, unreadable=False)
+
+    def event(row: EntryRow) -> audit.Event:
+        return audit.Event(audit.CREATE, who.user, system=sysname, logon_data=access.name_of(row),
+                           incident=row.restricted_incident,
+                           detail=f"created {kind} entry" + (f" for user {row.user_name}" if row.user_name else ""))
+
     async def work(session: AsyncSession) -> EntryRow:
         entry_id = model.new_entry_id()
         sealed = await depot.keys.seal(session, customer, system, entry_id, secret)
-        row = EntryRow(
-            entry_id=entry_id, customer=customer, system_number=system, installation=confirmed.installation,
-            kind=kind, **dataclasses.asdict(fields), creator=who.user, create_time=now, updater=who.user,
-            update_time=now, etag=model.new_etag(), key_version=sealed.key_version,
-            wrapped_data_key=sealed.wrapped_data_key, secret_ciphertext=sealed.ciphertext, expiry_logged=False,
-            unreadable=False,
-        )
+        row = EntryRow(**values, entry_id=entry_id, key_version=sealed.key_version,
+                       wrapped_data_key=sealed.wrapped_data_key, secret_ciphertext=sealed.ciphertext)
         session.add(row)
         await _remember_system(session, customer, system, confirmed.installation, now)
-        await audit.append(session, customer, audit.Event(
-            audit.CREATE, who.user, system=sysname, logon_data=access.name_of(row), incident=row.restricted_incident,
-            detail=f"created {kind} entry" + (f" for user {row.user_name}" if row.user_name else "")), now)
+        await audit.append(session, customer, event(row), now)
         return row
 
-    return await depot.keys.write_sealing(depot.store, depot.clock.now, work)
+    local = depot.store.local
+    return await depot.keys.write_sealing(
+        depot.store, depot.clock.now, work,
+        None if local is None else lambda: local.create(depot.keys, depot.settings.key_usage_limit, values, secret,
+                                                        now, event))
 
 
 async def _remember_system(session: AsyncSession, customer: str, system: str, installation: str, now) -> None:

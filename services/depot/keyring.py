@@ -16,6 +16,7 @@ from services.depot import barrier
 from services.depot.model import SECRET_FIELD
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
+from services.kit.localsqlite import FALLBACK
 from services.depot.tables import EntryRow, RingKeyRow
 from services.kit.errors import Conflict, KeyUnavailable
 
@@ -135,6 +136,11 @@ class KeyService:
         write through write_sealing, which rotates and runs it again)."""
         version = await self.active_version(session)
         await self._claim(session, version, 1)
+        return self.seal_claimed(version, customer, system, entry_id, secret)
+
+    def seal_claimed(self, version: int, customer: str, system: str, entry_id: str, secret: str) -> Sealed:
+        """The encryption `seal` makes, once the caller's transaction has claimed it against ring key `version`
+        (which must be loaded)."""
         ctx = entry_context(customer, system, entry_id)
         data_key = barrier.new_data_key()
         return Sealed(version, barrier.wrap_data_key(self.ring, version, data_key, ctx),
@@ -152,11 +158,17 @@ class KeyService:
             raise KeyWorn(version)
 
     async def write_sealing(self, store: Store, now: Callable[[], dt.datetime],
-                            work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+                            work: Callable[[AsyncSession], Awaitable[T]],
+                            local: Callable[[], T | object] | None = None) -> T:
         """Run a write that seals secrets; when it meets a worn ring key, rotate that key (once, whoever is
-        first) and run the write again."""
+        first) and run the write again. `local`, if given, is the same write on the store's local SQLite
+        connection (services.depot.local), tried first; FALLBACK from it runs `work` on the engine."""
         for _ in range(SEAL_ATTEMPTS):
             try:
+                if local is not None:
+                    done = await store.write_local(local)
+                    if done is not FALLBACK:
+                        return done  # type: ignore[return-value]
                 return await store.write(work)
             except KeyWorn as worn:
                 await self.rotate_worn(store, now(), worn.version)

@@ -110,6 +110,16 @@ class AuthContext:
         decision.raise_unless_allowed()
         return decision
 
+    def settle(self, decision: Decision) -> None:
+        """For a `handler_decides` method whose handler obtained the caller's own decision from its authorizer
+        directly (authz's Check reads the caller's and the subject's token in one statement): refuse unless it
+        allows, then it is the call's decision."""
+        self.consulted = True
+        decision.raise_unless_allowed()
+        if self.verify is not None:
+            self.verify(decision)
+        self.decision = decision
+
     async def decide_bulk(self, items: list[tuple[str, Resource]]) -> list[Decision]:
         """Ask authz about every item in one round trip. The first authenticated answer becomes the call's
         decision (its subject) if it had none; an unauthenticated caller raises UNAUTHENTICATED here."""

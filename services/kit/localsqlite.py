@@ -136,3 +136,33 @@ class LocalSqlite:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+
+
+class LocalTable:
+    """Rows of one table looked up on a LocalSqlite by equality on `keys`, as namedtuples whose attributes are
+    the table's columns with the values the engine would give (its SQLite converters applied). `sql` is the
+    statement, for running it inside a LocalSqlite.write transaction (then `make` the row)."""
+
+    def __init__(self, local: LocalSqlite, table, keys: tuple[str, ...]) -> None:
+        from collections import namedtuple
+
+        from sqlalchemy import bindparam, select
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect(paramstyle="named")
+        columns = list(table.columns)
+        self.local = local
+        self.row = namedtuple(f"Local_{table.name}", [c.name for c in columns])
+        self._convert = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.sql = str(select(table).where(*(table.c[k] == bindparam(k) for k in keys)).compile(dialect=dialect))
+
+    def make(self, values) -> tuple:
+        """A row from the table's columns' stored values, in table order."""
+        return self.row._make([convert(v) if convert is not None else v for convert, v in zip(self._convert, values)])
+
+    def get(self, **keys) -> tuple | None | object:
+        """The first row whose key columns equal `keys`, None if there is none, or FALLBACK."""
+        rows = self.local.read(self.sql, keys)
+        if rows is FALLBACK:
+            return FALLBACK
+        return self.make(rows[0]) if rows else None

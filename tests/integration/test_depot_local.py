@@ -191,8 +191,9 @@ async def test_local_reveals_mixed_with_engine_writes_leave_a_valid_log_in_order
     assert all(e.request_id for e in events)
     assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=9)
     assert head_sequence(w) == 9
-    # the engine wrote the two creates, two updates and the refusal; the four reveals only on PostgreSQL
-    assert len(engine_writes) == (5 if world.suite.backend == "sqlite" else 9)
+    # on SQLite the creates and reveals are local and the engine wrote the two updates and the refusal;
+    # on PostgreSQL the engine wrote all nine
+    assert len(engine_writes) == (3 if world.suite.backend == "sqlite" else 9)
 
 
 async def test_concurrent_local_reveals_and_engine_writes_never_fork_the_chain(world):
@@ -330,3 +331,68 @@ async def test_an_expired_entry_revealed_over_rpc_is_not_found_and_not_revealed(
     actions = [e.action for e in await w.events(logon_data=entry.name)]
     assert actions == [A.LOG_ACTION_CREATE, A.LOG_ACTION_REVEAL, A.LOG_ACTION_EXPIRE]  # EXPIRE once, no REVEAL
     assert (await verify(w)).valid
+
+
+# --- CreateLogonData on the local writer ----------------------------------------------------------------------
+async def encryptions_of(world: World, version: int) -> int:
+    status = await world.depot.GetKeyStatus(dp.GetKeyStatusRequest(), metadata=world.md("platform_admin"))
+    return {k.version: k.encryptions for k in status.versions}[version]
+
+
+async def test_a_create_is_one_local_transaction_on_sqlite_and_an_engine_one_on_postgres(world, engine_writes):
+    w = await fresh_customer(world)
+    status = await world.depot.GetKeyStatus(dp.GetKeyStatusRequest(), metadata=world.md("platform_admin"))
+    before = await encryptions_of(world, status.active_version)
+
+    entry = await w.create("creator", secret="made-locally")
+
+    assert len(engine_writes) == (0 if world.suite.backend == "sqlite" else 1)
+    assert entry.key_version == status.active_version and entry.has_secret
+    assert await encryptions_of(world, status.active_version) == before + 1, "the encryption was claimed"
+    [(installation,)] = sql(world.suite, "SELECT installation FROM known_systems WHERE customer = :c",
+                            c=w.customer)
+    assert installation == entry.installation, "the system is remembered for authorization"
+    [created] = [e for e in await w.events(logon_data=entry.name)]
+    assert (created.action, created.actor) == (A.LOG_ACTION_CREATE, w.users["creator"])
+    assert (await w.reveal("creator", entry.name)).secret == "made-locally"
+    assert (await verify(w)).valid
+
+
+async def test_a_worn_key_is_rotated_and_the_local_create_runs_again_on_the_new_one(world, engine_writes):
+    w = await fresh_customer(world)
+    settings = app(world.suite).settings
+    active = (await world.depot.GetKeyStatus(dp.GetKeyStatusRequest(),
+                                             metadata=world.md("platform_admin"))).active_version
+    limit = settings.key_usage_limit
+    settings.key_usage_limit = 1
+    try:
+        entry = await w.create("creator", secret="after-rotation")
+    finally:
+        settings.key_usage_limit = limit
+    assert entry.key_version == active + 1
+    # the rotation is an engine write; the create ran twice: locally on SQLite, on the engine on PostgreSQL
+    assert len(engine_writes) == (1 if world.suite.backend == "sqlite" else 3)
+    assert (await w.reveal("creator", entry.name)).secret == "after-rotation"
+    assert [e.action for e in await w.events(logon_data=entry.name)][0] == A.LOG_ACTION_CREATE
+
+
+async def test_a_ring_key_this_process_has_not_loaded_sends_the_create_to_the_engine(world):
+    sqlite_only(world)
+    depot_store = store(world)
+
+    class StaleKeys:  # the database's newest ring key is not the one this process holds as active
+        class ring:
+            current_version = -1
+
+            def __len__(self) -> int:
+                return 1
+        ring = ring()
+
+    encryptions = sql(world.suite, "SELECT version, encryptions FROM ring_keys ORDER BY version")
+    entries = sql(world.suite, "SELECT COUNT(*) FROM logon_data")
+    done = await depot_store.write_local(lambda: depot_store.local.create(
+        StaleKeys(), 10, {}, "never-sealed", dt.datetime.now(dt.timezone.utc),
+        lambda row: pytest.fail("nothing may be logged")))
+    assert done is localsqlite.FALLBACK
+    assert sql(world.suite, "SELECT version, encryptions FROM ring_keys ORDER BY version") == encryptions
+    assert sql(world.suite, "SELECT COUNT(*) FROM logon_data") == entries
