@@ -45,6 +45,8 @@ class LocalSqlite:
         self.writer_pragmas = ("PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON", *writer_pragmas)
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
+        # called with every connection opened from now on (as SQLAlchemy's "connect" event is for the engine's)
+        self.on_connect: list[Callable[[sqlite3.Connection], None]] = []
         self.usable = True  # False once the file turned out not to be in WAL mode
         self._resume_at = 0.0  # after a failure, the engine answers until then
 
@@ -69,6 +71,8 @@ class LocalSqlite:
                 return None
             for pragma in ("PRAGMA query_only=ON",) if query_only else self.writer_pragmas:
                 conn.execute(pragma)
+            for hook in self.on_connect:
+                hook(conn)
         except BaseException:
             conn.close()
             raise

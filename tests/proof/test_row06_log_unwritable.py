@@ -1,10 +1,12 @@
 """Row 6: while the depot's log cannot be written, every reveal and every change is refused and no secret
 leaves the depot. Three ways the log becomes unwritable:
 
-- read-only database: SQLite's own read-only mode (PRAGMA query_only on every connection of the depot) /
+- read-only database: SQLite's own read-only mode (PRAGMA query_only on every connection of the depot, its
+  engine's and its local ones) /
   PostgreSQL's (ALTER DATABASE ... SET default_transaction_read_only = on);
 - full disk, simulated: every write statement of the depot fails with the driver's own error for it
-  (SQLITE_FULL "database or disk is full" / PostgreSQL SQLSTATE 53100 disk_full);
+  (SQLITE_FULL "database or disk is full" / PostgreSQL SQLSTATE 53100 disk_full; on the depot's local SQLite
+  writer an authorizer refuses every write, which fails as any SQLite error does there: the engine redoes it);
 - only the log refuses: a trigger on the log table fails every insert, so that everything else could be written.
 
 Afterwards (the control) the database is as it was, the log verifies, and the same calls succeed."""
@@ -37,8 +39,26 @@ class Condition:
     def engine(self):
         return self.live.depot_app().depot.store.db.engine
 
+    @property
+    def local(self):
+        """The depot's local SQLite connections (services.kit.localsqlite) beside its engine; None on PostgreSQL."""
+        store = self.live.depot_app().depot.store
+        return store.local.local if store.local is not None else None
+
     def _dispose(self) -> None:
         self.live.run(self.engine.dispose())
+        if self.local is not None:  # closed on the loop's thread, which opened them; reopened with the hooks
+            local = self.local
+
+            async def close() -> None:
+                local.close()
+            self.live.run(close())
+
+    @staticmethod
+    def _local_disk_full(conn) -> None:
+        """The local writer's writes fail (sqlite3.DatabaseError, as SQLITE_FULL would), like the engine's."""
+        writes = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+        conn.set_authorizer(lambda action, *_: sqlite3.SQLITE_DENY if action in writes else sqlite3.SQLITE_OK)
 
     # read-only -----------------------------------------------------------------------------------------
     @staticmethod
@@ -46,6 +66,10 @@ class Condition:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA query_only = ON")
         cursor.close()
+
+    @staticmethod
+    def _query_only_local(conn) -> None:
+        conn.execute("PRAGMA query_only = ON")
 
     def _pg_read_only(self, on: bool) -> None:
         database = self.url.rsplit("/", 1)[1]
@@ -79,11 +103,15 @@ class Condition:
         if self.kind == "read-only database":
             if self.sqlite:
                 event.listen(self.engine.sync_engine, "connect", self._query_only)
+                self.local.on_connect.append(self._query_only_local)
             else:
                 self._pg_read_only(True)
             self._dispose()
         elif self.kind == "full disk":
             event.listen(self.engine.sync_engine, "before_cursor_execute", self._disk_full, retval=True)
+            if self.sqlite:
+                self.local.on_connect.append(self._local_disk_full)
+                self._dispose()
         else:
             self._trigger(True)
         return self
@@ -92,11 +120,15 @@ class Condition:
         if self.kind == "read-only database":
             if self.sqlite:
                 event.remove(self.engine.sync_engine, "connect", self._query_only)
+                self.local.on_connect.remove(self._query_only_local)
             else:
                 self._pg_read_only(False)
             self._dispose()
         elif self.kind == "full disk":
             event.remove(self.engine.sync_engine, "before_cursor_execute", self._disk_full)
+            if self.sqlite:
+                self.local.on_connect.remove(self._local_disk_full)
+                self._dispose()
         else:
             self._trigger(False)
 
