@@ -37,19 +37,36 @@ ChainedEvent = Any
 
 
 def _time(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not None:  # naive means UTC (as SQLite returns it)
+        value = value.astimezone(dt.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical(event: ChainedEvent) -> bytes:
-    """The event's content as canonical JSON (sorted keys, no spaces, UTF-8): everything but the hashes."""
+def canonical_json(event: ChainedEvent) -> bytes:
+    """The reference definition of the canonical content: JSON with sorted keys, no spaces, UTF-8."""
     content = {
         "customer": event.customer, "sequence": event.sequence, "action": event.action, "outcome": event.outcome,
         "actor": event.actor, "system": event.system, "logon_data": event.logon_data, "incident": event.incident,
         "detail": event.detail, "event_time": _time(event.event_time), "request_id": event.request_id,
     }
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+_quote = json.encoder.encode_basestring  # a JSON string as json.dumps(..., ensure_ascii=False) writes it
+
+
+def canonical(event: ChainedEvent) -> bytes:
+    """The event's content as canonical JSON (sorted keys, no spaces, UTF-8): everything but the hashes.
+    The same bytes as canonical_json, written directly (the verifier computes it for every stored event)."""
+    text = (event.action, event.actor, event.customer, event.detail, event.incident, event.logon_data,
+            event.outcome, event.request_id, event.system)
+    if event.sequence.__class__ is not int or any(v.__class__ is not str for v in text):
+        return canonical_json(event)
+    action, actor, customer, detail, incident, logon_data, outcome, request_id, system = map(_quote, text)
+    return (f'{{"action":{action},"actor":{actor},"customer":{customer},"detail":{detail},'
+            f'"event_time":"{_time(event.event_time)}","incident":{incident},"logon_data":{logon_data},'
+            f'"outcome":{outcome},"request_id":{request_id},"sequence":{event.sequence},"system":{system}}}'
+            ).encode("utf-8")
 
 
 def link(previous_hash: str, event: ChainedEvent) -> str:

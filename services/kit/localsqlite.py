@@ -35,6 +35,8 @@ FALLBACK = object()
 # process's write; past this the engine does the work instead, so the event loop never waits long.
 BUSY_TIMEOUT_MS = 50
 PAUSE_S = 1.0
+MMAP_BYTES = 256 * 1024 * 1024
+CACHE_KIB = 16 * 1024
 
 
 class LocalSqlite:
@@ -64,6 +66,10 @@ class LocalSqlite:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=32)
         try:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # pages read through a memory map and a larger page cache: an indexed read of a big table costs
+            # no read() system call per page (100,000 principals made authz's decision read ~25 % slower)
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()  # as the service's engine sets it
             if not mode or str(mode[0][0]).lower() != "wal":
                 self.usable = False

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy.exc
 
 from remotesupport.depot.v1 import depot_pb2 as dp
-from services.depot import chain
+from services.depot import audit, chain
 from services.kit.clock import as_utc
 from services.kit.validate import to_timestamp
 from tests.helpers import expect_error
@@ -205,8 +205,10 @@ TAMPERING = {
 }
 
 
+@pytest.mark.parametrize("batch", [2, audit.VERIFY_BATCH], ids=["batches-of-2", "one-batch"])
 @pytest.mark.parametrize("case", list(TAMPERING))
-async def test_verify_log_finds_the_first_broken_position(world, case):
+async def test_verify_log_finds_the_first_broken_position(world, case, batch, monkeypatch):
+    monkeypatch.setattr(audit, "VERIFY_BATCH", batch)  # the walk goes on across batch boundaries
     w = await chain_of_five(world)
     statement, position, problem = TAMPERING[case]
     with attacker(w) as run:

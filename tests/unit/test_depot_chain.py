@@ -5,6 +5,8 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.depot import chain
 
@@ -113,3 +115,11 @@ def test_events_beyond_the_head_or_a_replaced_newest_event():
     assert verdict(events, head=(3, events[2].hash)).first_broken_sequence == 4
     result = verdict(events, head=(4, "0" * 64))
     assert result.first_broken_sequence == 4 and "replaced" in result.problem
+
+
+@given(st.builds(chain.EventValues, customer=st.text(), sequence=st.integers(0, 2**62), action=st.text(),
+                 outcome=st.text(), actor=st.text(), system=st.text(), logon_data=st.text(), incident=st.text(),
+                 detail=st.text(), event_time=st.datetimes(timezones=st.none() | st.timezones()),
+                 request_id=st.text(), previous_hash=st.just(""), hash=st.just("")))
+def test_the_direct_canonical_form_is_byte_for_byte_the_json_definition(event):
+    assert chain.canonical(event) == chain.canonical_json(event)
