@@ -184,6 +184,9 @@ async def no_resource(_request: object) -> Resource:
     return Resource()
 
 
+UNREADABLE = "authorization service answered something that is not a decision; the call is refused"
+
+
 class RemoteAuthorizer:
     """Asks the authz service. Every call has a deadline; any failure refuses (fails closed)."""
 
@@ -200,10 +203,12 @@ class RemoteAuthorizer:
         try:
             response = await self._stub.Check(request, timeout=remaining(self._deadline_s) or 0.001,
                                               metadata=self._metadata())
+            return Decision.from_proto(response)
         except grpc.RpcError as err:
             raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
                 from None
-        return Decision.from_proto(response)
+        except Exception:  # noqa: BLE001 - an answer that is no decision (undecodable, unknown enum values)
+            raise AuthzUnavailable(UNREADABLE) from None
 
     async def check_bulk(self, token: str, items: list[tuple[str, Resource]]) -> list[Decision]:
         if not items:
@@ -215,12 +220,18 @@ class RemoteAuthorizer:
         try:
             response = await self._stub.CheckBulk(request, timeout=remaining(self._deadline_s) or 0.001,
                                                   metadata=self._metadata())
+            results = response.results
+            if len(results) != len(items):
+                raise AuthzUnavailable("authorization service answered an incomplete bulk check; the call is "
+                                       "refused")
+            return [Decision.from_proto(r) for r in results]
         except grpc.RpcError as err:
             raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
                 from None
-        if len(response.results) != len(items):
-            raise AuthzUnavailable("authorization service answered an incomplete bulk check; the call is refused")
-        return [Decision.from_proto(r) for r in response.results]
+        except AuthzUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - an answer that is no decision (undecodable, unknown enum values)
+            raise AuthzUnavailable(UNREADABLE) from None
 
 
 def _code(err: grpc.RpcError) -> str:

@@ -162,9 +162,11 @@ def _status_name(error: DomainError) -> str:
 
 # --- the one interceptor --------------------------------------------------------------------------------
 class KitInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behaviour of unary-unary methods with the six stages; streaming and framework methods pass
-    untouched. With `peer_check` (mutual TLS on), a service account's call must also come over a connection
-    whose client certificate names that service."""
+    """Wraps the behaviour of unary-unary methods with the six stages; framework methods and the gateway's
+    forwarded paths pass untouched, and any other streaming method is refused (UNIMPLEMENTED), since the stages
+    authorize unary calls only. With
+    `peer_check` (mutual TLS on), a service account's call must also come over a connection whose client
+    certificate names that service."""
 
     def __init__(self, policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer,
                  peer_check: bool = False) -> None:
@@ -176,9 +178,13 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
+        if handler is None:
+            return None
         method = details.method
+        if handler.unary_unary is None:  # streaming: served only for the framework's public services (health
+            policy = self.policies.get(method)  # watch, reflection) and the gateway's forwarded paths (their
+            forwarded = policy is not None and policy.forwarded  # owning service authorizes them)
+            return handler if forwarded or method.startswith(PUBLIC_PREFIXES) else None  # else UNIMPLEMENTED
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]

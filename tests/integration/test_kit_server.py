@@ -17,7 +17,7 @@ from services.kit import auth, names
 from services.kit.auth import MethodPolicy
 from services.kit.clients import TokenFile
 from services.kit.config import ServiceConfig
-from services.kit.server import ServerSpec
+from services.kit.server import ServerSpec, create_server
 from tests.helpers import expect_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -195,3 +195,44 @@ async def test_request_id_is_returned_in_errors(suite):
         assert status_details(err)[2]["request_id"] == "trace-123"
     finally:
         await probe.stop()
+
+
+async def test_a_streaming_method_outside_the_framework_services_is_refused_unserved():
+    """The stages authorize unary calls only, so a streaming method is never served (health's Watch and
+    reflection, public and streaming, still are)."""
+    served = []
+
+    class AllowAll:  # a kit unit under test: an authorizer that would allow anything
+        async def check(self, token, permission, resource):
+            return auth.Decision(True, True, "", "d", (), auth.Subject("users/x", "PLATFORM_ADMIN"))
+
+        async def check_bulk(self, token, items):
+            return [await self.check(token, p, r) for p, r in items]
+
+    async def stream(request, context):
+        served.append(request)
+        yield pb.LogoutResponse()
+
+    name = "test.v1.Streams"
+    handler = grpc.method_handlers_generic_handler(name, {"Stream": grpc.unary_stream_rpc_method_handler(
+        stream, request_deserializer=pb.LogoutRequest.FromString,
+        response_serializer=pb.LogoutResponse.SerializeToString)})
+    spec = ServerSpec(register=lambda _s: None, service_names=[name],
+                      policies={f"/{name}/Stream": MethodPolicy("authz.session")}, generic_handlers=[handler])
+    server, port, health = await create_server(ServiceConfig(service="probe", port=0), spec, AllowAll())
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream(f"/{name}/Stream", request_serializer=pb.LogoutRequest.SerializeToString,
+                                        response_deserializer=pb.LogoutResponse.FromString)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in call(pb.LogoutRequest(), metadata=(("authorization", "Bearer t"),)):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED and served == []
+            await health.set("", health_pb2.HealthCheckResponse.SERVING)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING  # a framework stream is still served
+            watch.cancel()
+    finally:
+        await server.stop(0)

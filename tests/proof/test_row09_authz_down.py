@@ -114,4 +114,7 @@ def test_no_call_is_let_in_without_authz(procs, rec):
         f"(killed; {', '.join(MODES)}); back on their own after authz returned in "
         + " and ".join(f"{r:.1f} s" for r in recoveries), passed, results=results, recoveries=recoveries)
     assert passed, (results, recoveries)
+    # an answer that is no decision is authz failing, not the caller's fault nor an unknown error
+    garbage = results[f"garbage: {MODES['garbage']}"]
+    assert set(garbage) <= {"UNAVAILABLE AUTHZ_UNAVAILABLE", "UNAVAILABLE DEPENDENCY_UNAVAILABLE"}, garbage
 
