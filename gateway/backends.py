@@ -1,9 +1,11 @@
 """The services the composite flows call, always as the caller (token, request id, remaining deadline
-forwarded by services.kit.clients.call), plus the two variations the flows need: paging through a list,
-and an undo call with a short deadline of its own (it must run even when the caller's is spent)."""
+forwarded by services.kit.clients.call; a detached flow has the gateway's own deadlines, see `detach`), plus
+the two variations the flows need: paging through a list, and an undo call with a short deadline of its own
+(it must run even when the caller's is spent)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, TypeVar
@@ -110,8 +112,13 @@ class Backends:
             request.page_token = response.next_page_token
 
     def detach(self, coro) -> asyncio.Task:
-        """Run `coro` in a task of its own that outlives a cancelled caller; the app awaits it on stop."""
-        task = asyncio.create_task(coro)
+        """Run `coro` in a task of its own that outlives a cancelled caller; the app awaits it on stop. Its
+        calls have the gateway's own deadlines, not what is left of the caller's: a step cut off by the
+        caller's deadline would leave its outcome unknown, and an undo sent while the service may still be
+        doing the step can arrive before it and find nothing to undo."""
+        context = contextvars.copy_context()
+        context.run(auth.deadline_var.set, None)
+        task = asyncio.create_task(coro, context=context)
         self.detached.add(task)
         task.add_done_callback(self.detached.discard)
         return task
