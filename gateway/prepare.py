@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -15,7 +16,7 @@ from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
 from gateway.backends import Backends, answered
-from services.kit import names
+from services.kit import auth, names
 from services.kit.errors import DomainError, InvalidArgument
 from services.kit.logs import log
 from services.kit.validate import Violations
@@ -64,6 +65,17 @@ def _parsed(v: Violations, kind: str, value: str, field: str) -> dict[str, str] 
         for f, problem in err.violations:
             v.add(f, problem)
         return None
+
+
+# An answer finished less than this before its caller's deadline is not sent but undone: it would arrive late.
+DELIVERY_MARGIN_S = 0.01
+
+
+class TooLate(DomainError):
+    """The flow finished, but its answer could not reach the caller before the caller's deadline: it is undone."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
 
 
 class Abandoned(DomainError):
@@ -142,6 +154,12 @@ class Flow:
             if left and isinstance(failure, DomainError):
                 failure.metadata["undo_incomplete"] = "; ".join(left)
             raise
+
+    async def undo_unanswered(self) -> None:
+        """Undo a finished flow whose answer could not reach its caller in time."""
+        left = await self.undo.run()
+        log(logger, logging.WARNING, "prepare remote access finished past its caller's deadline; undone",
+            system=self.target.system, connection=self.window, undo_incomplete=", ".join(left))
 
     def check_abandoned(self) -> None:
         if self.abandoned.is_set():
@@ -256,13 +274,21 @@ async def prepare_remote_access(b: Backends, request: gpb.PrepareRemoteAccessReq
     """Runs the flow in a task of its own: if the caller goes away mid-way, the flow still ends — undone."""
     target = validate(request)
     abandoned = asyncio.Event()
-    task = b.detach(Flow(b, request, target, opener, abandoned).run())
+    flow = Flow(b, request, target, opener, abandoned)
+    task = b.detach(flow.run())
     try:
-        return await asyncio.shield(task)
+        response = await asyncio.shield(task)
     except asyncio.CancelledError:
         abandoned.set()
         task.add_done_callback(_consume)
         raise
+    deadline = auth.deadline_var.get()
+    if deadline is not None and deadline - time.monotonic() < DELIVERY_MARGIN_S:
+        # done, but the answer would reach the caller after its deadline: undone rather than left for a
+        # caller who only hears DEADLINE_EXCEEDED
+        b.detach(flow.undo_unanswered())
+        raise TooLate("the deadline passed as remote access was prepared; everything is undone")
+    return response
 
 
 def _consume(task: asyncio.Task) -> None:

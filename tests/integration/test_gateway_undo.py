@@ -99,6 +99,26 @@ async def test_a_caller_who_goes_away_leaves_nothing_half_prepared(suite, world,
     entries = (await suite.stub("depot").ListLogonData(dpb.ListLogonDataRequest(parent=system),
                                                        metadata=md)).logon_data
     if response is None:
-        assert (windows, setups, list(entries)) == ([], [], []), f"half-prepared after {timeout}s"
+        # all or nothing: nothing, or (the answer finished but reached its caller too late) everything
+        complete = (len(windows) == 1 and len(setups) == 1 and len(entries) == 1
+                    and entries[0].connection == windows[0])
+        assert (windows, setups, list(entries)) == ([], [], []) or complete, f"half-prepared after {timeout}s"
     else:
         assert windows == [response.connection.name] and [e.name for e in entries] == [response.logon_data.name]
+
+
+async def test_an_answer_that_would_reach_its_caller_too_late_is_undone_not_sent(suite, world, monkeypatch):
+    from gateway import prepare
+    monkeypatch.setattr(prepare, "DELIVERY_MARGIN_S", 3600.0)  # every answer finishes "too close" to its deadline
+    md = suite.md(world["token"])
+    system = await new_system(suite, world)
+    await expect_error(gw(suite).PrepareRemoteAccess(request(suite, system), metadata=md, timeout=30),
+                       grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED")
+    await suite.running["gateway"].app.backends.drain(10)
+    windows, setups = await left_behind(suite, world, system)
+    entries = (await suite.stub("depot").ListLogonData(dpb.ListLogonDataRequest(parent=system),
+                                                       metadata=md)).logon_data
+    assert (windows, setups, list(entries)) == ([], [], []), "the finished flow was undone"
+    monkeypatch.setattr(prepare, "DELIVERY_MARGIN_S", 0.01)
+    done = await gw(suite).PrepareRemoteAccess(request(suite, system), metadata=md, timeout=30)
+    assert done.connection.state == cpb.CONNECTION_STATE_OPEN
