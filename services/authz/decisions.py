@@ -15,7 +15,6 @@ import logging
 import os
 
 from sqlalchemy import bindparam, null, select
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from services.authz import policy
 from services.authz.passwords import token_hash
@@ -23,7 +22,7 @@ from services.authz.tables import AssignmentRow, GrantRow, PrincipalRow, TokenRo
 from services.kit import auth
 from services.kit.clock import Clock, as_utc
 from services.kit.db import Database
-from services.kit.localsqlite import FALLBACK, LocalSqlite
+from services.kit.localsqlite import FALLBACK, LocalSqlite, compile_sql
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +106,7 @@ class LocalSqliteReader(LocalSqlite):
 
     def __init__(self, path: str, writer_pragmas: tuple[str, ...] = ()) -> None:
         super().__init__(path, writer_pragmas)
-        dialect = sqlite_dialect.dialect(paramstyle="named")
-        self.sql = {key: str(statement(*key).compile(dialect=dialect)) for key in STATEMENTS}
+        self.sql = {key: compile_sql(statement(*key)) for key in STATEMENTS}
 
     def rows(self, with_assignments: bool, hashed: str, hashed2: str | None = None) -> list | None:
         """The statement's rows (for two hashes at once with `hashed2`), or None when this decision must be read

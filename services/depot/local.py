@@ -16,24 +16,14 @@ from services.depot.tables import EntryRow, KnownSystemRow, LogEventRow, LogHead
 from services.kit.clock import as_utc
 from services.kit.db import Database
 from services.kit.errors import NotFound
-from services.kit.localsqlite import FALLBACK, LocalSqlite, LocalTable
+from services.kit.localsqlite import FALLBACK, LocalSqlite, LocalTable, compile_sql, converters
 
-_DIALECT = sqlite.dialect(paramstyle="named")
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
 _RING, _KNOWN = RingKeyRow.__table__, KnownSystemRow.__table__
 _NEW_ENTRY_COLUMNS = [c for c in _ENTRIES.columns if c.name != "pk"]
 _EVENT_COLUMNS = [c for c in _EVENTS.columns if c.name != "pk"]
 if [c.name for c in _EVENT_COLUMNS] != list(audit.EventValues._fields):
     raise RuntimeError("audit.EventValues must list log_events' columns in table order")
-
-
-def _sql(statement) -> str:
-    return str(statement.compile(dialect=_DIALECT))
-
-
-def _binds(columns) -> list:
-    """Each column's SQLite bind converter as the engine applies it (None where the value passes as is)."""
-    return [column.type.dialect_impl(_DIALECT).bind_processor(_DIALECT) for column in columns]
 
 
 class LocalDepot:
@@ -44,30 +34,31 @@ class LocalDepot:
         # an entry as read here: EntryRow's columns as attributes, without the ORM's per-object bookkeeping
         self._by_id = LocalTable(local, _ENTRIES, ("entry_id",))
         self._by_pk = LocalTable(local, _ENTRIES, ("pk",))
-        self._head = _sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash)
+        self._head = compile_sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash)
                           .where(_HEADS.c.customer == bindparam("customer")))
         self._event_names = [c.name for c in _EVENT_COLUMNS]
-        self._event_binds = _binds(_EVENT_COLUMNS)
-        self._insert_event = _sql(insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENT_COLUMNS}))
+        self._event_binds = converters(_EVENT_COLUMNS, "bind")
+        self._insert_event = compile_sql(insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENT_COLUMNS}))
         upsert = sqlite.insert(_HEADS).values(customer=bindparam("customer"), last_sequence=bindparam("sequence"),
                                               last_hash=bindparam("hash"))
-        self._set_head = _sql(upsert.on_conflict_do_update(
+        self._set_head = compile_sql(upsert.on_conflict_do_update(
             index_elements=[_HEADS.c.customer],
             set_={"last_sequence": upsert.excluded.last_sequence, "last_hash": upsert.excluded.last_hash}))
 
-        self._entry_binds = dict(zip([c.name for c in _NEW_ENTRY_COLUMNS], _binds(_NEW_ENTRY_COLUMNS)))
-        self._insert_entry = _sql(insert(_ENTRIES).values({c.name: bindparam(c.name) for c in _NEW_ENTRY_COLUMNS}))
-        self._newest_key = _sql(select(func.max(_RING.c.version)))
+        self._entry_binds = dict(zip([c.name for c in _NEW_ENTRY_COLUMNS], converters(_NEW_ENTRY_COLUMNS, "bind")))
+        self._insert_entry = compile_sql(insert(_ENTRIES).values(
+            {c.name: bindparam(c.name) for c in _NEW_ENTRY_COLUMNS}))
+        self._newest_key = compile_sql(select(func.max(_RING.c.version)))
         one = literal_column("1")
-        self._claim = _sql(update(_RING).where(_RING.c.version == bindparam("version"),
+        self._claim = compile_sql(update(_RING).where(_RING.c.version == bindparam("version"),
                                                _RING.c.encryptions + one <= bindparam("limit"))
                            .values(encryptions=_RING.c.encryptions + one))
         known = sqlite.insert(_KNOWN).values(customer=bindparam("customer"), system_number=bindparam("system"),
                                              installation=bindparam("installation"), confirm_time=bindparam("now"))
-        self._remember = _sql(known.on_conflict_do_update(
+        self._remember = compile_sql(known.on_conflict_do_update(
             index_elements=[_KNOWN.c.customer, _KNOWN.c.system_number],
             set_={"installation": known.excluded.installation, "confirm_time": known.excluded.confirm_time}))
-        self._time_bind = _binds([_KNOWN.c.confirm_time])[0]
+        self._time_bind = converters([_KNOWN.c.confirm_time], "bind")[0]
 
     @classmethod
     def for_database(cls, db: Database) -> "LocalDepot | None":

@@ -22,8 +22,11 @@ import sqlite3
 import threading
 import time
 import urllib.request
+from collections import namedtuple
 from typing import Callable, TypeVar
 
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
 from services.kit.db import Database
@@ -37,6 +40,21 @@ BUSY_TIMEOUT_MS = 50
 PAUSE_S = 1.0
 MMAP_BYTES = 256 * 1024 * 1024
 CACHE_KIB = 16 * 1024
+_DIALECT = sqlite.dialect(paramstyle="named")
+
+
+def compile_sql(statement) -> str:
+    """A SQLAlchemy statement as SQLite text with named parameters, for LocalSqlite.read/write."""
+    return str(statement.compile(dialect=_DIALECT))
+
+
+def converters(columns, kind: str) -> list:
+    """Each column's SQLite value converter as the engine applies it ("bind" or "result"; None where the value
+    passes as is)."""
+    impls = [column.type.dialect_impl(_DIALECT) for column in columns]
+    if kind == "bind":
+        return [impl.bind_processor(_DIALECT) for impl in impls]
+    return [impl.result_processor(_DIALECT, None) for impl in impls]
 
 
 class LocalSqlite:
@@ -154,17 +172,11 @@ class LocalTable:
     statement, for running it inside a LocalSqlite.write transaction (then `make` the row)."""
 
     def __init__(self, local: LocalSqlite, table, keys: tuple[str, ...]) -> None:
-        from collections import namedtuple
-
-        from sqlalchemy import bindparam, select
-        from sqlalchemy.dialects import sqlite
-
-        dialect = sqlite.dialect(paramstyle="named")
         columns = list(table.columns)
         self.local = local
         self.row = namedtuple(f"Local_{table.name}", [c.name for c in columns])
-        self._convert = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
-        self.sql = str(select(table).where(*(table.c[k] == bindparam(k) for k in keys)).compile(dialect=dialect))
+        self._convert = converters(columns, "result")
+        self.sql = compile_sql(select(table).where(*(table.c[k] == bindparam(k) for k in keys)))
 
     def make(self, values) -> tuple:
         """A row from the table's columns' stored values, in table order."""

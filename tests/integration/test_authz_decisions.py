@@ -200,9 +200,10 @@ def test_the_statement_is_one_indexed_lookup_per_table():
     from sqlalchemy import create_engine
 
     from services.authz.tables import Base
+    from services.kit.localsqlite import compile_sql
     conn = sqlite3.connect(":memory:")
     Base.metadata.create_all(create_engine("sqlite://", creator=lambda: conn))
     for flag in (False, True):
-        text = str(decisions.statement(flag).compile(dialect=decisions.sqlite_dialect.dialect(paramstyle="named")))
+        text = compile_sql(decisions.statement(flag))
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + text, {"h": "x"}))
         assert "SCAN" not in plan, plan
