@@ -3,12 +3,12 @@ one JSON file, `<config dir>/session.json`, created atomically with mode 0600.""
 from __future__ import annotations
 
 import json
-import os
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rsctl.errors import CliError, not_logged_in
+from services.kit.secretfile import write_secret_file
 
 SESSION_FILE = "session.json"
 TOKEN_ENV = "RSCTL_TOKEN"
@@ -41,23 +41,6 @@ class Session:
         return data
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically with mode 0600: readable by nobody else, not even for a moment."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class SessionStore:
     """Reads, writes and forgets the session file of one config directory."""
 
@@ -65,7 +48,7 @@ class SessionStore:
         self.path = Path(config_dir) / SESSION_FILE
 
     def save(self, session: Session) -> Path:
-        write_private_file(self.path, (json.dumps(asdict(session), indent=2) + "\n").encode())
+        write_secret_file(self.path, (json.dumps(asdict(session), indent=2) + "\n").encode())
         return self.path
 
     def load(self) -> Session | None:

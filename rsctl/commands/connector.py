@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from remotesupport.connections.v1 import connections_pb2
-from rsctl.config import write_private_file
 from rsctl.errors import BAD_REQUEST, DATA_LOSS, CliError
 from rsctl.output import describe, iso, to_dict
+from services.kit.secretfile import write_secret_file
 
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -26,7 +26,7 @@ def write_connector(ctx, connector: connections_pb2.GetServiceConnectorResponse,
     target = path or Path(connector.file_name or "stfk.oez")
     if target.is_dir():
         target = target / (connector.file_name or "stfk.oez")
-    write_private_file(target, connector.content)
+    write_secret_file(target, connector.content)
     return target
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from remotesupport.depot.v1 import depot_pb2
 from rsctl.args import TIME_HELP, positive_int, time_arg, timestamp
-from rsctl.config import write_private_file
 from rsctl.errors import DATA_LOSS
 from rsctl.output import col, field_text
+from services.kit.secretfile import write_secret_file
 
 COLUMNS = [col("sequence", "seq"), col("event_time", "time"), col("action"), col("outcome"), col("actor"),
            col("logon_data", "entry"), col("incident"), col("detail")]
@@ -96,7 +96,7 @@ def export(ctx) -> None:
         ctx.out.stdout.write(text)
         return
     target = Path(ctx.args.output)
-    write_private_file(target, text.encode())
+    write_secret_file(target, text.encode())
     if ctx.out.json_mode:
         ctx.out.document({"file": str(target), "events": len(events)})
     else:

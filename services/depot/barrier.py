@@ -33,6 +33,8 @@ from typing import Mapping, Optional, Union
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services.kit.secretfile import write_secret_file
+
 __all__ = [
     "BarrierError",
     "DecryptionFailed",
@@ -241,51 +243,15 @@ def _read_key_file(path: Path, *, production: bool) -> Optional[bytes]:
 
 
 def _create_dev_key_file(path: Path) -> Optional[MasterKey]:
-    """Create a dev key file atomically with mode 0600.
-
-    The key is written to a temporary file (O_CREAT|O_EXCL, 0600), fsynced, then
-    hard-linked into place, so ``path`` either does not exist or is complete, and
-    an existing file is never overwritten. Returns None if another process won
-    the race (the caller then loads that file).
-    """
+    """Create a dev key file with mode 0600 (services.kit.secretfile): ``path`` either does not exist or is
+    complete, and an existing file is never overwritten. Returns None if another process won the race (the
+    caller then loads that file)."""
     key = MasterKey(os.urandom(KEY_SIZE), is_dev=True, generated=True)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(tmp, flags, 0o600)
+        created = write_secret_file(path, format_master_key_file(key._key, dev=True), replace=False)
     except OSError as exc:
-        raise MasterKeyError(f"cannot create master key file in {path.parent}: {exc.strerror}") from None
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            data = format_master_key_file(key._key, dev=True)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return None
-        except OSError as exc:
-            raise MasterKeyError(f"cannot create master key file {path}: {exc.strerror}") from None
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return key
+        raise MasterKeyError(f"cannot create master key file {path}: {exc.strerror}") from None
+    return key if created else None
 
 
 def load_master_key(
