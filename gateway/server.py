@@ -60,6 +60,8 @@ async def build(deps: app.Deps) -> GatewayApp:
         service_names=[SERVICE] + [descriptor.full_name for _, _, descriptor in FORWARDED],
         policies={**passthrough.policies(), **servicer.policies()},
         generic_handlers=[passthrough],
+        # a forwarded service is as healthy as the service that owns it
+        mirrored_health={descriptor.full_name: channels[owner] for _, owner, descriptor in FORWARDED},
     )
     return GatewayApp(spec, backends, channels)
 

@@ -15,6 +15,7 @@ import grpc
 from services.kit import auth, clients, eventloop, logs, metrics, tls
 from services.kit.clock import Clock, SystemClock
 from services.kit.config import DEFAULT_PORTS, KIT_VARIABLES, ServiceConfig, env
+from services.kit.healthmirror import HealthMirror
 from services.kit.server import ServerSpec, create_server, mark_serving, run_until_signalled
 
 logger = logging.getLogger(__name__)
@@ -49,12 +50,15 @@ class Running:
     health: object
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     metrics_port: int = 0  # the bound /metrics port, 0 when off
+    mirror: HealthMirror | None = None  # the health of services served on another server's behalf
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     async def stop(self, grace: float = 0.5) -> None:
+        if self.mirror is not None:
+            await self.mirror.stop()  # before the app closes the channels it watches
         await self.server.stop(grace)
         await self.app.stop()
         for close in self.closers:
@@ -84,8 +88,13 @@ async def start(deps: Deps, build: Callable[[Deps], Awaitable[App]]) -> Running:
     if deps.config.metrics_port:
         metrics_port, stop_metrics = metrics.serve(deps.config.metrics_port, deps.config.metrics_host)
         closers.append(lambda: asyncio.to_thread(stop_metrics))
-    await mark_serving(health, app.spec.service_names)
-    return Running(server, port, app, health, closers, metrics_port)
+    await mark_serving(health, app.spec.own_health_names)
+    mirror = None
+    if app.spec.mirrored_health:
+        mirror = HealthMirror(health, app.spec.mirrored_health)
+        await mirror.start()
+        closers.insert(0, mirror.stop)
+    return Running(server, port, app, health, closers, metrics_port, mirror)
 
 
 _VARIABLE = re.compile(r"\b(RS_[A-Z0-9_]+[A-Z0-9])\b")
@@ -141,8 +150,8 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
         running = await start(deps, build)
         logger.info("%s serving on %s:%d%s", service, config.host, running.port,
                     " (mutual TLS)" if config.tls else "")
-        await run_until_signalled(running.server, running.health, running.app.spec.service_names,
-                                  config.grace_s, running.app.stop)
+        await run_until_signalled(running.server, running.health, running.app.spec.own_health_names,
+                                  config.grace_s, running.app.stop, running.mirror)
         for close in running.closers:
             await close()
 

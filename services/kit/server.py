@@ -26,6 +26,13 @@ class ServerSpec:
     service_names: list[str]
     policies: dict[str, auth.MethodPolicy]
     generic_handlers: list = field(default_factory=list)
+    # names among service_names whose health is another server's (kit.healthmirror): name -> channel to it
+    mirrored_health: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    @property
+    def own_health_names(self) -> list[str]:
+        """The service names whose health this server sets itself (SERVING while it serves)."""
+        return [name for name in self.service_names if name not in self.mirrored_health]
 
 
 def server_options(config: ServiceConfig) -> list[tuple[str, int]]:
@@ -78,8 +85,10 @@ async def mark_not_serving(health_servicer, service_names: list[str]) -> None:
 
 
 async def run_until_signalled(server: grpc.aio.Server, health_servicer, service_names: list[str], grace_s: float,
-                              on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, then stop taking calls and let in-flight ones finish within the grace."""
+                              on_stop: Callable[[], Awaitable[None]] | None = None, mirror=None) -> None:
+    """Serve until SIGTERM/SIGINT, then stop taking calls and let in-flight ones finish within the grace.
+    `service_names` are those whose health this server sets itself; a `mirror` (kit.healthmirror) stops
+    following its names, which go NOT_SERVING with the rest."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -87,7 +96,9 @@ async def run_until_signalled(server: grpc.aio.Server, health_servicer, service_
     await mark_serving(health_servicer, service_names)
     await stop.wait()
     logger.info("shutting down: finishing in-flight calls (grace %.1fs)", grace_s)
-    await mark_not_serving(health_servicer, service_names)
+    if mirror is not None:
+        await mirror.stop()
+    await mark_not_serving(health_servicer, [*service_names, *(mirror.names if mirror is not None else ())])
     await server.stop(grace_s)
     if on_stop is not None:
         await on_stop()
