@@ -28,7 +28,7 @@ FORWARDED = (
 class GatewayApp:
     spec: ServerSpec
     backends: Backends
-    channels: dict[str, grpc.aio.Channel]
+    channels: list[grpc.aio.Channel]
     authorizer: None = None  # the kit asks authz, with the gateway's service token
 
     async def start(self) -> None:
@@ -36,7 +36,7 @@ class GatewayApp:
 
     async def stop(self) -> None:
         await self.backends.drain(self.backends.undo_timeout_s * 3)
-        for channel in self.channels.values():
+        for channel in self.channels:
             await channel.close()
 
 
@@ -47,6 +47,9 @@ async def build(deps: app.Deps) -> GatewayApp:
         raise SystemExit(f"configuration error: the gateway needs {', '.join(missing)}")
     channels = {owner: clients.channel(getattr(config, attr), config.max_message_bytes)
                 for attr, owner, _ in FORWARDED}
+    # the forwarded services' health is watched on connections of its own (services.kit.healthmirror)
+    health_channels = {owner: clients.channel(getattr(config, attr), own_connection=True)
+                       for attr, owner, _ in FORWARDED}
     routes = {}
     for _, owner, descriptor in FORWARDED:
         routes.update(routes_for(descriptor, owner, channels[owner]))
@@ -61,9 +64,9 @@ async def build(deps: app.Deps) -> GatewayApp:
         policies={**passthrough.policies(), **servicer.policies()},
         generic_handlers=[passthrough],
         # a forwarded service is as healthy as the service that owns it
-        mirrored_health={descriptor.full_name: channels[owner] for _, owner, descriptor in FORWARDED},
+        mirrored_health={descriptor.full_name: health_channels[owner] for _, owner, descriptor in FORWARDED},
     )
-    return GatewayApp(spec, backends, channels)
+    return GatewayApp(spec, backends, [*channels.values(), *health_channels.values()])
 
 
 if __name__ == "__main__":

@@ -23,15 +23,25 @@ _PASS_THROUGH_CODES = {
 _CURRENT = object()
 
 
+MAX_RECONNECT_BACKOFF_MS = 5000
+
+
 def channel(address: str, max_message_bytes: int = 4 * 1024 * 1024, *,
-            identity: "tls.Identity | None | object" = _CURRENT, server_name: str | None = None) -> grpc.aio.Channel:
+            identity: "tls.Identity | None | object" = _CURRENT, server_name: str | None = None,
+            own_connection: bool = False) -> grpc.aio.Channel:
     """A channel to another service of the suite. Under mutual TLS it presents `identity` (by default the
     identity of the service being built or of this process, see services.kit.tls) and verifies the server
-    against the suite's CA; `server_name` overrides the name checked in the server's certificate."""
+    against the suite's CA; `server_name` overrides the name checked in the server's certificate.
+    grpc shares one connection, and its reconnect backoff, between channels to the same address with the same
+    options; with `own_connection` this channel has its own."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # a restarted service is reached again within seconds (grpc's default backoff grows to 120 s)
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ]
+    if own_connection:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     ident = tls.current_identity() if identity is _CURRENT else identity
     if ident is None:
         return grpc.aio.insecure_channel(address, options=options)

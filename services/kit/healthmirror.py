@@ -1,9 +1,11 @@
 """Health of services a server serves on another server's behalf (the gateway's pass-through): each name's
-status on this server is the owning server's status for it, watched with grpc.health.v1.Health/Watch over
-the channel the calls are forwarded on.
+status on this server is the owning server's status for it, watched with grpc.health.v1.Health/Watch.
 
 NOT_SERVING until the owner first answers, and again as soon as the watch breaks (the owner stopped, or cannot
-be reached); the watch is then re-opened with a capped backoff, so the status follows the owner back up."""
+be reached); the watch is then re-opened and waits for the owner (wait_for_ready), so the status follows the
+owner back up. Give it channels with connections of their own (services.kit.clients.channel, own_connection):
+a watch that waits for an owner not yet started must not put the connection that forwards calls into its
+reconnect backoff, where calls fail at once with UNAVAILABLE."""
 from __future__ import annotations
 
 import asyncio
@@ -51,7 +53,7 @@ class HealthMirror:
         while True:
             status = None
             try:
-                async for answer in stub.Watch(health_pb2.HealthCheckRequest(service=name)):
+                async for answer in stub.Watch(health_pb2.HealthCheckRequest(service=name), wait_for_ready=True):
                     if answer.status != status:
                         status = answer.status
                         await self.health.set(name, status)

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.kit import healthmirror
+from services.kit import clients, healthmirror
 from services.kit.healthmirror import HealthMirror
 
 NAME = "remotesupport.depot.v1.LogonDepotService"
@@ -55,7 +55,7 @@ async def test_the_status_follows_the_owner_down_and_back_up(fast_retry):
     server, servicer = await owner(port)
     await servicer.set(NAME, SERVING)
     mirrored = health.aio.HealthServicer()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = clients.channel(f"127.0.0.1:{port}")
     mirror = HealthMirror(mirrored, {NAME: channel})
     try:
         await mirror.start()
@@ -80,7 +80,7 @@ async def test_the_status_follows_the_owner_down_and_back_up(fast_retry):
 async def test_not_serving_until_the_owner_first_answers_and_stop_is_final(fast_retry):
     port = free_port()  # nothing listens yet
     mirrored = health.aio.HealthServicer()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = clients.channel(f"127.0.0.1:{port}")
     mirror = HealthMirror(mirrored, {NAME: channel})
     server = None
     try:
@@ -102,3 +102,29 @@ async def test_not_serving_until_the_owner_first_answers_and_stop_is_final(fast_
         if server is not None:
             await server.stop(0)
         await channel.close()
+
+
+async def test_waiting_for_an_absent_owner_leaves_the_forwarding_connection_alone():
+    """What the gateway relies on: its mirror waits for an owner that has not started yet, and calls forwarded
+    on another channel to the same address must work the moment the owner is up (a shared connection would
+    be in its reconnect backoff and fail them at once with UNAVAILABLE, as this call did when the two channels
+    shared one)."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    watched = clients.channel(address, own_connection=True)
+    forwarding = clients.channel(address)
+    mirror = HealthMirror(health.aio.HealthServicer(), {NAME: watched})
+    server = None
+    try:
+        await mirror.start()
+        await asyncio.sleep(1.5)  # the watch has tried to connect, and failed, more than once
+        server, servicer = await owner(port)
+        await servicer.set(NAME, SERVING)
+        call = health_pb2_grpc.HealthStub(forwarding).Check(health_pb2.HealthCheckRequest(service=NAME), timeout=2)
+        assert (await call).status == SERVING
+    finally:
+        await mirror.stop()
+        if server is not None:
+            await server.stop(0)
+        await watched.close()
+        await forwarding.close()
