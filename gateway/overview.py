@@ -4,8 +4,6 @@ out and named in `omitted`; the system itself failing, or any other failure, fai
 from __future__ import annotations
 
 import asyncio
-import collections
-import datetime as dt
 import time
 
 import grpc
@@ -13,17 +11,13 @@ import grpc
 from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
-from gateway.backends import LIST_PAGE_SIZE, Backends
+from gateway.backends import Backends
 from services.kit import auth, names
 from services.kit.errors import DomainError, InvalidArgument
 
 DEFAULT_LOG_EVENTS = 20
 MAX_LOG_EVENTS = 100
 PART_LIMIT = 1000  # set-ups (at most one per catalog type), windows (newest first), entries
-# The log lists oldest first, so the latest events are the tail of a time range that grows until it holds
-# enough of them; each range is read up to LOG_PAGES_PER_RANGE pages.
-LOG_LOOKBACKS = tuple(dt.timedelta(hours=h) for h in (1, 6, 24, 24 * 7, 24 * 30, 24 * 120, 24 * 365)) + (None,)
-LOG_PAGES_PER_RANGE = 10
 PARTS = ("connection_setups", "connections", "logon_data", "log_events")
 
 
@@ -67,20 +61,7 @@ async def system_overview(b: Backends, request: gpb.GetSystemOverviewRequest) ->
 
 
 async def latest_events(b: Backends, customer: str, system: str, limit: int) -> list[dpb.LogEvent]:
-    """The system's latest `limit` events, oldest of them first (bounded reading, see LOG_LOOKBACKS)."""
-    now = b.clock.now()
-    tail: collections.deque = collections.deque(maxlen=limit)
-    for lookback in LOG_LOOKBACKS:
-        request = dpb.ListLogEventsRequest(parent=customer, system=system, page_size=LIST_PAGE_SIZE)
-        if lookback is not None:
-            request.start_time.FromDatetime(now - lookback)
-        tail.clear()
-        for _ in range(LOG_PAGES_PER_RANGE):
-            response = await b.call("depot", b.depot.ListLogEvents, request)
-            tail.extend(response.events)
-            if not response.next_page_token:
-                break
-            request.page_token = response.next_page_token
-        if len(tail) >= limit:
-            break
-    return list(tail)
+    """The system's latest `limit` events, oldest of them first: one page of the log read newest first."""
+    response = await b.call("depot", b.depot.ListLogEvents, dpb.ListLogEventsRequest(
+        parent=customer, system=system, page_size=limit, order_by="sequence desc"))
+    return list(reversed(response.events))

@@ -26,11 +26,13 @@ def _filters(parser) -> None:
     parser.add_argument("--since", type=time_arg, metavar="TIME", help=f"events at or after; {TIME_HELP}")
     parser.add_argument("--until", type=time_arg, metavar="TIME", help="events before")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="at most N events")
+    parser.add_argument("--newest-first", action="store_true",
+                        help="newest event first (with --limit N: the latest N events)")
 
 
 def register(reg) -> None:
     group = reg.group("log", "the depot log of a customer (every change and access)")
-    _filters(group.command("list", list_, "list log events, oldest first"))
+    _filters(group.command("list", list_, "list log events, oldest first (or --newest-first)"))
     group.command("verify", verify, "verify the hash chain; exit 8 when it is broken").add_argument(
         "customer_arg", nargs="?", metavar="CUSTOMER", help="default: --customer or your own")
     p = group.command("export", export, "export log events as CSV (header row first)")
@@ -43,7 +45,7 @@ def _events(ctx) -> list:
     request = depot_pb2.ListLogEventsRequest(
         parent=names.customer(a.customer_arg), system=names.system(a.system) if a.system else "",
         logon_data=names.logon(a.entry) if a.entry else "", actor=names.user(a.actor) if a.actor else "",
-        page_size=min(a.limit or 1000, 1000))
+        page_size=min(a.limit or 1000, 1000), order_by="sequence desc" if a.newest_first else "")
     if a.since is not None:
         request.start_time.CopyFrom(timestamp(a.since))
     if a.until is not None:

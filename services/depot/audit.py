@@ -111,11 +111,18 @@ class Filters:
     actor: str = ""
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None
+    newest_first: bool = False
 
 
-async def list_events(store: Store, customer: str, filters: Filters, after: int, size: int) -> list[LogEventRow]:
-    """Events of a customer after sequence `after`, oldest first, at most `size`."""
-    query = select(LogEventRow).where(LogEventRow.customer == customer, LogEventRow.sequence > after)
+async def list_events(store: Store, customer: str, filters: Filters, cursor: int, size: int) -> list[LogEventRow]:
+    """At most `size` events of a customer in sequence order, oldest first, or newest first with
+    `filters.newest_first`; past the sequence `cursor` (the last one of the previous page; 0: from the start)."""
+    query = select(LogEventRow).where(LogEventRow.customer == customer)
+    if filters.newest_first:
+        if cursor:
+            query = query.where(LogEventRow.sequence < cursor)
+    else:
+        query = query.where(LogEventRow.sequence > cursor)
     if filters.system:
         query = query.where(LogEventRow.system == filters.system)
     if filters.logon_data:
@@ -127,7 +134,8 @@ async def list_events(store: Store, customer: str, filters: Filters, after: int,
     if filters.end_time:
         query = query.where(LogEventRow.event_time < filters.end_time)
     async with store.read() as session:
-        return list((await session.execute(query.order_by(LogEventRow.sequence).limit(size))).scalars())
+        order = LogEventRow.sequence.desc() if filters.newest_first else LogEventRow.sequence
+        return list((await session.execute(query.order_by(order).limit(size))).scalars())
 
 
 async def verify(store: Store, customer: str) -> chain.Verdict:

@@ -96,7 +96,8 @@ def _cursor(token: str, expected: dict) -> int:
     if cursor is None:
         return 0
     after = cursor.get("after")
-    if not isinstance(after, int) or after < 0 or any(cursor.get(k) != v for k, v in expected.items()):
+    if not isinstance(after, int) or after < 0 or cursor.keys() - {"after"} != expected.keys() \
+            or any(cursor.get(k) != v for k, v in expected.items()):
         raise InvalidArgument("page_token", "does not belong to this request (parent and filters must not change)")
     return after
 
@@ -129,8 +130,21 @@ def log_filters(request: depot_pb2.ListLogEventsRequest, customer: str) -> audit
     start, end = _time(request.start_time, "start_time", v), _time(request.end_time, "end_time", v)
     if start and end and end <= start:
         v.add("end_time", "must be after start_time")
+    newest_first = _log_order(v, request.order_by)
     v.raise_if_any()
-    return audit.Filters(request.system, request.logon_data, request.actor, start, end)
+    return audit.Filters(request.system, request.logon_data, request.actor, start, end, newest_first)
+
+
+_LOG_ORDERS = {"": False, "sequence": False, "sequence asc": False, "sequence desc": True}
+
+
+def _log_order(v: Violations, order_by: str) -> bool:
+    """ListLogEvents' order_by (AIP-132): True for newest first."""
+    newest_first = _LOG_ORDERS.get(" ".join(order_by.split()).lower())
+    if newest_first is None:
+        v.add("order_by", 'must be "sequence" (oldest first) or "sequence desc" (newest first)')
+        return False
+    return newest_first
 
 
 # --- authorization policies ---------------------------------------------------------------------------------
@@ -243,6 +257,8 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
         scope = {"parent": request.parent, "system": request.system, "logon_data": request.logon_data,
                  "actor": request.actor, "start": [request.start_time.seconds, request.start_time.nanos],
                  "end": [request.end_time.seconds, request.end_time.nanos]}
+        if filters.newest_first:  # a page token of one order is refused by the other
+            scope["order"] = "desc"
         rows = await audit.list_events(self.depot.store, customer, filters, _cursor(request.page_token, scope),
                                        size + 1)
         after = rows[size - 1].sequence if len(rows) > size else 0

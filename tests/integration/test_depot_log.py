@@ -101,6 +101,43 @@ async def test_filters_and_paging(world):
     assert seen == [1, 2, 3, 4]
 
 
+async def test_newest_first_with_filters_and_paging(world):
+    w = await fresh_customer(world)
+    first = await w.create("creator", secret="a")
+    for _ in range(3):
+        await w.reveal("creator", first.name)
+    other_system = await w.suite.new_system(w.customer, w.ops, sid="QAS")
+    await w.create("creator", system=other_system, secret="b")
+    parent, md = f"customers/{w.customer}", w.md("creator")
+
+    async def pages(order_by: str, page_size: int, **filters) -> list[list[int]]:
+        out, token = [], None
+        while token != "":
+            page = await w.depot.ListLogEvents(dp.ListLogEventsRequest(
+                parent=parent, page_size=page_size, page_token=token or "", order_by=order_by, **filters),
+                metadata=md)
+            out.append([e.sequence for e in page.events])
+            token = page.next_page_token
+        return out
+
+    assert await pages("sequence desc", 2) == [[5, 4], [3, 2], [1]]
+    assert await pages("  SEQUENCE   Desc ", 4) == [[5, 4, 3, 2], [1]]  # AIP-132: case and spaces are free
+    assert await pages("sequence desc", 3, system=w.system) == [[4, 3, 2], [1]]
+    assert await pages("sequence desc", 10, logon_data=first.name) == [[4, 3, 2, 1]]
+    assert await pages("sequence", 4) == await pages("", 4) == await pages("sequence asc", 4) == [[1, 2, 3, 4], [5]]
+
+    desc = await w.depot.ListLogEvents(dp.ListLogEventsRequest(parent=parent, page_size=2, order_by="sequence desc"),
+                                       metadata=md)
+    asc = await w.depot.ListLogEvents(dp.ListLogEventsRequest(parent=parent, page_size=2), metadata=md)
+    # a page token belongs to its order: the other order refuses it
+    await expect_error(w.depot.ListLogEvents(dp.ListLogEventsRequest(
+        parent=parent, page_size=2, page_token=desc.next_page_token), metadata=md),
+        grpc.StatusCode.INVALID_ARGUMENT, field="page_token")
+    await expect_error(w.depot.ListLogEvents(dp.ListLogEventsRequest(
+        parent=parent, page_size=2, page_token=asc.next_page_token, order_by="sequence desc"), metadata=md),
+        grpc.StatusCode.INVALID_ARGUMENT, field="page_token")
+
+
 @pytest.mark.parametrize("filters, field", [
     ({"system": "customers/1/systems/2"}, "system"),
     ({"system": "systems/2"}, "system"),
@@ -109,6 +146,8 @@ async def test_filters_and_paging(world):
     ({"start_time": 20, "end_time": 10}, "end_time"),
     ({"page_size": -1}, "page_size"),
     ({"page_token": "not-a-token"}, "page_token"),
+    ({"order_by": "event_time desc"}, "order_by"),
+    ({"order_by": "sequence descending"}, "order_by"),
 ])
 async def test_bad_log_filters_name_the_field(world, filters, field):
     filters = dict(filters)

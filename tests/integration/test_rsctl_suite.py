@@ -184,6 +184,8 @@ async def test_the_seed_flow_from_system_to_log_export(world):
     actions = [e["action"] for e in events]
     assert "LOG_ACTION_CREATE" in actions and "LOG_ACTION_REVEAL" in actions and "LOG_ACTION_UPDATE" in actions
     assert SECRET not in json.dumps(events)
+    latest = (await op("log", "list", "--newest-first", "--limit", "2", "--json")).json()["events"]
+    assert [e["sequence"] for e in latest] == [e["sequence"] for e in events[::-1][:2]]
     assert "intact" in (await op("log", "verify")).out
     export = tmp / "log.csv"
     await op("log", "export", customer, "--system", system, "-o", str(export))
