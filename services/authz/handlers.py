@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,8 +14,11 @@ from services.authz import policy
 from services.authz.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password, new_token, token_hash, \
     verify_password
 from services.authz.tables import AssignmentRow, CustomerRow, GrantRow, PrincipalRow, TokenRow
+from services.kit.clock import as_utc
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from services.kit.validate import Violations
+
+logger = logging.getLogger(__name__)
 
 S_USER = re.compile(r"^S[0-9]{10}$")
 LOGIN = re.compile(r"^[a-z][a-z0-9._-]{1,62}$")
@@ -27,7 +32,22 @@ def check_password_policy(field: str, password: str, violations: Violations) -> 
         violations.add(field, f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
 
 
-async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_log2_n: int) -> tuple[str, dt.datetime, PrincipalRow]:
+LOGIN_REFUSED = "invalid user ID or password, or the user is disabled or locked"
+
+
+@dataclass(frozen=True)
+class LoginLock:
+    """After `max_failures` failed logins in a row a user is locked for `duration` (0 failures: never)."""
+
+    max_failures: int = 5
+    duration: dt.timedelta = dt.timedelta(minutes=15)
+
+
+async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_log2_n: int,
+                lock: LoginLock = LoginLock()) -> tuple[str, dt.datetime, PrincipalRow]:
+    """A new token for the right password of an enabled, unlocked user. A wrong password counts against the
+    user; at lock.max_failures in a row the user is locked for lock.duration. Every refusal is the same
+    UNAUTHENTICATED and costs one KDF run, so neither the answer nor its time tells which check failed."""
     v = Violations()
     v.required("user_id", user_id)
     v.required("password", password)
@@ -38,16 +58,40 @@ async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_l
     if not CONTROL.search(user_id):  # no user ID has one: an unknown user, found without asking the database
         async with db.sessions() as session:
             row = await session.get(PrincipalRow, user_id)
-    stored = row.password_hash if row is not None else None
-    ok = await asyncio.to_thread(verify_password, password, stored)
-    if not ok or row is None or row.disabled:
-        raise Unauthenticated("invalid user ID or password, or the user is disabled")
-    token = new_token()
     now = clock.now()
+    locked = row is not None and row.locked_until is not None and as_utc(row.locked_until) > now
+    stored = row.password_hash if row is not None and not locked else None
+    ok = await asyncio.to_thread(verify_password, password, stored)
+    if row is not None and not locked and not ok:
+        await _failed_login(db, row.user_id, now, lock)
+    if not ok or row is None or row.disabled:
+        raise Unauthenticated(LOGIN_REFUSED)
+    token = new_token()
     async with db.unit_of_work() as session:
         session.add(TokenRow(token_hash=token_hash(token), user_id=row.user_id, expires_at=now + ttl,
                              revoked=False, created_at=now))
+        if row.failed_logins or row.locked_until is not None:  # a login ends the count and any past lock
+            await session.execute(update(PrincipalRow).where(PrincipalRow.user_id == row.user_id)
+                                  .values(failed_logins=0, locked_until=None))
+            row.failed_logins, row.locked_until = 0, None
     return token, now + ttl, row
+
+
+async def _failed_login(db, user_id: str, now: dt.datetime, lock: LoginLock) -> None:
+    """Count a wrong password (atomically: concurrent attempts all count); the last one allowed locks."""
+    if lock.max_failures <= 0:
+        return
+    async with db.unit_of_work() as session:
+        failures = (await session.execute(
+            update(PrincipalRow).where(PrincipalRow.user_id == user_id)
+            .values(failed_logins=PrincipalRow.failed_logins + 1)
+            .returning(PrincipalRow.failed_logins))).scalar_one()
+        if failures >= lock.max_failures:
+            until = now + lock.duration
+            await session.execute(update(PrincipalRow).where(PrincipalRow.user_id == user_id)
+                                  .values(failed_logins=0, locked_until=until))
+            logger.warning("users/%s locked until %s after %d failed logins in a row", user_id,
+                           until.isoformat(timespec="seconds"), failures)
 
 
 async def logout(db, token: str) -> None:
@@ -184,6 +228,7 @@ async def update_user(db, clock, user_id: str, paths: list[str], *, display_name
             row.disabled = disabled
         if hashed is not None:
             row.password_hash = hashed
+            row.failed_logins, row.locked_until = 0, None  # a new password ends a lock
             # a new password ends every session of the user
             await session.execute(update(TokenRow).where(TokenRow.user_id == user_id).values(revoked=True))
         row.updated_at = clock.now()

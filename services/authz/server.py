@@ -8,6 +8,7 @@ from pathlib import Path
 from remotesupport.authz.v1 import authz_pb2_grpc
 from services.authz.bootstrap import bootstrap
 from services.authz.decisions import DecisionService
+from services.authz.handlers import LoginLock
 from services.authz.passwords import DEFAULT_LOG2_N
 from services.authz.servicer import SERVICE, AuthzServicer
 from services.kit import app
@@ -33,6 +34,10 @@ class AuthzApp:
 
 
 async def build(deps: app.Deps, *, run_bootstrap: bool = True) -> AuthzApp:
+    max_failed, lock_s = env_int("RS_AUTHZ_MAX_FAILED_LOGINS", 5), env_int("RS_AUTHZ_LOGIN_LOCK_S", 900)
+    if max_failed < 0 or lock_s < 1:
+        raise SystemExit("configuration error: RS_AUTHZ_MAX_FAILED_LOGINS must be 0 (never lock) or more, "
+                         "and RS_AUTHZ_LOGIN_LOCK_S at least 1")
     url = deps.config.database_url
     migrate(url, MIGRATIONS)
     db = Database(url)
@@ -41,7 +46,8 @@ async def build(deps: app.Deps, *, run_bootstrap: bool = True) -> AuthzApp:
     decisions = DecisionService(db, deps.clock)
     servicer = AuthzServicer(db, deps.clock, decisions,
                              token_ttl=dt.timedelta(seconds=env_int("RS_AUTHZ_TOKEN_TTL_S", 12 * 3600)),
-                             kdf_log2_n=env_int("RS_AUTHZ_KDF_LOG2_N", DEFAULT_LOG2_N))
+                             kdf_log2_n=env_int("RS_AUTHZ_KDF_LOG2_N", DEFAULT_LOG2_N),
+                             login_lock=LoginLock(max_failed, dt.timedelta(seconds=lock_s)))
     spec = ServerSpec(register=lambda server: authz_pb2_grpc.add_AuthzServiceServicer_to_server(servicer, server),
                       service_names=[SERVICE], policies=servicer.policies())
     return AuthzApp(spec, decisions, db)

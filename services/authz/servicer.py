@@ -10,6 +10,7 @@ from services.authz.tables import GrantRow, PrincipalRow
 from services.kit import auth, names
 from services.kit import permissions as P
 from services.kit.auth import MethodPolicy, Resource
+from services.kit.clock import as_utc
 from services.kit.errors import InvalidArgument
 from services.kit.validate import Violations, decode_page_token, encode_page_token, mask_paths, page_size, \
     to_timestamp
@@ -24,13 +25,16 @@ AUTH_NUMBER = {name: number for number, name in AUTH_BY_NUMBER.items()}
 MAX_BULK = 1000
 
 
-def user_proto(row: PrincipalRow) -> authz_pb2.User:
-    return authz_pb2.User(
+def user_proto(row: PrincipalRow, now: dt.datetime) -> authz_pb2.User:
+    user = authz_pb2.User(
         name=f"users/{row.user_id}", user_id=row.user_id, kind=KIND_NUMBER[row.kind],
         customer=f"customers/{row.customer}" if row.customer else "", display_name=row.display_name,
         email=row.email, disabled=row.disabled, create_time=to_timestamp(row.created_at),
         update_time=to_timestamp(row.updated_at),
     )
+    if row.locked_until is not None and as_utc(row.locked_until) > now:
+        user.lock_expire_time.CopyFrom(to_timestamp(as_utc(row.locked_until)))
+    return user
 
 
 def grant_proto(row: GrantRow) -> authz_pb2.Grant:
@@ -62,12 +66,14 @@ def _ttl(duration, default: dt.timedelta, maximum: dt.timedelta, field: str) -> 
 
 
 class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
-    def __init__(self, db, clock, decisions: DecisionService, *, token_ttl: dt.timedelta, kdf_log2_n: int) -> None:
+    def __init__(self, db, clock, decisions: DecisionService, *, token_ttl: dt.timedelta, kdf_log2_n: int,
+                 login_lock: handlers.LoginLock = handlers.LoginLock()) -> None:
         self.db = db
         self.clock = clock
         self.decisions = decisions
         self.token_ttl = token_ttl
         self.kdf = kdf_log2_n
+        self.login_lock = login_lock
 
     # --- authorization policies -------------------------------------------------------------------------
     async def _target(self, value: str, field: str) -> Resource:
@@ -122,8 +128,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     # --- sessions and tokens ----------------------------------------------------------------------------
     async def Login(self, request, context):
         token, expires, row = await handlers.login(self.db, self.clock, request.user_id, request.password,
-                                                   self.token_ttl, self.kdf)
-        return authz_pb2.LoginResponse(access_token=token, expire_time=to_timestamp(expires), user=user_proto(row))
+                                                   self.token_ttl, self.kdf, self.login_lock)
+        return authz_pb2.LoginResponse(access_token=token, expire_time=to_timestamp(expires),
+                                       user=user_proto(row, self.clock.now()))
 
     async def Logout(self, request, context):
         await handlers.logout(self.db, auth.current().token)
@@ -154,11 +161,11 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         row = await handlers.create_user(
             self.db, self.clock, user_id=u.user_id, kind=KIND_BY_NUMBER[u.kind], customer=customer,
             display_name=u.display_name, email=u.email, password=request.initial_password, kdf_log2_n=self.kdf)
-        return authz_pb2.CreateUserResponse(user=user_proto(row))
+        return authz_pb2.CreateUserResponse(user=user_proto(row, self.clock.now()))
 
     async def GetUser(self, request, context):
         row = await handlers.get_user(self.db, names.parse("user", request.name, "name")["user"])
-        return authz_pb2.GetUserResponse(user=user_proto(row))
+        return authz_pb2.GetUserResponse(user=user_proto(row, self.clock.now()))
 
     async def ListUsers(self, request, context):
         caller = auth.current().subject
@@ -172,7 +179,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             raise InvalidArgument("page_token", "is not a token this service issued")
         rows = await handlers.list_users(self.db, customer, after, size)
         token = encode_page_token({"after": rows[size - 1].user_id}) if len(rows) > size else ""
-        return authz_pb2.ListUsersResponse(users=[user_proto(r) for r in rows[:size]], next_page_token=token)
+        now = self.clock.now()
+        return authz_pb2.ListUsersResponse(users=[user_proto(r, now) for r in rows[:size]], next_page_token=token)
 
     async def UpdateUser(self, request, context):
         user_id = names.parse("user", request.user.name, "user.name")["user"]
@@ -182,7 +190,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
             self.db, self.clock, user_id, paths, display_name=request.user.display_name, email=request.user.email,
             disabled=request.user.disabled, new_password=request.new_password, caller_is_self_only=self_only,
             kdf_log2_n=self.kdf)
-        return authz_pb2.UpdateUserResponse(user=user_proto(row))
+        return authz_pb2.UpdateUserResponse(user=user_proto(row, self.clock.now()))
 
     @staticmethod
     async def _acting_on_self_only(target: str) -> bool:
