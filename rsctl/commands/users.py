@@ -10,7 +10,7 @@ from rsctl.output import col
 
 KIND = EnumArg(authz_pb2.PrincipalKind)
 COLUMNS = [col("user_id"), col("kind"), col("customer"), col("display_name", "name"), col("email"),
-           col("disabled")]
+           col("disabled"), col("lock_expire_time", "locked_until")]
 
 
 def register(reg) -> None:
@@ -32,7 +32,7 @@ def register(reg) -> None:
     group.command("disable", disable, "disable a user: no login, its tokens stop working").add_argument(
         "user", metavar="USER")
     group.command("enable", enable, "enable a disabled user").add_argument("user", metavar="USER")
-    p = group.command("passwd", passwd, "set a user's password (default: your own)")
+    p = group.command("passwd", passwd, "set a user's password (default: your own); ends a login lock")
     p.add_argument("user", nargs="?", metavar="USER")
     p.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
 

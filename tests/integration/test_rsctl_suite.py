@@ -264,6 +264,26 @@ async def test_revoked_token_exits_3_and_logout_revokes(world):
     assert error.startswith("rsctl: UNAUTHENTICATED: ") and "rsctl login USER_ID" in error
 
 
+async def test_a_locked_user_is_shown_and_a_new_password_unlocks_it(world):
+    user_id = f"S{world['customer']}4"
+    admin = world["user_admin"]
+    await admin("users", "create", user_id, "--name", "Guessed At", "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    guesser = world["actor"]("guesser")
+    for _ in range(5):  # the default: 5 failed logins in a row lock the user
+        result = await guesser("login", user_id, "--password-stdin", stdin="not-the-password-1\n", expect=3)
+        assert "invalid user ID or password, or the user is disabled or locked" in result.err
+    await guesser("login", user_id, "--password-stdin", stdin=TEST_PASSWORD + "\n", expect=3)  # locked
+    shown = (await admin("users", "get", user_id, "--json")).json()
+    assert shown["lock_expire_time"]
+    table = await admin("users", "list")
+    assert "LOCKED_UNTIL" in table.out.splitlines()[0]
+    row = next(line for line in table.out.splitlines() if user_id in line)
+    assert shown["lock_expire_time"] in row
+    await admin("users", "passwd", user_id, "--password-stdin", stdin="a brand new password\n")
+    assert "lock_expire_time" not in (await admin("users", "get", user_id, "--json")).json()
+    await guesser("login", user_id, "--password-stdin", stdin="a brand new password\n")
+
+
 async def test_permission_denied_exits_4_and_names_the_authorization(world):
     result = await world["user_admin"]("systems", "create", "4799", "--sid", "DEV", "--installation", "1", expect=4)
     assert result.err.startswith("rsctl: PERMISSION_DENIED: ")
