@@ -43,6 +43,41 @@ def comparison_rows(results: list[dict], comparisons: list[dict], clients: list[
     return rows
 
 
+def bounds(results: list[dict]) -> list[dict]:
+    """For the CPU targets: what the hops the design requires cost alone, measured in this run, against the
+    target's budget. Check: one hop (an empty RPC on the kit) against Cerbos's whole check. Reveal: the depot's
+    hop with its call plus authz's hop (the chain's probes for them) against 2.5 x OpenBao's audited read.
+    A share over 100 % means no amount of work on our side can meet the target with these hops."""
+    out = []
+    clients = sorted({r["clients"] for r in results})
+    for c in clients:
+        floor, cerbos, check = (_pick(results, "floor", "kit", c), _pick(results, "check", "cerbos", c),
+                                _pick(results, "check", "ours", c))
+        if floor and cerbos:
+            out.append(_bound("authz Check <= 1.0 x Cerbos", c, cerbos["cpu_us_per_request"],
+                              "an empty RPC on the kit", floor["cpu_us_per_request"], check))
+        chain, openbao, reveal = (_pick(results, "gateway-reveal", "chain", c), _pick(results, "reveal", "openbao", c),
+                                  _pick(results, "reveal", "ours", c))
+        hops = chain and [chain["cpu_us_by_process"].get(p) for p in ("p-depot", "p-authz")]
+        if openbao and hops and all(h is not None for h in hops):
+            out.append(_bound("depot reveal <= 2.5 x OpenBao", c, 2.5 * openbao["cpu_us_per_request"],
+                              "the depot's hop with its call + authz's hop (chain probes)", sum(hops), reveal))
+    return out
+
+
+def _bound(target: str, clients: int, budget: float, hops: str, cost: float, ours: dict | None) -> dict:
+    return {"target": target, "clients": clients, "budget_us": budget, "required_hops": hops, "hops_us": cost,
+            "share": ratio(cost, budget), "ours_us": ours["cpu_us_per_request"] if ours else math.nan}
+
+
+def bounds_markdown(rows: list[dict]) -> str:
+    return _md_table(["target", "c", "budget CPU µs", "required hops, measured alone", "their CPU µs",
+                      "share of the budget", "ours CPU µs"],
+                     [[r["target"], str(r["clients"]), f"{r['budget_us']:.0f}", r["required_hops"],
+                       f"{r['hops_us']:.0f}", f"{r['share'] * 100:.0f} %" if not math.isnan(r["share"]) else "-",
+                       f"{r['ours_us']:.0f}" if not math.isnan(r["ours_us"]) else "-"] for r in rows])
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -131,6 +166,16 @@ def _json_default(value):
     return str(value)
 
 
+def rerender(out_dir: Path) -> str:
+    """latest.md and latest.png again from latest.json (after a change to the report, no new measurement)."""
+    data = json.loads((out_dir / "latest.json").read_text())
+    md = render_markdown(data)
+    (out_dir / "latest.md").write_text(md)
+    chart(out_dir / "latest.png", data)
+    return md
+
+
+
 def render_markdown(data: dict) -> str:
     meta = data["meta"]
     parts = [
@@ -140,6 +185,14 @@ def render_markdown(data: dict) -> str:
         "Ratios are ours / reference, measured in this run by the same closed-loop generator. CPU is server "
         "CPU time per request from /proc/<pid>/stat, summed over the processes the request touches.\n",
         "## Targets\n", targets_markdown(data["targets"]), "",
+    ]
+    rows = bounds(data["results"])
+    if rows:
+        parts += ["## Bounds\n",
+                  "What the hops the design requires cost alone in this run, against each CPU target's budget "
+                  "(over 100 %: unreachable with these hops, whatever our own work costs).\n",
+                  bounds_markdown(rows), ""]
+    parts += [
         "## Comparisons\n", comparison_markdown(data["comparisons"]), "",
         "## Scale\n", scale_markdown(data.get("scale", {})), "",
         "## Every run\n", results_markdown(data["results"]), "",
@@ -184,3 +237,8 @@ def chart(path: Path, data: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # python -m bench.report [results dir]: re-render the last run's report
+    import sys
+    print(rerender(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results")))
