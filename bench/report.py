@@ -153,6 +153,15 @@ def profile_markdown(profiles: dict) -> str:
 def write_all(out_dir: Path, data: dict) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(data, indent=1, default=_json_default, allow_nan=True) + "\n")
+    return _write_rendered(out_dir, data)
+
+
+def rerender(out_dir: Path) -> str:
+    """latest.md and latest.png again from latest.json (after a change to the report, no new measurement)."""
+    return _write_rendered(out_dir, json.loads((out_dir / "latest.json").read_text()))
+
+
+def _write_rendered(out_dir: Path, data: dict) -> str:
     md = render_markdown(data)
     (out_dir / "latest.md").write_text(md)
     try:
@@ -164,16 +173,6 @@ def write_all(out_dir: Path, data: dict) -> str:
 
 def _json_default(value):
     return str(value)
-
-
-def rerender(out_dir: Path) -> str:
-    """latest.md and latest.png again from latest.json (after a change to the report, no new measurement)."""
-    data = json.loads((out_dir / "latest.json").read_text())
-    md = render_markdown(data)
-    (out_dir / "latest.md").write_text(md)
-    chart(out_dir / "latest.png", data)
-    return md
-
 
 
 def render_markdown(data: dict) -> str:

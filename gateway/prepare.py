@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -147,19 +146,22 @@ class Flow:
             self.check_abandoned()
             return response
         except Exception as failure:  # noqa: BLE001 - undone whatever failed, then raised unchanged
-            left = await self.undo.run()
             code = failure.code.name if isinstance(failure, DomainError) else type(failure).__name__
-            log(logger, logging.WARNING, "prepare remote access failed; undone", system=self.target.system,
-                connection=self.window, failure=code, undo_incomplete=", ".join(left))
+            left = await self._undo("prepare remote access failed; undone", failure=code)
             if left and isinstance(failure, DomainError):
                 failure.metadata["undo_incomplete"] = "; ".join(left)
             raise
 
     async def undo_unanswered(self) -> None:
         """Undo a finished flow whose answer could not reach its caller in time."""
+        await self._undo("prepare remote access finished past its caller's deadline; undone")
+
+    async def _undo(self, message: str, **fields) -> list[str]:
+        """Everything done so far undone, and logged; returns what could not be undone."""
         left = await self.undo.run()
-        log(logger, logging.WARNING, "prepare remote access finished past its caller's deadline; undone",
-            system=self.target.system, connection=self.window, undo_incomplete=", ".join(left))
+        log(logger, logging.WARNING, message, system=self.target.system, connection=self.window, **fields,
+            undo_incomplete=", ".join(left))
+        return left
 
     def check_abandoned(self) -> None:
         if self.abandoned.is_set():
@@ -282,8 +284,7 @@ async def prepare_remote_access(b: Backends, request: gpb.PrepareRemoteAccessReq
         abandoned.set()
         task.add_done_callback(_consume)
         raise
-    deadline = auth.deadline_var.get()
-    if deadline is not None and deadline - time.monotonic() < DELIVERY_MARGIN_S:
+    if auth.remaining(DELIVERY_MARGIN_S) < DELIVERY_MARGIN_S:
         # done, but the answer would reach the caller after its deadline: undone rather than left for a
         # caller who only hears DEADLINE_EXCEEDED
         b.detach(flow.undo_unanswered())

@@ -43,6 +43,12 @@ class LoginLock:
     duration: dt.timedelta = dt.timedelta(minutes=15)
 
 
+def lock_end(row: PrincipalRow, now: dt.datetime) -> dt.datetime | None:
+    """When the user's login lock ends, or None when it is not locked at `now`."""
+    until = as_utc(row.locked_until) if row.locked_until is not None else None
+    return until if until is not None and until > now else None
+
+
 async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_log2_n: int,
                 lock: LoginLock = LoginLock()) -> tuple[str, dt.datetime, PrincipalRow]:
     """A new token for the right password of an enabled, unlocked user. A wrong password counts against the
@@ -59,7 +65,7 @@ async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_l
         async with db.sessions() as session:
             row = await session.get(PrincipalRow, user_id)
     now = clock.now()
-    locked = row is not None and row.locked_until is not None and as_utc(row.locked_until) > now
+    locked = row is not None and lock_end(row, now) is not None
     stored = row.password_hash if row is not None and not locked else None
     ok = await asyncio.to_thread(verify_password, password, stored)
     if row is not None and not locked and not ok:

@@ -10,7 +10,6 @@ from services.authz.tables import GrantRow, PrincipalRow
 from services.kit import auth, names
 from services.kit import permissions as P
 from services.kit.auth import MethodPolicy, Resource
-from services.kit.clock import as_utc
 from services.kit.errors import InvalidArgument
 from services.kit.validate import Violations, decode_page_token, encode_page_token, mask_paths, page_size, \
     to_timestamp
@@ -32,8 +31,9 @@ def user_proto(row: PrincipalRow, now: dt.datetime) -> authz_pb2.User:
         email=row.email, disabled=row.disabled, create_time=to_timestamp(row.created_at),
         update_time=to_timestamp(row.updated_at),
     )
-    if row.locked_until is not None and as_utc(row.locked_until) > now:
-        user.lock_expire_time.CopyFrom(to_timestamp(as_utc(row.locked_until)))
+    until = handlers.lock_end(row, now)
+    if until is not None:
+        user.lock_expire_time.CopyFrom(to_timestamp(until))
     return user
 
 

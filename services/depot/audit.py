@@ -24,7 +24,10 @@ DETAIL_MAX = 1000
 VERIFY_BATCH = 10_000
 
 
-_CHAINED = [LogEventRow.__table__.c[name] for name in chain.EventValues._fields]
+# log_events' columns but pk, in chain.EventValues order (what the chain covers; local.py inserts them)
+CHAINED_COLUMNS = [LogEventRow.__table__.c[name] for name in chain.EventValues._fields]
+if {c.name for c in CHAINED_COLUMNS} != {c.name for c in LogEventRow.__table__.columns if c.name != "pk"}:
+    raise RuntimeError("chain.EventValues must list every column of log_events but pk")
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ async def verify(store: Store, customer: str) -> chain.Verdict:
         last = 0
         while True:  # only the chained columns, as plain rows (no ORM objects for a million events)
             rows = (await session.execute(
-                select(*_CHAINED).where(LogEventRow.customer == customer, LogEventRow.sequence > last)
+                select(*CHAINED_COLUMNS).where(LogEventRow.customer == customer, LogEventRow.sequence > last)
                 .order_by(LogEventRow.sequence, LogEventRow.pk).limit(VERIFY_BATCH))).all()
             for row in rows:
                 if not verifier.feed(chain.EventValues._make(row)):

@@ -21,9 +21,7 @@ from services.kit.localsqlite import FALLBACK, LocalSqlite, LocalTable, compile_
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
 _RING, _KNOWN = RingKeyRow.__table__, KnownSystemRow.__table__
 _NEW_ENTRY_COLUMNS = [c for c in _ENTRIES.columns if c.name != "pk"]
-_EVENT_COLUMNS = [c for c in _EVENTS.columns if c.name != "pk"]
-if [c.name for c in _EVENT_COLUMNS] != list(audit.EventValues._fields):
-    raise RuntimeError("audit.EventValues must list log_events' columns in table order")
+_EVENT_COLUMNS = audit.CHAINED_COLUMNS
 
 
 class LocalDepot:

@@ -96,8 +96,8 @@ def _cursor(token: str, expected: dict) -> int:
     if cursor is None:
         return 0
     after = cursor.get("after")
-    if not isinstance(after, int) or after < 0 or cursor.keys() - {"after"} != expected.keys() \
-            or any(cursor.get(k) != v for k, v in expected.items()):
+    scope = {k: v for k, v in cursor.items() if k != "after"}
+    if not isinstance(after, int) or after < 0 or scope != expected:
         raise InvalidArgument("page_token", "does not belong to this request (parent and filters must not change)")
     return after
 

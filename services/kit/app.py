@@ -93,7 +93,6 @@ async def start(deps: Deps, build: Callable[[Deps], Awaitable[App]]) -> Running:
     if app.spec.mirrored_health:
         mirror = HealthMirror(health, app.spec.mirrored_health)
         await mirror.start()
-        closers.insert(0, mirror.stop)
     return Running(server, port, app, health, closers, metrics_port, mirror)
 
 

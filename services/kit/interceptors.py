@@ -181,10 +181,12 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
-        if handler.unary_unary is None:  # streaming: served only for the framework's public services (health
-            policy = self.policies.get(method)  # watch, reflection) and the gateway's forwarded paths (their
-            forwarded = policy is not None and policy.forwarded  # owning service authorizes them)
-            return handler if forwarded or method.startswith(PUBLIC_PREFIXES) else None  # else UNIMPLEMENTED
+        # Streaming is served only for the framework's public services (health watch, reflection) and the
+        # gateway's forwarded paths (their owning service authorizes them); anything else is UNIMPLEMENTED.
+        if handler.unary_unary is None:
+            policy = self.policies.get(method)
+            forwarded = policy is not None and policy.forwarded
+            return handler if forwarded or method.startswith(PUBLIC_PREFIXES) else None
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
