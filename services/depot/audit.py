@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
@@ -9,9 +10,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot import chain
-from services.depot.store import LogConflict, Store
+from services.depot.barrier import LogSealer
+from services.depot.store import SEALER, LogConflict, Store
 from services.depot.tables import LogEventRow, LogHeadRow
-from services.kit.errors import AuditUnavailable
+from services.kit.errors import AuditUnavailable, DataLoss
 from services.kit.logs import request_id_var
 
 # Actions and outcomes (the names of the proto's LogAction / LogOutcome without their prefix).
@@ -20,6 +22,7 @@ CREATE, UPDATE, SECRET_OVERWRITE, REVEAL, REVEAL_DENIED, DELETE = (
 RESTRICTED_VIEW_CHANGE, EXPIRE, PURGE, DECRYPT_FAILED = ("RESTRICTED_VIEW_CHANGE", "EXPIRE", "PURGE", "DECRYPT_FAILED")
 SUCCESS, DENIED, FAILED = "SUCCESS", "DENIED", "FAILED"
 DEPOT_ACTOR = "services/depot"  # the actor of the sweep and of key rotation
+logger = logging.getLogger(__name__)
 DETAIL_MAX = 1000
 VERIFY_BATCH = 10_000
 
@@ -50,7 +53,24 @@ async def _locked_head(session: AsyncSession, customer: str) -> LogHeadRow:
     if head is None:
         head = LogHeadRow(customer=customer, last_sequence=0, last_hash=chain.GENESIS)
         session.add(head)
+    else:
+        check_sealed(session.info[SEALER], customer, head.last_sequence, head.last_hash, head.seal)
     return head
+
+
+def check_sealed(sealer: LogSealer, customer: str, last_sequence: int, last_hash: str, seal: object) -> None:
+    """Refuse to extend a log whose head the depot did not seal: appending would seal what someone else wrote."""
+    if not sealer.verifies(customer, last_sequence, last_hash, seal):
+        logger.error("the log head of customers/%s does not carry the depot's seal: nothing is logged for this "
+                     "customer (so nothing changed or revealed) until the log is restored", customer)
+        raise DataLoss(f"the log of customers/{customer} was changed outside the depot, so nothing can be logged "
+                       "for it, and nothing is changed or revealed; an administrator must restore it")
+
+
+def _advance(session: AsyncSession, head: LogHeadRow, last_sequence: int, last_hash: str) -> None:
+    """Move the head to the newest event, sealed with the Store's sealer (Store.write hands it over)."""
+    head.last_sequence, head.last_hash = last_sequence, last_hash
+    head.seal = session.info[SEALER].seal(head.customer, last_sequence, last_hash)
 
 
 async def append(session: AsyncSession, customer: str, event: Event, now: dt.datetime) -> LogEventRow:
@@ -60,7 +80,7 @@ async def append(session: AsyncSession, customer: str, event: Event, now: dt.dat
         head = await _locked_head(session, customer)
         row = LogEventRow(**event_values(customer, head.last_sequence, head.last_hash, event, now)._asdict())
         session.add(row)
-        head.last_sequence, head.last_hash = row.sequence, row.hash
+        _advance(session, head, row.sequence, row.hash)
         await session.flush()
     except IntegrityError:
         raise LogConflict("the depot log could not be written; nothing was done") from None
@@ -93,7 +113,7 @@ async def append_many(session: AsyncSession, customer: str, events: list[Event],
             rows.append(values._asdict())
             sequence, last_hash = values.sequence, values.hash
         await session.execute(insert(LogEventRow), rows)
-        head.last_sequence, head.last_hash = sequence, last_hash
+        _advance(session, head, sequence, last_hash)
         await session.flush()
     except IntegrityError:
         raise LogConflict("the depot log could not be written; nothing was done") from None
@@ -142,7 +162,8 @@ async def list_events(store: Store, customer: str, filters: Filters, cursor: int
 
 
 async def verify(store: Store, customer: str) -> chain.Verdict:
-    """Walk the customer's chain in sequence order, in batches, up to the first event that does not verify."""
+    """Walk the customer's chain in sequence order, in batches, up to the first event that does not verify;
+    then the head: it must record the last event, and carry the seal only the depot can make."""
     verifier = chain.Verifier()
     async with store.read() as session:
         head = await session.get(LogHeadRow, customer)
@@ -157,4 +178,13 @@ async def verify(store: Store, customer: str) -> chain.Verdict:
             if len(rows) < VERIFY_BATCH:
                 break
             last = rows[-1].sequence
-    return verifier.finish(head.last_sequence if head else 0, head.last_hash if head else chain.GENESIS)
+    if head is None:
+        return verifier.finish(0, chain.GENESIS)
+    verdict = verifier.finish(head.last_sequence, head.last_hash)
+    if verdict.valid and not store.sealer.verifies(customer, head.last_sequence, head.last_hash, head.seal):
+        return chain.Verdict(False, verdict.events_checked, head.last_sequence, UNSEALED)
+    return verdict
+
+
+UNSEALED = ("the log head's seal does not match its last event: the log was rewritten outside the depot "
+            "(events and hashes recomputed), or the head was")

@@ -7,6 +7,11 @@ the suite that touches key material::
       └─ wraps ring keys v1, v2, ...      AAD = b"rs-ring|v=<version>"
            └─ ring key v wraps each entry's data key   AAD binds entry + version
                 └─ data key encrypts each secret field  AAD binds entry + field + version
+      └─ derives (HKDF-SHA256) the log seal key: HMAC-SHA256 of each customer's log head
+
+The log's events are hash-chained (``chain.py``); the seal on a customer's head
+(last sequence and hash) is what an attacker with write access to the database
+but not the master key cannot recompute, so a rewritten chain does not verify.
 
 Every encryption is AES-256-GCM (``cryptography``'s AESGCM) with a fresh random
 96-bit nonce. Blob format: ``0x01 || nonce(12) || ciphertext || tag(16)``.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import stat
 import threading
@@ -31,7 +37,9 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from services.kit.secretfile import write_secret_file
 
@@ -62,6 +70,7 @@ __all__ = [
     "rewrap_data_key",
     "encrypt_field",
     "decrypt_field",
+    "LogSealer",
 ]
 
 KEY_SIZE = 32  # AES-256
@@ -535,3 +544,41 @@ def decrypt_field(
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise DecryptionFailed("decrypted field is not valid text") from None
+
+
+# --------------------------------------------------------------------------- #
+# Log head seal
+# --------------------------------------------------------------------------- #
+
+_LOG_SEAL_INFO = b"rs-log-head-seal|v=1"
+
+
+class LogSealer:
+    """Seals a customer's log head: HMAC-SHA256, under a key derived from the master key, of the customer, the
+    last sequence and the last hash. The hash chain makes that hash stand for every event up to it, so the seal
+    covers the whole log; without the master key nobody can seal a rewritten one."""
+
+    __slots__ = ("_key", "key_id")
+
+    def __init__(self, master: MasterKey) -> None:
+        self._key = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None,
+                         info=_LOG_SEAL_INFO).derive(master._key)
+        self.key_id = master.key_id
+
+    def __repr__(self) -> str:
+        return f"LogSealer(key_id={self.key_id!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # refuse pickling key material by accident
+        raise TypeError("LogSealer cannot be pickled")
+
+    def seal(self, customer: str, last_sequence: int, last_hash: str) -> str:
+        """The hex seal of a head (64 characters). The customer is length-prefixed, so no two heads share a
+        message."""
+        message = f"{len(customer)}:{customer}|{int(last_sequence)}|{last_hash}".encode("utf-8")
+        return hmac.digest(self._key, message, "sha256").hex()
+
+    def verifies(self, customer: str, last_sequence: int, last_hash: str, seal: object) -> bool:
+        """True if `seal` is this head's seal (compared in constant time)."""
+        return isinstance(seal, str) and hmac.compare_digest(self.seal(customer, last_sequence, last_hash), seal)

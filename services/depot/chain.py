@@ -2,6 +2,8 @@
 
 hash(n) = sha256(hash(n-1) || canonical JSON of event n), hash(0) = "". Each event stores its own hash and the
 one before it; a per-customer head stores the last sequence and hash, so removing the newest events shows too.
+The head is sealed under the master key (barrier.LogSealer, checked by audit.verify), so a chain rewritten with
+recomputed hashes does not verify either.
 """
 from __future__ import annotations
 

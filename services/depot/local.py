@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import sqlite
 
 from services.depot import audit, chain, model
+from services.depot.barrier import LogSealer
 from services.depot.keyring import KeyService, KeyWorn
 from services.depot.tables import EntryRow, KnownSystemRow, LogEventRow, LogHeadRow, RingKeyRow
 from services.kit.clock import as_utc
@@ -27,21 +28,23 @@ _EVENT_COLUMNS = audit.CHAINED_COLUMNS
 class LocalDepot:
     """Compiled once from the depot's tables; every method returns FALLBACK when the engine must do it."""
 
-    def __init__(self, local: LocalSqlite) -> None:
+    def __init__(self, local: LocalSqlite, sealer: LogSealer) -> None:
         self.local = local
+        self.sealer = sealer  # the Store's
         # an entry as read here: EntryRow's columns as attributes, without the ORM's per-object bookkeeping
         self._by_id = LocalTable(local, _ENTRIES, ("entry_id",))
         self._by_pk = LocalTable(local, _ENTRIES, ("pk",))
-        self._head = compile_sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash)
+        self._head = compile_sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash, _HEADS.c.seal)
                           .where(_HEADS.c.customer == bindparam("customer")))
         self._event_names = [c.name for c in _EVENT_COLUMNS]
         self._event_binds = converters(_EVENT_COLUMNS, "bind")
         self._insert_event = compile_sql(insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENT_COLUMNS}))
         upsert = sqlite.insert(_HEADS).values(customer=bindparam("customer"), last_sequence=bindparam("sequence"),
-                                              last_hash=bindparam("hash"))
+                                              last_hash=bindparam("hash"), seal=bindparam("seal"))
         self._set_head = compile_sql(upsert.on_conflict_do_update(
             index_elements=[_HEADS.c.customer],
-            set_={"last_sequence": upsert.excluded.last_sequence, "last_hash": upsert.excluded.last_hash}))
+            set_={"last_sequence": upsert.excluded.last_sequence, "last_hash": upsert.excluded.last_hash,
+                  "seal": upsert.excluded.seal}))
 
         self._entry_binds = dict(zip([c.name for c in _NEW_ENTRY_COLUMNS], converters(_NEW_ENTRY_COLUMNS, "bind")))
         self._insert_entry = compile_sql(insert(_ENTRIES).values(
@@ -59,9 +62,9 @@ class LocalDepot:
         self._time_bind = converters([_KNOWN.c.confirm_time], "bind")[0]
 
     @classmethod
-    def for_database(cls, db: Database) -> "LocalDepot | None":
+    def for_database(cls, db: Database, sealer: LogSealer) -> "LocalDepot | None":
         local = LocalSqlite.for_database(db, writer_pragmas=("PRAGMA secure_delete=ON",))
-        return cls(local) if local is not None else None
+        return cls(local, sealer) if local is not None else None
 
     def find(self, parts: dict[str, str]) -> EntryRow | None | object:
         """As access.find: the entry a parsed name means (customer and system must match), expired or not."""
@@ -118,10 +121,15 @@ class LocalDepot:
     def _append(self, conn, customer: str, event: audit.Event, now: dt.datetime) -> audit.EventValues:
         """audit.append on the local connection, inside the caller's local transaction."""
         head = conn.execute(self._head, {"customer": customer}).fetchall()
-        last_sequence, last_hash = head[0] if head else (0, chain.GENESIS)
+        if head:
+            last_sequence, last_hash, seal = head[0]
+            audit.check_sealed(self.sealer, customer, last_sequence, last_hash, seal)
+        else:
+            last_sequence, last_hash = 0, chain.GENESIS
         row = audit.event_values(customer, last_sequence, last_hash, event, now)
         conn.execute(self._insert_event, self._event_params(row))
-        conn.execute(self._set_head, {"customer": customer, "sequence": row.sequence, "hash": row.hash})
+        conn.execute(self._set_head, {"customer": customer, "sequence": row.sequence, "hash": row.hash,
+                                      "seal": self.sealer.seal(customer, row.sequence, row.hash)})
         return row
 
     def _event_params(self, row: audit.EventValues) -> dict:

@@ -1,14 +1,17 @@
 """Replacing the depot's master key: `python -m services.depot.masterkey --new-key-file PATH`.
 
 The master key wraps the ring keys stored in the depot's database (every entry's data key is wrapped by a ring
-key), so replacing it means re-wrapping each ring key under the new master key; no entry is touched. Stop
+key) and seals each customer's log head (barrier.LogSealer), so replacing it means re-wrapping each ring key
+and re-sealing each head under the new master key; no entry or event is touched. A head whose seal the
+current key does not confirm is left as it is: it was changed outside the depot, and VerifyLog keeps saying
+so. Stop
 every depot replica first, run this with the depot's own environment (RS_DEPOT_DATABASE_URL,
 RS_DEPOT_MASTER_KEY_FILE: the current key, RS_PROFILE), then point RS_DEPOT_MASTER_KEY_FILE at the new key
 and start the depot; it proves at start that the key opens every ring key.
 
 All or nothing, in one transaction: a ring key that opens with neither key stops the command with nothing
-changed. Running it again is harmless: ring keys already under the new key are left as they are (so it also
-finishes a run that was interrupted, or a ring key a depot added with the old key meanwhile). No key material
+changed. Running it again is harmless: ring keys and heads already under the new key are left as they are (so
+it also finishes a run that was interrupted, or a ring key a depot added with the old key meanwhile). No key material
 is ever printed."""
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import sqlalchemy as sa
 
 from services.depot import barrier
 from services.depot.settings import DepotSettings
-from services.depot.tables import RingKeyRow
+from services.depot.tables import LogHeadRow, RingKeyRow
 from services.kit.config import ServiceConfig
 from services.kit.db import sync_url
 
@@ -30,6 +33,8 @@ from services.kit.db import sync_url
 class Rewrapped:
     rewrapped: list[int]  # ring key versions moved to the new master key
     already: list[int]    # ring key versions that were under it already
+    resealed: int = 0     # log heads sealed anew under the new master key
+    unsealed: tuple[str, ...] = ()  # customers whose head the current key did not confirm (left as they were)
 
 
 def rewrap(database_url: str, current: barrier.MasterKey, new: barrier.MasterKey) -> Rewrapped:
@@ -64,9 +69,30 @@ def rewrap(database_url: str, current: barrier.MasterKey, new: barrier.MasterKey
                     raise SystemExit(f"ring key version {version} did not survive re-wrapping; nothing was changed")
                 conn.execute(sa.update(ring).where(ring.c.version == version).values(wrapped_key=wrapped))
                 moved.append(version)
+            resealed, unsealed = _reseal(conn, barrier.LogSealer(current), barrier.LogSealer(new))
     finally:
         engine.dispose()
-    return Rewrapped(moved, already)
+    return Rewrapped(moved, already, resealed, unsealed)
+
+
+def _reseal(conn, current: barrier.LogSealer, new: barrier.LogSealer) -> tuple[int, tuple[str, ...]]:
+    """Every log head the current key's seal confirms, sealed under the new key (in the caller's transaction)."""
+    heads = LogHeadRow.__table__
+    resealed, unsealed = 0, []
+    try:
+        stored = conn.execute(sa.select(heads.c.customer, heads.c.last_sequence, heads.c.last_hash, heads.c.seal)
+                              .order_by(heads.c.customer).with_for_update()).all()
+    except sa.exc.DBAPIError:
+        raise SystemExit("the depot's database predates sealed log heads: start the depot once with this version "
+                         "first (it seals them); nothing was changed") from None
+    for customer, sequence, last_hash, seal in stored:
+        if current.verifies(customer, sequence, last_hash, seal):
+            conn.execute(sa.update(heads).where(heads.c.customer == customer)
+                         .values(seal=new.seal(customer, sequence, last_hash)))
+            resealed += 1
+        elif not new.verifies(customer, sequence, last_hash, seal):
+            unsealed.append(customer)
+    return resealed, tuple(unsealed)
 
 
 def _opens(master: barrier.MasterKey, version: int, blob: bytes) -> bool:
@@ -99,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     done = rewrap(config.database_url, current, new)
     print(f"re-wrapped {len(done.rewrapped)} ring key(s) from master key {current.key_id} to {new.key_id}"
           + (f"; {len(done.already)} were under the new key already" if done.already else "")
+          + f"; re-sealed {done.resealed} log head(s)"
+          + (f"; left {len(done.unsealed)} log head(s) whose seal the current key does not confirm (VerifyLog "
+             f"reports them): customers {', '.join(done.unsealed)}" if done.unsealed else "")
           + f". Now set RS_DEPOT_MASTER_KEY_FILE={args.new_key_file} for every depot replica and start them; "
             "keep the old key until they run.")
     return 0

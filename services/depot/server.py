@@ -10,6 +10,7 @@ import grpc
 
 from remotesupport.depot.v1 import depot_pb2_grpc
 from services.depot import maintenance
+from services.depot.barrier import LogSealer
 from services.depot.context import Depot
 from services.depot.keyring import KeyService, load_master_key
 from services.depot.remote import Connections
@@ -86,9 +87,10 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> Dep
     settings.check()
     master = load_master_key(settings)
     url = deps.config.database_url
-    migrate(url, MIGRATIONS)
+    sealer = LogSealer(master)
+    migrate(url, MIGRATIONS, {"log_sealer": sealer})
     db = Database(url)
-    store = Store(db, LocalDepot.for_database(db))
+    store = Store(db, sealer, LocalDepot.for_database(db, sealer))
     keys = KeyService(master, settings)
     try:
         await keys.load(store, deps.clock.now())

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.depot.barrier import LogSealer
 from services.kit.db import Database
 from services.kit.errors import AuditUnavailable, DependencyUnavailable
 from services.kit.localsqlite import FALLBACK
@@ -20,6 +21,7 @@ WRITE_ATTEMPTS = 3
 # driver's errors as SQLAlchemy wraps them. Integrity errors are not among them (they are the caller's).
 UNAVAILABLE = (OperationalError, InternalError, InterfaceError)
 logger = logging.getLogger(__name__)
+SEALER = "log_sealer"  # the key of a write's session.info that holds the Store's barrier.LogSealer
 
 
 class LogConflict(AuditUnavailable):
@@ -35,8 +37,9 @@ class Store:
     """Writes are serialized in this process: every write appends to a customer's log chain, SQLite has one
     writer anyway, and on PostgreSQL the log head's row lock serializes writers of other processes."""
 
-    def __init__(self, db: Database, local=None) -> None:
+    def __init__(self, db: Database, sealer: LogSealer, local=None) -> None:
         self.db = db
+        self.sealer = sealer  # barrier.LogSealer: every log head a write moves is sealed with it
         self.local = local  # services.depot.local.LocalDepot on a SQLite file, else None
         self._write_lock = asyncio.Lock()
         if db.sqlite:  # deleted rows (data keys) are overwritten, not left in free pages
@@ -57,6 +60,7 @@ class Store:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 async with self._write_lock, self.db.unit_of_work() as session:
+                    session.info[SEALER] = self.sealer
                     return await work(session)
             except LogConflict:
                 if attempt == WRITE_ATTEMPTS:

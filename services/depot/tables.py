@@ -116,9 +116,12 @@ class LogEventRow(Base):
 
 
 class LogHeadRow(Base):
-    """The newest event of a customer's log; appends lock it, so the chain never forks."""
+    """The newest event of a customer's log; appends lock it, so the chain never forks. `seal` is
+    barrier.LogSealer's seal of (customer, last_sequence, last_hash): only the depot, with the master key, can
+    write a head that verifies."""
 
     __tablename__ = "log_heads"
     customer: Mapped[str] = mapped_column(String(10), primary_key=True)
     last_sequence: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    seal: Mapped[str] = mapped_column(String(64), server_default="")

@@ -59,15 +59,18 @@ def _prepare_sqlite_file(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def migrate(url: str, migrations_dir: Path) -> None:
-    """Apply the service's Alembic migrations up to head (synchronous; call before serving)."""
+def migrate(url: str, migrations_dir: Path, attributes: dict | None = None, revision: str = "head") -> None:
+    """Apply the service's Alembic migrations up to `revision` (synchronous; call before serving). `attributes`
+    are handed to the migrations (Alembic's config.attributes): what a migration needs that the database does
+    not hold."""
     if is_sqlite(url):
         _prepare_sqlite_file(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    cfg.attributes.update(attributes or {})
     cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -6,22 +6,12 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from services.authz.server import MIGRATIONS
 from services.kit.db import migrate, sync_url
 from tests.harness import Databases
 
 NOW = dt.datetime(2026, 11, 27, 7, 0, tzinfo=dt.timezone.utc)
-
-
-def upgrade_to(url: str, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, revision)
 
 
 @pytest.fixture
@@ -34,7 +24,7 @@ def database(backend, tmp_path):
 
 
 def test_a_first_schema_database_upgrades_with_its_rows(database):
-    upgrade_to(database, "0001")
+    migrate(database, MIGRATIONS, revision="0001")
     engine = sa.create_engine(sync_url(database))
     try:
         with engine.begin() as conn:

@@ -271,3 +271,56 @@ async def test_a_forged_event_appended_outside_the_depot_is_found(world):
                  "WHERE customer = :c AND sequence = 5", c=w.customer)
     verdict = await verify(w)
     assert not verdict.valid and verdict.first_broken_sequence == 6
+
+
+def relink(run, customer: str, first: int, **changes) -> None:
+    """Change event `first`, then recompute every hash from it to the newest and move the head's sequence and
+    hash along, as an attacker with full rights would; the head's seal stays the depot's old one."""
+    rows = run("SELECT * FROM log_events WHERE customer = :c AND sequence >= :s ORDER BY sequence", c=customer,
+               s=first)
+    previous = rows[0].previous_hash
+    for index, row in enumerate(rows):
+        when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
+        event = SimpleNamespace(**{**row._mapping, **(changes if index == 0 else {}), "event_time": as_utc(when),
+                                   "previous_hash": previous})
+        previous = chain.link(previous, event)
+        run("UPDATE log_events SET detail = :d, previous_hash = :p, hash = :h WHERE customer = :c AND sequence = :s",
+            d=event.detail, p=event.previous_hash, h=previous, c=customer, s=row.sequence)
+    run("UPDATE log_heads SET last_hash = :h WHERE customer = :c", h=previous, c=customer)
+
+
+async def assert_log_refused(w: World, entry: dp.LogonData) -> None:
+    """Nothing can be logged for a customer whose log head lacks the depot's seal, so nothing is done."""
+    [[before]] = sql(w.suite, "SELECT count(*) FROM log_events WHERE customer = :c", c=w.customer)
+    for call in (w.reveal("creator", entry.name), w.create("creator", secret="not stored"),
+                 w.update("creator", entry, ["notes"], notes="not changed")):
+        error = await expect_error(call, grpc.StatusCode.DATA_LOSS, "DATA_LOSS", message="changed outside the depot")
+        assert "not stored" not in str(error.details())
+    assert sql(w.suite, "SELECT count(*) FROM log_events WHERE customer = :c", c=w.customer) == [(before,)]
+    assert (await w.get("creator", entry.name)).notes != "not changed"
+
+
+@pytest.mark.parametrize("first", [1, 3, 5])
+async def test_a_log_rewritten_with_recomputed_hashes_is_found_by_the_seal(world, first):
+    w = await chain_of_five(world)
+    [entry] = (await w.depot.ListLogonData(dp.ListLogonDataRequest(parent=w.system), metadata=w.md("creator"))
+               ).logon_data
+    with attacker(w) as run:
+        relink(run, w.customer, first, detail="nothing happened")
+    verdict = await verify(w)
+    assert not verdict.valid and verdict.events_checked == 5 and verdict.first_broken_sequence == 5, verdict
+    assert "seal" in verdict.problem and "rewritten outside the depot" in verdict.problem
+    await assert_log_refused(w, entry)
+    other = await chain_of_five(world)  # other customers' logs are still written and verify
+    assert (await verify(other)).valid
+
+
+async def test_a_head_with_another_seal_is_found_and_stops_the_log(world):
+    w, donor = await chain_of_five(world), await chain_of_five(world)
+    [entry] = (await w.depot.ListLogonData(dp.ListLogonDataRequest(parent=w.system), metadata=w.md("creator"))
+               ).logon_data
+    [[seal]] = sql(w.suite, "SELECT seal FROM log_heads WHERE customer = :c", c=donor.customer)
+    sql(w.suite, "UPDATE log_heads SET seal = :s WHERE customer = :c", s=seal, c=w.customer)  # a real seal, not its own
+    verdict = await verify(w)
+    assert not verdict.valid and "seal" in verdict.problem
+    await assert_log_refused(w, entry)

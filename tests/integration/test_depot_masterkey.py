@@ -1,6 +1,7 @@
-"""Replacing the depot's master key (`python -m services.depot.masterkey`): every ring key re-wrapped under
-the new key in one transaction, every secret readable with the new key and none with the old one; a second
-run changes nothing; a key that opens nothing, or the same key, stops it with nothing changed."""
+"""Replacing the depot's master key (`python -m services.depot.masterkey`): every ring key re-wrapped and every
+log head re-sealed under the new key in one transaction, every secret readable and every log verifying with the
+new key and none with the old one; a second run changes nothing; a key that opens nothing, or the same key,
+stops it with nothing changed; a head the current key did not seal stays unsealed."""
 from __future__ import annotations
 
 import base64
@@ -15,7 +16,7 @@ import pytest
 from remotesupport.depot.v1 import depot_pb2 as dp
 from services.depot import barrier, masterkey
 from services.depot.settings import DepotSettings
-from tests.integration.test_depot_world import World, sql, world  # noqa: F401
+from tests.integration.test_depot_world import World, fresh_customer, sql, world  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,8 @@ async def test_the_master_key_is_replaced_and_every_secret_stays_readable(world,
         done = run_tool(world, old, new)
         assert done.returncode == 0, done.stderr
         assert f"re-wrapped {len(before)} ring key(s)" in done.stdout
+        heads = len(sql(world.suite, "SELECT customer FROM log_heads"))
+        assert heads >= 1 and f"re-sealed {heads} log head(s)" in done.stdout and "left" not in done.stdout
         new_key = barrier.load_master_key(new, profile="dev", create_if_missing=False)
         assert new_key.key_id in done.stdout and "rsmk1:" not in done.stdout + done.stderr  # no key material
         after = ring(world)
@@ -68,6 +71,7 @@ async def test_the_master_key_is_replaced_and_every_secret_stays_readable(world,
         again = run_tool(world, old, new)  # harmless: everything is under the new key already
         assert again.returncode == 0, again.stderr
         assert f"re-wrapped 0 ring key(s)" in again.stdout and f"{len(before)} were under the new key" in again.stdout
+        assert "re-sealed 0 log head(s)" in again.stdout
         assert ring(world) == after
 
         with pytest.raises(SystemExit, match="cannot open ring key version 1"):  # the old key opens nothing now
@@ -76,6 +80,9 @@ async def test_the_master_key_is_replaced_and_every_secret_stays_readable(world,
         for i, entry in enumerate(entries):
             secret = (await world.reveal("creator", entry.name)).secret
             assert secret == (f"Before-Rotation-{i}" if i < 2 else "After-Rotation-2")
+        verdict = await world.depot.VerifyLog(dp.VerifyLogRequest(parent=f"customers/{world.customer}"),
+                                              metadata=world.md("edit_all"))
+        assert verdict.valid and verdict.events_checked >= 6, verdict  # 3 creates, 2 reveals... under the new seal
     finally:
         if "depot" not in world.suite.running:
             await start_depot(world, new)
@@ -118,3 +125,25 @@ async def test_rewrap_is_all_or_nothing_when_one_ring_key_opens_with_neither(wor
             {v: b for v, b in before.items() if v != newest}
     finally:
         sql(world.suite, "UPDATE ring_keys SET wrapped_key = :blob WHERE version = :v", blob=before[newest], v=newest)
+
+
+async def test_a_head_the_current_key_did_not_seal_is_left_unsealed(world, tmp_path):
+    """Re-sealing never launders: a head changed outside the depot keeps failing VerifyLog under the new key."""
+    settings = DepotSettings.from_env(world.suite.config("depot"))
+    current = barrier.load_master_key(settings.master_key_file, profile="dev", create_if_missing=False)
+    target = barrier.load_master_key(new_key_file(tmp_path / "t.key"), profile="dev", create_if_missing=False)
+    tampered = await fresh_customer(world)
+    await tampered.create("creator", secret="sealed-before")
+    sql(world.suite, "UPDATE log_heads SET seal = :s WHERE customer = :c", s="0" * 64, c=tampered.customer)
+    url = world.suite.db_url["depot"]
+    done = masterkey.rewrap(url, current, target)
+    try:
+        assert done.unsealed == (tampered.customer,) and done.resealed >= 1
+        heads = {row.customer: row for row in sql(world.suite, "SELECT * FROM log_heads")}
+        assert heads[tampered.customer].seal == "0" * 64
+        new_sealer = barrier.LogSealer(target)
+        assert all(new_sealer.verifies(c, h.last_sequence, h.last_hash, h.seal) == (c != tampered.customer)
+                   for c, h in heads.items())
+    finally:
+        back = masterkey.rewrap(url, target, current)  # the running depot's key again
+        assert back.unsealed == (tampered.customer,)

@@ -449,3 +449,24 @@ def test_master_key_error_message_has_no_key(tmp_path):
     with pytest.raises(MasterKeyError) as ei:
         b.load_master_key(path, profile="production", create_if_missing=False)
     assert base64.b64encode(raw).decode() not in str(ei.value)
+
+
+# --- log head seal ---------------------------------------------------------------------------------------------
+def test_log_seal_is_bound_to_the_master_key_and_to_every_part_of_the_head(master):
+    sealer = b.LogSealer(master)
+    seal = sealer.seal("1234", 7, "ab" * 32)
+    assert len(seal) == 64 and seal == b.LogSealer(master).seal("1234", 7, "ab" * 32)  # deterministic per key
+    assert sealer.verifies("1234", 7, "ab" * 32, seal)
+    for other in (("12345", 7, "ab" * 32), ("1234", 8, "ab" * 32), ("1234", 7, "ac" * 32), ("123", 47, "ab" * 32)):
+        assert not sealer.verifies(*other, seal)
+    another = b.LogSealer(b.master_key_from_bytes(os.urandom(32)))
+    assert another.seal("1234", 7, "ab" * 32) != seal and not another.verifies("1234", 7, "ab" * 32, seal)
+    for junk in (None, "", seal.upper(), seal[:-1], 42):
+        assert not sealer.verifies("1234", 7, "ab" * 32, junk)
+
+
+def test_log_sealer_shows_and_pickles_no_key_material(master):
+    sealer = b.LogSealer(master)
+    assert repr(sealer) == f"LogSealer(key_id={master.key_id!r})" and str(sealer) == repr(sealer)
+    with pytest.raises(TypeError):
+        pickle.dumps(sealer)

@@ -38,7 +38,7 @@ def master():
 
 async def process(url: str, master: barrier.MasterKey) -> tuple[Store, KeyService]:
     """One depot process's view of the database: its own engine, write lock and unwrapped ring."""
-    store = Store(Database(url))
+    store = Store(Database(url), barrier.LogSealer(master))
     keys = KeyService(master, DepotSettings(master_key_file=None))  # type: ignore[arg-type]
     await keys.load(store, NOW)
     return store, keys
