@@ -66,8 +66,10 @@ async def login(db, clock, user_id: str, password: str, ttl: dt.timedelta, kdf_l
             row = await session.get(PrincipalRow, user_id)
     now = clock.now()
     locked = row is not None and lock_end(row, now) is not None
-    stored = row.password_hash if row is not None and not locked else None
-    ok = await asyncio.to_thread(verify_password, password, stored)
+    # a locked user's password is checked as any other (same cost) and the answer ignored; an unknown user's
+    # costs one KDF run at the service's own cost
+    right = await asyncio.to_thread(verify_password, password, row.password_hash if row else None, kdf_log2_n)
+    ok = right and not locked
     if row is not None and not locked and not ok:
         await _failed_login(db, row.user_id, now, lock)
     if not ok or row is None or row.disabled:

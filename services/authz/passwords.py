@@ -30,10 +30,11 @@ def hash_password(password: str, log2_n: int = DEFAULT_LOG2_N) -> str:
     return f"scrypt${log2_n}${_R}${_P}${_b64(salt)}${_b64(derived)}"
 
 
-def verify_password(password: str, stored: str | None) -> bool:
-    """Constant-time check; a missing hash still costs one KDF run so timing does not tell users apart."""
+def verify_password(password: str, stored: str | None, log2_n: int = DEFAULT_LOG2_N) -> bool:
+    """Constant-time check; a missing hash still costs one KDF run at `log2_n` (the cost the service hashes
+    passwords with), so timing does not tell users apart."""
     if not stored:
-        hash_password(password)
+        hash_password(password, log2_n)
         return False
     try:
         _, log2_n, r, p, salt, expected = stored.split("$")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
 from remotesupport.authz.v1 import authz_pb2 as pb
+from services.authz import passwords
 from services.authz import server as authz_server
 from services.authz.handlers import LOGIN_REFUSED, LoginLock
 from services.kit import app as kit_app
@@ -116,6 +118,28 @@ async def test_unknown_and_disabled_users_get_the_same_answer(suite):
         user=pb.User(name=user, disabled=True), update_mask=field_mask_pb2.FieldMask(paths=["disabled"])),
         metadata=suite.md(suite.admin_token))
     await refused(suite, user_id, TEST_PASSWORD)
+
+
+async def test_every_refusal_costs_one_kdf_run_at_the_services_own_cost(suite, monkeypatch):
+    """Locked, unknown, wrong: one scrypt run each, at the cost the service hashes passwords with (the suite's
+    RS_AUTHZ_KDF_LOG2_N), so neither timing nor a flood of guesses at a locked user costs anything else."""
+    costs: list[int] = []
+    scrypt = passwords.Scrypt
+
+    def recorded(*args, n: int, **kwargs):
+        costs.append(n)
+        return scrypt(*args, n=n, **kwargs)
+
+    monkeypatch.setattr(passwords, "Scrypt", recorded)
+    own = 2 ** int(os.environ["RS_AUTHZ_KDF_LOG2_N"])  # the harness runs authz at a low cost
+    user, user_id = await new_user(suite)
+    attempts = [(user_id, WRONG)] * LOCK.max_failures + [(user_id, TEST_PASSWORD), (user_id, WRONG),
+                                                          ("S9999999997", TEST_PASSWORD)]
+    for who, password in attempts:
+        costs.clear()
+        await refused(suite, who, password)
+        assert costs == [own], (who, password, costs)
+    assert (await get_user(suite, user)).HasField("lock_expire_time")  # the last three met a locked or no user
 
 
 @pytest.mark.parametrize("variable, value", [("RS_AUTHZ_LOGIN_LOCK_S", "0"), ("RS_AUTHZ_MAX_FAILED_LOGINS", "-1")])
