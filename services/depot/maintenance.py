@@ -9,6 +9,7 @@ from services.depot import access, audit
 from services.depot.context import Depot
 from services.depot.keyring import SecretUnreadable
 from services.depot.tables import EntryRow
+from services.kit.errors import DataLoss
 
 SWEEP_BATCH = 500
 
@@ -22,33 +23,42 @@ async def sweep_once(depot: Depot) -> int:
     """Delete every entry expired by now, with its data key, logging EXPIRE (if not yet) and PURGE for each.
     Works in batches of SWEEP_BATCH entries, each one transaction: the batch's events appended per customer
     (one head lock, one insert), then the batch deleted in one statement - logged before deleted, and nothing
-    half-done if any of it fails. Returns how many were deleted."""
+    half-done if any of it fails. A customer whose log cannot be extended (changed outside the depot: DataLoss,
+    logged by audit) keeps its expired entries until the log is restored; the others are swept. Returns how many
+    were deleted."""
     purged = 0
+    stopped: set[str] = set()  # customers whose log refused the sweep's events in this pass
+
+    async def work(session: AsyncSession, now) -> tuple[int, int]:
+        query = (select(EntryRow.pk, EntryRow.entry_id, EntryRow.customer, EntryRow.system_number,
+                        EntryRow.restricted_incident, EntryRow.expiry_logged, EntryRow.expire_time)
+                 .where(EntryRow.expire_time <= now))
+        if stopped:
+            query = query.where(EntryRow.customer.not_in(stopped))
+        rows = (await session.execute(query.order_by(EntryRow.expire_time, EntryRow.pk)
+                                      .limit(SWEEP_BATCH).with_for_update(skip_locked=True))).all()
+        by_customer: dict[str, list[audit.Event]] = {}
+        for row in rows:
+            events = by_customer.setdefault(row.customer, [])
+            if not row.expiry_logged:
+                events.append(access.expired_event(row))
+            events.append(purge_event(row))
+        for customer, events in by_customer.items():
+            try:
+                await audit.append_many(session, customer, events, now)
+            except DataLoss:  # refused before anything of this customer's was written
+                stopped.add(customer)
+        doomed = [row.pk for row in rows if row.customer not in stopped]
+        if doomed:
+            await session.execute(delete(EntryRow).where(EntryRow.pk.in_(doomed))
+                                  .execution_options(synchronize_session=False))
+        return len(rows), len(doomed)
+
     while True:
         now = depot.clock.now()
-
-        async def work(session: AsyncSession) -> int:
-            rows = (await session.execute(
-                select(EntryRow.pk, EntryRow.entry_id, EntryRow.customer, EntryRow.system_number,
-                       EntryRow.restricted_incident, EntryRow.expiry_logged, EntryRow.expire_time)
-                .where(EntryRow.expire_time <= now).order_by(EntryRow.expire_time, EntryRow.pk)
-                .limit(SWEEP_BATCH).with_for_update(skip_locked=True))).all()
-            by_customer: dict[str, list[audit.Event]] = {}
-            for row in rows:
-                events = by_customer.setdefault(row.customer, [])
-                if not row.expiry_logged:
-                    events.append(access.expired_event(row))
-                events.append(purge_event(row))
-            for customer, events in by_customer.items():
-                await audit.append_many(session, customer, events, now)
-            if rows:
-                await session.execute(delete(EntryRow).where(EntryRow.pk.in_([row.pk for row in rows]))
-                                      .execution_options(synchronize_session=False))
-            return len(rows)
-
-        count = await depot.store.write(work)
-        purged += count
-        if count < SWEEP_BATCH:
+        found, deleted = await depot.store.write(lambda session: work(session, now))
+        purged += deleted
+        if found < SWEEP_BATCH:
             return purged
 
 

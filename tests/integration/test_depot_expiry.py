@@ -10,8 +10,8 @@ import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, restart_depot, sql, \
-    world  # noqa: F401
+from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, fresh_customer, restart_depot, \
+    sql, world  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -142,3 +142,21 @@ async def test_the_sweep_runs_on_its_own(world):
     finally:
         await restart_depot(world.suite)
     assert (dp.LOG_ACTION_PURGE, "services/depot") in await actions(world, entry.name)
+
+
+async def test_a_customer_whose_log_was_changed_outside_the_depot_does_not_stop_the_sweep(world):
+    """Its entries wait (nothing of it can be logged), every other customer's are swept."""
+    tampered, other = await fresh_customer(world), await fresh_customer(world)
+    kept = await tampered.create("creator", expire_time=tampered.expire_in(seconds=10))
+    swept = await other.create("creator", expire_time=other.expire_in(seconds=10))
+    [[seal]] = sql(world.suite, "SELECT seal FROM log_heads WHERE customer = :c", c=tampered.customer)
+    sql(world.suite, "UPDATE log_heads SET seal = :s WHERE customer = :c", s="0" * 64, c=tampered.customer)
+    world.suite.clock.advance(seconds=11)
+    try:
+        assert await app(world.suite).sweep_once() >= 1
+        assert rows_holding(other, swept.name) == [] and len(rows_holding(tampered, kept.name)) == 1
+    finally:
+        sql(world.suite, "UPDATE log_heads SET seal = :s WHERE customer = :c", s=seal, c=tampered.customer)
+    assert await app(world.suite).sweep_once() >= 1  # the log restored: swept at the next pass
+    assert rows_holding(tampered, kept.name) == []
+    assert [a for a, _ in await actions(tampered, kept.name)][-2:] == [dp.LOG_ACTION_EXPIRE, dp.LOG_ACTION_PURGE]
