@@ -3,16 +3,16 @@
 The master key wraps the ring keys stored in the depot's database (every entry's data key is wrapped by a ring
 key) and seals each customer's log head (barrier.LogSealer), so replacing it means re-wrapping each ring key
 and re-sealing each head under the new master key; no entry or event is touched. A head whose seal the
-current key does not confirm is left as it is: it was changed outside the depot, and VerifyLog keeps saying
-so. Stop
-every depot replica first, run this with the depot's own environment (RS_DEPOT_DATABASE_URL,
+current key does not confirm is left as it is: it was changed outside the depot, and VerifyLog keeps saying so.
+
+Stop every depot replica first, run this with the depot's own environment (RS_DEPOT_DATABASE_URL,
 RS_DEPOT_MASTER_KEY_FILE: the current key, RS_PROFILE), then point RS_DEPOT_MASTER_KEY_FILE at the new key
 and start the depot; it proves at start that the key opens every ring key.
 
 All or nothing, in one transaction: a ring key that opens with neither key stops the command with nothing
-changed. Running it again is harmless: ring keys and heads already under the new key are left as they are (so
-it also finishes a run that was interrupted, or a ring key a depot added with the old key meanwhile). No key material
-is ever printed."""
+changed. Running it again is harmless: ring keys and heads already under the new key are left as they are
+(so it also finishes a run that was interrupted, or a ring key a depot added with the old key meanwhile).
+No key material is ever printed."""
 from __future__ import annotations
 
 import argparse
@@ -112,7 +112,7 @@ def _load(path: Path, profile: str, what: str) -> barrier.MasterKey:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.depot.masterkey",
-                                     description="Re-wrap the depot's ring keys under a new master key.",
+                                     description="Re-wrap the depot's ring keys and re-seal its log heads under a new master key.",
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-key-file", required=True, type=Path, metavar="PATH",
