@@ -161,6 +161,10 @@ async def list_events(store: Store, customer: str, filters: Filters, cursor: int
         return list((await session.execute(query.order_by(order).limit(size))).scalars())
 
 
+UNSEALED = ("the log head's seal does not match its last event: the log was rewritten outside the depot "
+            "(events and hashes recomputed), or the head was")
+
+
 async def verify(store: Store, customer: str) -> chain.Verdict:
     """Walk the customer's chain in sequence order, in batches, up to the first event that does not verify;
     then the head: it must record the last event, and carry the seal only the depot can make."""
@@ -185,6 +189,3 @@ async def verify(store: Store, customer: str) -> chain.Verdict:
         return chain.Verdict(False, verdict.events_checked, head.last_sequence, UNSEALED)
     return verdict
 
-
-UNSEALED = ("the log head's seal does not match its last event: the log was rewritten outside the depot "
-            "(events and hashes recomputed), or the head was")

@@ -213,11 +213,16 @@ def attacker(world: World):
                                  "FOR EACH ROW EXECUTE FUNCTION log_events_append_only()")
 
 
+def stored_event(row, **changes) -> SimpleNamespace:
+    """A log_events row as chain.link reads it (its time as an aware datetime on both backends), with `changes`."""
+    when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
+    return SimpleNamespace(**{**row._mapping, "event_time": as_utc(when), **changes})
+
+
 def rehash(run, customer: str, sequence: int) -> None:
     """Edit an event and give it the hash its new content deserves (the next event's link still breaks)."""
     [row] = run("SELECT * FROM log_events WHERE customer = :c AND sequence = :s", c=customer, s=sequence)
-    when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
-    event = SimpleNamespace(**{**row._mapping, "detail": "nothing happened", "event_time": as_utc(when)})
+    event = stored_event(row, detail="nothing happened")
     run("UPDATE log_events SET detail = :d, hash = :h WHERE customer = :c AND sequence = :s", d=event.detail,
         h=chain.link(event.previous_hash, event), c=customer, s=sequence)
 
@@ -280,9 +285,7 @@ def relink(run, customer: str, first: int, **changes) -> None:
                s=first)
     previous = rows[0].previous_hash
     for index, row in enumerate(rows):
-        when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
-        event = SimpleNamespace(**{**row._mapping, **(changes if index == 0 else {}), "event_time": as_utc(when),
-                                   "previous_hash": previous})
+        event = stored_event(row, **(changes if index == 0 else {}), previous_hash=previous)
         previous = chain.link(previous, event)
         run("UPDATE log_events SET detail = :d, previous_hash = :p, hash = :h WHERE customer = :c AND sequence = :s",
             d=event.detail, p=event.previous_hash, h=previous, c=customer, s=row.sequence)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Awaitable, TypeVar
 
 import grpc
+import pytest
 
 from remotesupport.authz.v1 import authz_pb2_grpc
 from remotesupport.connections.v1 import connections_pb2_grpc
@@ -32,7 +32,6 @@ SYNC_STUBS = {
     "depot": depot_pb2_grpc.LogonDepotServiceStub,
     "gateway": gateway_pb2_grpc.RemoteSupportServiceStub,
 }
-SWEEP_INTERVAL = "RS_CONNECTIONS_SWEEP_INTERVAL_S"
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024)]
 
@@ -65,15 +64,9 @@ class Live:
         self._channels: dict[str, grpc.Channel] = {}
         # the tests drive connections' sweep by hand (row 12 proves what one sweep records): no background pass
         # of its own may get there first (procs.py sets the same for the process-based rows)
-        before = os.environ.get(SWEEP_INTERVAL)
-        os.environ[SWEEP_INTERVAL] = "3600"
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("RS_CONNECTIONS_SWEEP_INTERVAL_S", "3600")
             self.run(self.suite.start(services), timeout=180)
-        finally:
-            if before is None:
-                del os.environ[SWEEP_INTERVAL]
-            else:
-                os.environ[SWEEP_INTERVAL] = before
 
     # --- running coroutines on the servers' loop ---------------------------------------------------------
     def submit(self, coro: Awaitable[T]) -> Future:
