@@ -31,9 +31,11 @@ COPY protos ./protos
 COPY services ./services
 COPY gateway ./gateway
 COPY rsctl ./rsctl
-RUN mkdir -p gen/remotesupport && touch gen/remotesupport/__init__.py \
+RUN mkdir -p gen/remotesupport gen/third_party/google/api && touch gen/remotesupport/__init__.py \
     && pip install --no-deps -e . \
-    && python -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen \
+    && api=$(python -c 'import os, google.api.field_behavior_pb2 as m; print(os.path.dirname(m.__file__))') \
+    && cp "$api/field_behavior.proto" "$api/resource.proto" gen/third_party/google/api/ \
+    && python -m grpc_tools.protoc -Iprotos -Igen/third_party --python_out=gen --pyi_out=gen --grpc_python_out=gen \
         $(find protos -name '*.proto') \
     && find gen/remotesupport -type d -exec touch {}/__init__.py \; \
     && python -m compileall -q services gateway rsctl gen

@@ -20,16 +20,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# google/api's annotations (field_behavior, resource) come from the installed googleapis-common-protos: copied
+# under gen/third_party for protoc and buf to resolve the imports; their Python code is that package's own.
+THIRD_PARTY := gen/third_party
+GOOGLE_API_PROTOS := field_behavior resource
+
 $(GEN_STAMP): $(STAMP) $(PROTOS)
-	rm -rf gen/remotesupport && mkdir -p gen
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	rm -rf gen/remotesupport $(THIRD_PARTY) && mkdir -p gen $(THIRD_PARTY)/google/api
+	api=$$($(PY) -c 'import os, google.api.field_behavior_pb2 as m; print(os.path.dirname(m.__file__))') && \
+	  for p in $(GOOGLE_API_PROTOS); do cp "$$api/$$p.proto" $(THIRD_PARTY)/google/api/; done
+	$(PY) -m grpc_tools.protoc -Iprotos -I$(THIRD_PARTY) --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
 	find gen/remotesupport -type d -exec touch {}/__init__.py \;
 	touch $(GEN_STAMP)
 
 gen: $(GEN_STAMP)
 
-lint: $(STAMP)
-	cd protos && ../$(VENV)/bin/buf lint
+lint: gen
+	$(VENV)/bin/buf lint
 
 run: gen
 	$(PY) -m services.kit.supervisor

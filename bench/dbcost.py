@@ -21,11 +21,12 @@ import aiosqlite.core
 from sqlalchemy import event
 
 from bench import suite
-from services.authz import handlers, policy
+from services.authz import grants, policy, sessions, users
 from services.authz.passwords import token_hash
 from services.kit import app as kit_app
 from services.kit import permissions as P
 from services.kit.auth import Resource
+from services.kit.principals import CUSTOMER_USER
 from services.kit.clients import TokenFile
 from services.kit.clock import SystemClock
 from services.kit.config import ServiceConfig
@@ -132,16 +133,17 @@ async def main(decisions_n: int, many: int, out: Path) -> None:
     clock = SystemClock()
     from services.authz.server import build
     authz = await build(kit_app.Deps(config, clock, TokenFile(config.service_token_file)))
-    db, decisions = authz.db, authz.authorizer
+    store, decisions = authz.store, authz.authorizer
+    db = store.db
     counters = Counters()
     event.listen(db.engine.sync_engine, "before_cursor_execute",
                  lambda *_a, **_k: setattr(counters, "sql", counters.sql + 1))
     count_hops(counters)
-    await handlers.create_customer(db, clock, CUSTOMER, "Bench customer")
-    await handlers.create_user(db, clock, user_id=USER, kind=policy.CUSTOMER_USER, customer=CUSTOMER,
+    await users.create_customer(store, clock, CUSTOMER, "Bench customer")
+    await users.create_user(store, clock, user_id=USER, kind=CUSTOMER_USER, customer=CUSTOMER,
                                display_name="Bench user", email="", password="bench horse battery", kdf_log2_n=10)
-    await handlers.grant(db, clock, USER, policy.EDIT_MY, [], "users/admin")
-    token, _ = await handlers.mint_token(db, clock, USER, dt.timedelta(hours=2))
+    await grants.grant(store, clock, USER, policy.EDIT_MY, [], "users/admin")
+    token, _ = await sessions.mint_token(store, clock, USER, dt.timedelta(hours=2))
     resource = Resource(customer=f"customers/{CUSTOMER}", system=f"customers/{CUSTOMER}/systems/1",
                         owner=f"users/{USER}")
     lines = [f"# authz decision cost, in-process ({decisions_n} sequential decisions each)", ""]
@@ -167,7 +169,9 @@ async def main(decisions_n: int, many: int, out: Path) -> None:
     for _ in range(min(decisions_n, 1000)):
         await decisions.check(token, P.LOGON_REVEAL, resource)
     profiler.stop()
-    text = profiler.output_text(unicode=True, color=False, show_all=False)
+    # paths relative to the repository: the report names no folder of the machine it ran on
+    text = profiler.output_text(unicode=True, color=False, show_all=False).replace(
+        str(Path(__file__).resolve().parents[1]) + "/", "")
     lines += ["## pyinstrument: 1,000 DecisionService.check calls (event-loop thread)", "", "```", text.strip(), "```", ""]
     await authz.stop()
     shutil.rmtree(work, ignore_errors=True)

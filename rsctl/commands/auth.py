@@ -45,6 +45,6 @@ def revoke(ctx) -> None:
 
 
 def list_(ctx) -> None:
-    response = ctx.call("authz", "ListAuthorizations", authz_pb2.ListAuthorizationsRequest(
-        user=ctx.names.user(ctx.args.user)))
-    ctx.out.listing("grants", list(response.grants), COLUMNS)
+    grants = ctx.collect("authz", "ListAuthorizations", authz_pb2.ListAuthorizationsRequest(
+        user=ctx.names.user(ctx.args.user)), "grants")
+    ctx.out.listing("grants", grants, COLUMNS)

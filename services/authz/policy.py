@@ -1,20 +1,16 @@
-"""The rules: which principal may do what (DESIGN §5). Pure functions, no I/O."""
+"""The decision rules: which principal may do what (DESIGN §5), the permission -> rule table and `decide`.
+Pure functions, no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.authz.model import SERVICE_ACCOUNTS
 from services.kit import permissions as P
-
-CUSTOMER_USER, SUPPORT_ENGINEER, SERVICE_ACCOUNT, PLATFORM_ADMIN = (
-    "CUSTOMER_USER", "SUPPORT_ENGINEER", "SERVICE_ACCOUNT", "PLATFORM_ADMIN")
-KINDS = (CUSTOMER_USER, SUPPORT_ENGINEER, SERVICE_ACCOUNT, PLATFORM_ADMIN)
+from services.kit.principals import CUSTOMER_USER, PLATFORM_ADMIN, SERVICE_ACCOUNT, SUPPORT_ENGINEER
 
 OPEN, MAINTAIN, INCIDENTS, EDIT_MY, EDIT_ALL, USER_ADMIN = (
     "OPEN_REMOTE_CONNECTIONS", "MAINTAIN_SYSTEM_DATA", "CREATE_INCIDENTS", "EDIT_MY_LOGIN_DATA",
     "EDIT_ALL_LOGIN_DATA", "USER_ADMIN")
-AUTHORIZATIONS = (OPEN, MAINTAIN, INCIDENTS, EDIT_MY, EDIT_ALL, USER_ADMIN)
-
-SERVICE_ACCOUNTS = {"depot": "svc-depot", "connections": "svc-connections", "gateway": "svc-gateway"}
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextvars
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable, Mapping, Protocol
 
 import grpc
+from google.protobuf import descriptor_pool
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
 from services.kit.errors import AuthzUnavailable, PermissionDenied, Unauthenticated
+from services.kit.principals import KIND_BY_NUMBER
 
 AUTH_NAMES = {v.number: v.name.removeprefix("AUTHORIZATION_") for v in authz_pb2.Authorization.DESCRIPTOR.values}
-KIND_NAMES = {v.number: v.name.removeprefix("PRINCIPAL_KIND_") for v in authz_pb2.PrincipalKind.DESCRIPTOR.values}
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,11 @@ class Decision:
     incidents: tuple[str, ...] = ()
 
     @classmethod
-    def from_proto(cls, msg: authz_pb2.CheckResponse) -> "Decision":
+    def from_proto(cls, msg: authz_pb2.CheckResponse | authz_pb2.CheckResult) -> "Decision":
+        """A Check answer, or one result of a CheckBulk answer (the same fields)."""
         subject = None
         if msg.authenticated and msg.HasField("subject"):
-            subject = Subject(msg.subject.user, KIND_NAMES[msg.subject.kind], msg.subject.customer)
+            subject = Subject(msg.subject.user, KIND_BY_NUMBER[msg.subject.kind], msg.subject.customer)
         return cls(msg.allowed, msg.authenticated, msg.reason, msg.decision_id,
                    tuple(AUTH_NAMES[a] for a in msg.required_authorizations), subject, tuple(msg.incidents))
 
@@ -174,6 +176,17 @@ class MethodPolicy:
     # refusal before sending it): the kit requires the bearer token, does not ask authz first, and refuses to
     # send the handler's answer unless authz was consulted during the call.
     handler_decides: bool = False
+
+
+def policy_table(service: str, table: Mapping[str, MethodPolicy]) -> dict[str, MethodPolicy]:
+    """A service's policies.py table (method name -> policy) as the kit's interceptors want it (full method
+    path -> policy). `service` is the full proto service name; every one of its methods must have exactly one
+    policy, so a method added to the contract without a policy stops the server from starting."""
+    methods = {m.name for m in descriptor_pool.Default().FindServiceByName(service).methods}
+    if set(table) != methods:
+        missing, unknown = sorted(methods - set(table)), sorted(set(table) - methods)
+        raise ValueError(f"policies of {service}: missing {missing}, not in the contract {unknown}")
+    return {f"/{service}/{method}": policy for method, policy in table.items()}
 
 
 PUBLIC = MethodPolicy(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -54,9 +55,17 @@ def is_sqlite(url: str) -> bool:
 
 
 def _prepare_sqlite_file(url: str) -> None:
+    """The file's folder, and the file itself created 0600 (it holds hashes, keys or data; SQLite gives its
+    -wal and -shm files the same mode); an existing file is made 0600 too."""
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+        for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if side.exists():
+                os.chmod(side, 0o600)
 
 
 def migrate(url: str, migrations_dir: Path, attributes: dict | None = None, revision: str = "head") -> None:

@@ -1,4 +1,8 @@
-"""Domain errors, declared once with their gRPC code and reason, and their mapping to google.rpc.Status."""
+"""Domain errors, declared once with their gRPC code and reason, and their mapping to google.rpc.Status.
+
+The reasons are said once, in common/v1/errors.proto's ErrorReason: REASONS is derived from it, every
+DomainError class (here or in any service) must declare one of them (checked when the class is defined), and
+an error rebuilt from another service's answer keeps its reason only if it is one of them."""
 from __future__ import annotations
 
 import grpc
@@ -6,7 +10,34 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from remotesupport.common.v1 import errors_pb2
+
 DOMAIN = "remotesupport"
+_PREFIX = "ERROR_REASON_"
+# Every value of google.rpc.ErrorInfo.reason the suite sends.
+REASONS: frozenset[str] = frozenset(v.name.removeprefix(_PREFIX) for v in errors_pb2.ErrorReason.DESCRIPTOR.values
+                                    if v.number != errors_pb2.ERROR_REASON_UNSPECIFIED)
+# The reason of an answer that carried none (a gRPC-level failure on the way: no connection, deadline, ...).
+REASON_BY_CODE: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+    grpc.StatusCode.UNAUTHENTICATED: "UNAUTHENTICATED",
+    grpc.StatusCode.PERMISSION_DENIED: "PERMISSION_DENIED",
+    grpc.StatusCode.NOT_FOUND: "NOT_FOUND",
+    grpc.StatusCode.ALREADY_EXISTS: "ALREADY_EXISTS",
+    grpc.StatusCode.ABORTED: "ETAG_MISMATCH",
+    grpc.StatusCode.FAILED_PRECONDITION: "FAILED_PRECONDITION",
+    grpc.StatusCode.UNAVAILABLE: "DEPENDENCY_UNAVAILABLE",
+    grpc.StatusCode.DATA_LOSS: "DATA_LOSS",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+    grpc.StatusCode.CANCELLED: "CANCELLED",
+}
+FALLBACK_REASON = "INTERNAL"  # any other code (UNKNOWN, INTERNAL, UNIMPLEMENTED, ...)
+
+
+def reason_for(code: grpc.StatusCode, sent: str = "") -> str:
+    """The reason an error from another service carries on: the one it sent if ours, else its code's."""
+    return sent if sent in REASONS else REASON_BY_CODE.get(code, FALLBACK_REASON)
 
 
 class DomainError(Exception):
@@ -14,6 +45,11 @@ class DomainError(Exception):
 
     code = grpc.StatusCode.INTERNAL
     reason = "INTERNAL"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.reason not in REASONS:
+            raise TypeError(f"{cls.__name__}.reason {cls.reason!r} is not an ErrorReason of errors.proto")
 
     def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -133,7 +169,7 @@ def from_rpc_error(err: grpc.RpcError) -> DomainError:
     status = _status_details(err)
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     message = err.details() if hasattr(err, "details") else str(err)
-    reason, violations, metadata = code.name, [], {}
+    reason, violations, metadata = "", [], {}
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -150,7 +186,7 @@ def from_rpc_error(err: grpc.RpcError) -> DomainError:
     else:
         error = DomainError(message or code.name)
         error.code = code
-        error.reason = reason
+        error.reason = reason_for(code, reason)
     error.metadata.update({k: v for k, v in metadata.items() if k != "request_id"})
     return error
 
@@ -166,3 +202,4 @@ def _status_details(err: grpc.RpcError) -> status_pb2.Status | None:
 
 
 assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+assert set(REASON_BY_CODE.values()) | {FALLBACK_REASON} <= REASONS

@@ -16,15 +16,17 @@ import time
 from typing import Awaitable, Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from services.kit import auth, logs, metrics, tls
-from services.kit.errors import AuthzUnavailable, DomainError, Internal, Unauthenticated, to_grpc_status
+from services.kit.errors import AuthzUnavailable, DomainError, Internal, InvalidArgument, Unauthenticated, \
+    to_grpc_status
 from services.kit.logs import request_id_var
 
 logger = logging.getLogger("rs.access")
 
 Behavior = Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]
-_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_RID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: a whole string
 # Framework services every client may call without a token (health checks, grpc's reflection).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _NO_RESOURCE = auth.Resource()
@@ -51,7 +53,7 @@ def request_id(metadata) -> str:
                 rid = value
         elif key == "authorization" and header is None:
             header = value
-    rid = rid if rid.__class__ is str and _RID.match(rid) else os.urandom(16).hex()
+    rid = rid if rid.__class__ is str and _RID.fullmatch(rid) else os.urandom(16).hex()
     request_id_var.set(rid)
     return header if header is not None else ""
 
@@ -160,6 +162,32 @@ def _status_name(error: DomainError) -> str:
     return getattr(error.code, "name", str(error.code))
 
 
+# --- requests that do not decode -----------------------------------------------------------------------
+class Undecodable:
+    """What a request whose bytes are not the method's message (corrupt, or invalid UTF-8 in a string field)
+    becomes: the handler never sees it; the call is answered INVALID_ARGUMENT naming the method."""
+
+    __slots__ = ()
+
+
+UNDECODABLE = Undecodable()
+
+
+def tolerant(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+    """`deserializer`, with a request that fails to decode turned into UNDECODABLE instead of an exception
+    (which grpc would answer with UNKNOWN and the exception's class in the message)."""
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> object:
+        try:
+            return deserializer(data)
+        except (DecodeError, ValueError):
+            return UNDECODABLE
+
+    return decode
+
+
 # --- the one interceptor --------------------------------------------------------------------------------
 class KitInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the behaviour of unary-unary methods with the six stages; framework methods and the gateway's
@@ -193,7 +221,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         if method.startswith(PUBLIC_PREFIXES):
             return handler
         wrapped = grpc.unary_unary_rpc_method_handler(
-            self._behavior(method, handler.unary_unary), request_deserializer=handler.request_deserializer,
+            self._behavior(method, handler.unary_unary), request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
@@ -204,6 +232,9 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         observed = _MethodMetrics(method)
 
         async def guarded(request, context, header: str):
+            if request is UNDECODABLE:
+                raise InvalidArgument("request", f"is not a {method.rsplit('/', 1)[-1]}Request message: it does "
+                                                 f"not decode ({method})")
             policy = policies.get(method)
             if policy is None or policy.permission is not None:  # public methods need neither
                 token = authenticate(header)  # 4. authentication

@@ -11,9 +11,9 @@ aiosqlite engine pays ~0.1 ms of thread hand-offs per statement for the same wor
   raises, so nothing is half-written. The caller serializes writers (the depot's Store holds its write lock,
   so no engine transaction of this process is open meanwhile).
 
-Either returns FALLBACK when the local connection cannot be used or failed (a lock held elsewhere past
-BUSY_TIMEOUT_MS, an unwritable file...): the caller then does the same work through its engine, which also
-answers alone for PAUSE_S after a failure."""
+Either raises LocalUnavailable when the local connection cannot be used or failed (a lock held elsewhere past
+BUSY_TIMEOUT_MS, an unwritable file...), with nothing written: the caller's store then does the same work
+through its engine, which also answers alone for PAUSE_S after a failure."""
 from __future__ import annotations
 
 import logging
@@ -33,7 +33,10 @@ from services.kit.db import Database
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-FALLBACK = object()
+
+
+class LocalUnavailable(Exception):
+    """The local connection cannot answer now (nothing was written); the engine does this work instead."""
 # A WAL reader waits only in rare moments (a TRUNCATE checkpoint, recovery), a writer only for another
 # process's write; past this the engine does the work instead, so the event loop never waits long.
 BUSY_TIMEOUT_MS = 50
@@ -105,43 +108,44 @@ class LocalSqlite:
     def _available(self) -> bool:
         return self.usable and time.monotonic() >= self._resume_at
 
-    def _failed(self, what: str, exc: sqlite3.Error) -> object:
+    def _failed(self, what: str, exc: sqlite3.Error) -> LocalUnavailable:
         logger.warning("local %s of %s failed (%s: %s); the engine does this work for %.0f s",
                        what, self.path, type(exc).__name__, exc, PAUSE_S)
         self.close()
         self._resume_at = time.monotonic() + PAUSE_S
-        return FALLBACK
+        return LocalUnavailable(f"local {what} failed")
 
-    def read(self, sql: str, params: dict) -> list | object:
-        """All rows of one statement, or FALLBACK."""
+    def read(self, sql: str, params: dict) -> list:
+        """All rows of one statement (LocalUnavailable when the engine must read them)."""
         conn = getattr(self._local, "conn", None)
         try:
             if conn is None:
                 if not self._available():
-                    return FALLBACK
+                    raise LocalUnavailable("local reads paused")
                 conn = self._connect(query_only=True)
                 if conn is None:
-                    return FALLBACK
+                    raise LocalUnavailable("not a WAL file")
                 self._local.conn = conn
             # fetchall() steps the statement to its end, which resets it: no read transaction stays open
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            return self._failed("read", exc)
+            raise self._failed("read", exc) from None
 
-    def write(self, work: Callable[[sqlite3.Connection], T]) -> T | object:
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(conn)` in one transaction: committed if it returns, rolled back if it raises (its exception
-        propagates; a sqlite3 error becomes FALLBACK after the rollback, so the engine may redo the work)."""
+        propagates; a sqlite3 error becomes LocalUnavailable after the rollback, so the engine may redo the
+        work)."""
         conn = self._writer
         try:
             if conn is None:
                 if not self._available():
-                    return FALLBACK
+                    raise LocalUnavailable("local writes paused")
                 conn = self._writer = self._connect(query_only=False)
                 if conn is None:
-                    return FALLBACK
+                    raise LocalUnavailable("not a WAL file")
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            return self._failed("write", exc)
+            raise self._failed("write", exc) from None
         try:
             result = work(conn)
             conn.execute("COMMIT")
@@ -153,7 +157,7 @@ class LocalSqlite:
             except sqlite3.Error:
                 self.close()  # a connection that cannot roll back is not used again
             if isinstance(exc, sqlite3.Error):
-                return self._failed("write", exc)
+                raise self._failed("write", exc) from None
             raise
 
     def close(self) -> None:
@@ -182,9 +186,8 @@ class LocalTable:
         """A row from the table's columns' stored values, in table order."""
         return self.row._make([convert(v) if convert is not None else v for convert, v in zip(self._convert, values)])
 
-    def get(self, **keys) -> tuple | None | object:
-        """The first row whose key columns equal `keys`, None if there is none, or FALLBACK."""
+    def get(self, **keys) -> tuple | None:
+        """The first row whose key columns equal `keys`, None if there is none (LocalUnavailable: ask the
+        engine)."""
         rows = self.local.read(self.sql, keys)
-        if rows is FALLBACK:
-            return FALLBACK
         return self.make(rows[0]) if rows else None

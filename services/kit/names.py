@@ -26,7 +26,7 @@ _TEMPLATES = {
     "connection_type": rf"connectionTypes/(?P<code>{TYPE_CODE})",
     "incident": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/incidents/(?P<incident>{RESOURCE_ID})",
 }
-_COMPILED = {kind: re.compile(rf"^{pattern}$") for kind, pattern in _TEMPLATES.items()}
+_COMPILED = {kind: re.compile(pattern) for kind, pattern in _TEMPLATES.items()}  # used with fullmatch: whole strings
 _EXAMPLES = {
     "customer": "customers/{customer_number}",
     "user": "users/{user_id}",
@@ -44,7 +44,7 @@ def parse(kind: str, value: str, field: str) -> dict[str, str]:
     """Parse a resource name of `kind` or raise INVALID_ARGUMENT naming `field`."""
     if not value:
         raise InvalidArgument(field, f"is required ({_EXAMPLES[kind]})")
-    match = _COMPILED[kind].match(value) if len(value) <= 300 else None
+    match = _COMPILED[kind].fullmatch(value) if len(value) <= 300 else None
     if match is None:
         raise InvalidArgument(field, f"must look like {_EXAMPLES[kind]}")
     return match.groupdict()

@@ -50,10 +50,17 @@ class Violations:
             raise InvalidArgument(self.items)
 
 
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
 def timestamp(ts: timestamp_pb2.Timestamp) -> dt.datetime | None:
-    """A proto Timestamp as an aware datetime, or None when unset (zero)."""
+    """A proto Timestamp as an aware datetime, or None when unset (zero). ValueError for one outside the
+    Timestamp's own rules (nanos in 0..999,999,999, seconds within years 1 to 9999), checked whole."""
     if ts.seconds == 0 and ts.nanos == 0:
         return None
+    if not 0 <= ts.nanos <= 999_999_999 or not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS:
+        raise ValueError("not a valid google.protobuf.Timestamp")
     return dt.datetime.fromtimestamp(ts.seconds, UTC) + dt.timedelta(microseconds=ts.nanos // 1000)
 
 

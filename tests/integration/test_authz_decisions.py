@@ -1,7 +1,7 @@
-"""authz's decision path (services.authz.decisions): one statement per decision, read on the event-loop thread
-for SQLite files in WAL mode and through the async engine otherwise — and either way every committed write
-(revocation, expiry, disable, grant, revoke, assignment end, a write by another process) decides the very next
-decision. On SQLite and on PostgreSQL."""
+"""authz's decision path (services.authz.decisions, its statement in services.authz.store): one statement per
+decision, read on the event-loop thread for SQLite files in WAL mode and through the async engine otherwise — and
+either way every committed write (revocation, expiry, disable, grant, revoke, assignment end, a write by another
+process) decides the very next decision. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
@@ -15,14 +15,17 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from services.authz import decisions, handlers, policy
-from services.authz.decisions import DecisionService, LocalSqliteReader
+from services.authz import assignments, grants, policy, sessions, store, users
+from services.authz.decisions import DecisionService
 from services.authz.server import MIGRATIONS
+from services.authz.store import LocalSqliteReader, Store
 from services.authz.tables import TokenRow
 from services.kit import permissions as P
 from services.kit.auth import Resource
 from services.kit.clock import UTC, ManualClock
 from services.kit.db import Database, migrate
+from services.kit.localsqlite import LocalUnavailable
+from services.kit.principals import CUSTOMER_USER, SUPPORT_ENGINEER
 from tests.harness import Databases
 
 CUSTOMER, USER, ENGINEER = "1000000001", "S0000000001", "eng-one"
@@ -34,20 +37,21 @@ OWN_ENTRY = Resource(customer=f"customers/{CUSTOMER}", installation="1", system=
 class World:
     def __init__(self, db: Database, clock: ManualClock, url: str) -> None:
         self.db, self.clock, self.url = db, clock, url
-        self.decisions = DecisionService(db, clock)
+        self.store = Store(db)
+        self.decisions = DecisionService(self.store, clock)
         self.user_token = self.engineer_token = ""
 
     async def setup(self) -> "World":
-        db, clock = self.db, self.clock
-        await handlers.create_customer(db, clock, CUSTOMER, "c")
-        await handlers.create_user(db, clock, user_id=USER, kind=policy.CUSTOMER_USER, customer=CUSTOMER,
-                                   display_name="u", email="", password="correct horse battery", kdf_log2_n=4)
-        await handlers.create_user(db, clock, user_id=ENGINEER, kind=policy.SUPPORT_ENGINEER, customer="",
-                                   display_name="e", email="", password="correct horse battery", kdf_log2_n=4)
-        await handlers.grant(db, clock, USER, policy.EDIT_MY, [], "users/admin")
-        await handlers.grant(db, clock, USER, policy.MAINTAIN, ["1"], "users/admin")
-        self.user_token, _ = await handlers.mint_token(db, clock, USER, dt.timedelta(hours=1))
-        self.engineer_token, _ = await handlers.mint_token(db, clock, ENGINEER, dt.timedelta(hours=1))
+        st, clock = self.store, self.clock
+        await users.create_customer(st, clock, CUSTOMER, "c")
+        await users.create_user(st, clock, user_id=USER, kind=CUSTOMER_USER, customer=CUSTOMER,
+                                display_name="u", email="", password="correct horse battery", kdf_log2_n=4)
+        await users.create_user(st, clock, user_id=ENGINEER, kind=SUPPORT_ENGINEER, customer="",
+                                display_name="e", email="", password="correct horse battery", kdf_log2_n=4)
+        await grants.grant(st, clock, USER, policy.EDIT_MY, [], "users/admin")
+        await grants.grant(st, clock, USER, policy.MAINTAIN, ["1"], "users/admin")
+        self.user_token, _ = await sessions.mint_token(st, clock, USER, dt.timedelta(hours=1))
+        self.engineer_token, _ = await sessions.mint_token(st, clock, ENGINEER, dt.timedelta(hours=1))
         return self
 
     async def allowed(self, token: str, permission: str = P.LOGON_REVEAL, resource: Resource = OWN_ENTRY) -> bool:
@@ -64,41 +68,42 @@ def _database(backend: str, tmp_path: Path, label: str = "authz") -> tuple[Datab
 @pytest.fixture
 async def world(backend, tmp_path):
     db, databases, url = _database(backend, tmp_path)
+    w = World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url)
     try:
-        yield await World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url).setup()
+        yield await w.setup()
     finally:
-        await db.close()
+        await w.store.close()
         databases.drop_all()
 
 
 async def test_sqlite_files_are_read_locally_and_postgres_through_the_engine(world, backend):
-    assert (world.decisions._local is not None) == (backend == "sqlite")
+    assert (world.store.local is not None) == (backend == "sqlite")
     assert await world.allowed(world.user_token)
     if backend == "sqlite":
-        assert getattr(world.decisions._local._local, "conn", None) is not None, "the local read answered"
+        assert getattr(world.store.local._local, "conn", None) is not None, "the local read answered"
 
 
 async def test_every_committed_write_decides_the_next_decision(world):
     w = world
     assert await w.allowed(w.user_token)
-    await handlers.revoke(w.db, USER, policy.EDIT_MY)  # grant revoked
+    await grants.revoke(w.store, USER, policy.EDIT_MY)  # grant revoked
     assert not await w.allowed(w.user_token)
-    await handlers.grant(w.db, w.clock, USER, policy.EDIT_MY, [], "users/admin")  # granted again
+    await grants.grant(w.store, w.clock, USER, policy.EDIT_MY, [], "users/admin")  # granted again
     assert await w.allowed(w.user_token)
-    await handlers.update_user(w.db, w.clock, USER, ["disabled"], display_name="", email="", disabled=True,
-                               new_password="", caller_is_self_only=False, kdf_log2_n=4)  # user disabled
+    await users.update_user(w.store, w.clock, USER, ["disabled"], display_name="", email="", disabled=True,
+                            new_password="", caller_is_self_only=False, kdf_log2_n=4)  # user disabled
     decision = await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)
     assert not decision.allowed and not decision.authenticated
-    await handlers.update_user(w.db, w.clock, USER, ["disabled"], display_name="", email="", disabled=False,
-                               new_password="", caller_is_self_only=False, kdf_log2_n=4)
+    await users.update_user(w.store, w.clock, USER, ["disabled"], display_name="", email="", disabled=False,
+                            new_password="", caller_is_self_only=False, kdf_log2_n=4)
     assert await w.allowed(w.user_token)
-    await handlers.logout(w.db, w.user_token)  # token revoked
+    await sessions.logout(w.store, w.user_token)  # token revoked
     assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
 
 
 async def test_a_token_stops_at_its_expiry_instant(world):
     w = world
-    token, expires = await handlers.mint_token(w.db, w.clock, USER, dt.timedelta(minutes=5))
+    token, expires = await sessions.mint_token(w.store, w.clock, USER, dt.timedelta(minutes=5))
     w.clock.set(expires - dt.timedelta(microseconds=1))
     assert await w.allowed(token)
     w.clock.set(expires)
@@ -109,11 +114,11 @@ async def test_assignments_are_read_when_the_permission_needs_them_and_end_at_on
     w = world
     reveal = Resource(customer=f"customers/{CUSTOMER}", system=SYSTEM)
     assert not await w.allowed(w.engineer_token, P.LOGON_REVEAL, reveal)
-    await handlers.set_assignment(w.db, w.clock, INCIDENT, ENGINEER, SYSTEM, CUSTOMER)
+    await assignments.set_assignment(w.store, w.clock, INCIDENT, ENGINEER, SYSTEM, CUSTOMER)
     decision = await w.decisions.check(w.engineer_token, P.LOGON_REVEAL, reveal)
     assert decision.allowed and decision.incidents == (INCIDENT,)
     assert await w.allowed(w.engineer_token, P.INCIDENTS_READ, Resource(customer=f"customers/{CUSTOMER}"))
-    await handlers.delete_assignment(w.db, INCIDENT)  # the incident left the vendor
+    await assignments.delete_assignment(w.store, INCIDENT)  # the incident left the vendor
     assert not await w.allowed(w.engineer_token, P.LOGON_REVEAL, reveal)
 
 
@@ -133,8 +138,9 @@ async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
     if backend != "sqlite":
         pytest.skip("another process writing the same SQLite file")
     db, databases, url = _database(backend, tmp_path)
+    w = World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url)
     try:
-        w = await World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url).setup()
+        await w.setup()
         assert await w.allowed(w.user_token)
         path = make_url(url).database
         script = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
@@ -142,7 +148,7 @@ async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
         await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, path], check=True)
         assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
     finally:
-        await db.close()
+        await w.store.close()
 
 
 async def test_the_local_connection_cannot_write(world, backend):
@@ -150,7 +156,7 @@ async def test_the_local_connection_cannot_write(world, backend):
         pytest.skip("SQLite only")
     w = world
     assert await w.allowed(w.user_token)
-    conn = w.decisions._local._local.conn
+    conn = w.store.local._local.conn
     with pytest.raises(sqlite3.OperationalError):
         conn.execute("UPDATE tokens SET revoked = 1")
     assert await w.allowed(w.user_token)
@@ -183,11 +189,13 @@ async def test_a_failed_local_read_falls_back_to_the_engine(world, backend):
         def close(self):
             return None
 
-    local = w.decisions._local
+    local = w.store.local
     assert await w.allowed(w.user_token)
     local._local.conn = Broken()
     assert await w.allowed(w.user_token)  # answered by the engine
-    assert local._local.conn is None and local.rows(False, "x") is None, "the engine answers for a while"
+    assert local._local.conn is None
+    with pytest.raises(LocalUnavailable):  # the engine answers for a while
+        local.rows(False, "x")
     local._resume_at = 0.0
     assert await w.allowed(w.user_token) and local._local.conn is not None, "then the local read resumes"
     async with w.db.unit_of_work() as session:
@@ -204,6 +212,6 @@ def test_the_statement_is_one_indexed_lookup_per_table():
     conn = sqlite3.connect(":memory:")
     Base.metadata.create_all(create_engine("sqlite://", creator=lambda: conn))
     for flag in (False, True):
-        text = compile_sql(decisions.statement(flag))
+        text = compile_sql(store.decision_statement(flag))
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + text, {"h": "x"}))
         assert "SCAN" not in plan, plan

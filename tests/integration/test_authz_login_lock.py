@@ -15,7 +15,7 @@ from google.protobuf import field_mask_pb2
 from remotesupport.authz.v1 import authz_pb2 as pb
 from services.authz import passwords
 from services.authz import server as authz_server
-from services.authz.handlers import LOGIN_REFUSED, LoginLock
+from services.authz.model import LOGIN_REFUSED, LoginLock
 from services.kit import app as kit_app
 from tests.harness import TEST_PASSWORD
 from tests.helpers import expect_error
@@ -51,7 +51,7 @@ async def test_the_last_allowed_failure_locks_even_the_right_password_out_until_
         await refused(suite, user_id, WRONG)
     assert not (await get_user(suite, user)).HasField("lock_expire_time")  # one more is allowed
     locked_at = suite.clock.now()
-    with caplog.at_level(logging.WARNING, logger="services.authz.handlers"):
+    with caplog.at_level(logging.WARNING, logger="services.authz.sessions"):
         await refused(suite, user_id, WRONG)
     assert [r.getMessage() for r in caplog.records if "locked" in r.getMessage()] == [
         f"{user} locked until {(locked_at + LOCK.duration).isoformat(timespec='seconds')} after "
@@ -142,7 +142,9 @@ async def test_every_refusal_costs_one_kdf_run_at_the_services_own_cost(suite, m
     assert (await get_user(suite, user)).HasField("lock_expire_time")  # the last three met a locked or no user
 
 
-@pytest.mark.parametrize("variable, value", [("RS_AUTHZ_LOGIN_LOCK_S", "0"), ("RS_AUTHZ_MAX_FAILED_LOGINS", "-1")])
+@pytest.mark.parametrize("variable, value", [("RS_AUTHZ_LOGIN_LOCK_S", "0"), ("RS_AUTHZ_MAX_FAILED_LOGINS", "-1"),
+                                             ("RS_AUTHZ_TOKEN_TTL_S", "0"), ("RS_AUTHZ_KDF_LOG2_N", "0"),
+                                             ("RS_AUTHZ_KDF_LOG2_N", "40")])
 async def test_a_bad_setting_stops_the_service_naming_it(suite, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(SystemExit, match=variable):

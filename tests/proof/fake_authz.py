@@ -12,6 +12,12 @@ import grpc
 
 from remotesupport.authz.v1 import authz_pb2
 
+
+def _result(answer: authz_pb2.CheckResponse) -> authz_pb2.CheckResult:
+    """A Check answer as one item of a CheckBulk answer (the same fields)."""
+    return authz_pb2.CheckResult.FromString(answer.SerializeToString())
+
+
 SERVICE = authz_pb2.DESCRIPTOR.services_by_name["AuthzService"].full_name
 ALLOW = authz_pb2.CheckResponse(allowed=True, authenticated=True, reason="fake: allowed", decision_id="fake",
                                 subject=authz_pb2.Subject(user="users/S0000000001",
@@ -69,19 +75,19 @@ class FakeAuthz(grpc.GenericRpcHandler):
             if self.mode == "incomplete":
                 if method == "CheckBulk":
                     items = authz_pb2.CheckBulkRequest.FromString(request).items
-                    return authz_pb2.CheckBulkResponse(results=[ALLOW] * (len(items) - 1)).SerializeToString()
+                    return authz_pb2.CheckBulkResponse(results=[_result(ALLOW)] * (len(items) - 1)).SerializeToString()
                 return b""
             if self.mode == "no subject":
                 answer = authz_pb2.CheckResponse(allowed=True, authenticated=True, reason="fake")
                 if method == "CheckBulk":
                     items = authz_pb2.CheckBulkRequest.FromString(request).items
-                    return authz_pb2.CheckBulkResponse(results=[answer] * len(items)).SerializeToString()
+                    return authz_pb2.CheckBulkResponse(results=[_result(answer)] * len(items)).SerializeToString()
                 return answer.SerializeToString()
             if self.mode == "unauthenticated allow":
                 answer = authz_pb2.CheckResponse(allowed=True, authenticated=False, reason="fake")
                 if method == "CheckBulk":
                     items = authz_pb2.CheckBulkRequest.FromString(request).items
-                    return authz_pb2.CheckBulkResponse(results=[answer] * len(items)).SerializeToString()
+                    return authz_pb2.CheckBulkResponse(results=[_result(answer)] * len(items)).SerializeToString()
                 return answer.SerializeToString()
             context.abort(grpc.StatusCode.INTERNAL, "fake authz: unknown mode")
 
@@ -91,7 +97,7 @@ class FakeAuthz(grpc.GenericRpcHandler):
     def _allow(method: str, request: bytes) -> bytes:
         if method == "CheckBulk":
             items = authz_pb2.CheckBulkRequest.FromString(request).items
-            return authz_pb2.CheckBulkResponse(results=[ALLOW] * len(items)).SerializeToString()
+            return authz_pb2.CheckBulkResponse(results=[_result(ALLOW)] * len(items)).SerializeToString()
         if method == "Check":
             return ALLOW.SerializeToString()
         return b""  # an empty (default) answer of any other method

@@ -22,7 +22,7 @@ from remotesupport.authz.v1 import authz_pb2
 from remotesupport.connections.v1 import connections_pb2
 from remotesupport.depot.v1 import depot_pb2
 from remotesupport.gateway.v1 import gateway_pb2
-from services.authz import handlers
+from services.authz import sessions
 from tests.proof import fuzz, matrix, scan
 from tests.proof.figures import size
 from tests.proof.world import Principal, error_text
@@ -67,8 +67,8 @@ class Principals:
     def _mint(self, user_id: str) -> str:
         """A token of the suite's own principals, minted by authz's code (as its bootstrap does), so that a
         generated Logout or password change never ends the tokens the rest of the suite runs on."""
-        db = self.live.suite.running["authz"].app.db
-        return self.live.run(handlers.mint_token(db, self.live.clock, user_id, dt.timedelta(days=1)))[0]
+        store = self.live.suite.running["authz"].app.store
+        return self.live.run(sessions.mint_token(store, self.live.clock, user_id, dt.timedelta(days=1)))[0]
 
     def renew(self) -> None:
         a, w = self.actors, self.world

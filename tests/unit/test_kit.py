@@ -82,6 +82,23 @@ def test_timestamps_round_trip_and_unset_is_none():
     assert as_utc(dt.datetime(2030, 1, 1)).tzinfo == UTC
 
 
+@pytest.mark.parametrize("seconds,nanos", [(1, -1), (1, 1_000_000_000), (-62_135_596_801, 0),
+                                           (253_402_300_800, 0), (2**62, 0)])
+def test_a_timestamp_outside_its_own_rules_is_refused_whole(seconds, nanos):
+    from google.protobuf import timestamp_pb2
+
+    with pytest.raises(ValueError):
+        validate.timestamp(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+
+
+@pytest.mark.parametrize("kind,value", [("user", "users/S1000000002\n"), ("customer", "customers/7\n"),
+                                        ("system", "customers/1/systems/2\n"), ("connection_type", "connectionTypes/R3\n")])
+def test_a_name_matches_as_a_whole_string(kind, value):
+    with pytest.raises(errors.InvalidArgument):
+        names.parse(kind, value, "name")
+    assert names.parse(kind, value[:-1], "name")
+
+
 def test_error_status_carries_error_info_and_bad_request():
     status = errors.to_grpc_status(errors.InvalidArgument([("x.y", "is required"), ("z", "too long")]))
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -114,3 +131,26 @@ def test_manual_clock_moves_only_when_told():
     assert clock.now() == clock.now()
     clock.advance(seconds=5)
     assert clock.now() == dt.datetime(2030, 1, 1, 0, 0, 5, tzinfo=UTC)
+
+
+def test_a_sqlite_database_file_is_created_0600(tmp_path):
+    import os
+    import stat
+
+    from services.kit.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'var' / 'x.db'}"
+    migrations = tmp_path / "migrations"
+    (migrations / "versions").mkdir(parents=True)
+    (migrations / "env.py").write_text(
+        "from alembic import context\nfrom sqlalchemy import create_engine\n"
+        "with create_engine(context.config.get_main_option('sqlalchemy.url')).connect() as c:\n"
+        "    context.configure(connection=c)\n    with context.begin_transaction():\n        context.run_migrations()\n")
+    (migrations / "script.py.mako").write_text("")
+    old = os.umask(0o022)
+    try:
+        migrate(url, migrations)
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "var").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

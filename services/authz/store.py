@@ -1,0 +1,204 @@
+"""authz's units of work and queries: the only module that speaks SQL.
+
+- `Store.read()` / `Store.write()`: one unit of work, its queries as the methods of `Queries`; a write commits
+  when its block ends and rolls back if it raises (nothing half-written). An insert that meets an existing
+  key raises DuplicateKey; `Store.upsert` runs a write once more after one.
+- `Store.decision_rows`: the decision point's ONE statement per decision (token -> principal -> grants
+  (-> assignments)), indexed lookups only. On a SQLite file in WAL mode it runs with the stdlib sqlite3
+  module on the calling thread, on a query-only connection to the same file (LocalSqliteReader: a WAL read of
+  a few indexed pages takes microseconds and is not network I/O, DESIGN §6; ~50x the engine's throughput,
+  bench/README.md); every statement is its own read transaction and sees every write committed before it
+  began, by this process or any other. On PostgreSQL (and SQLite in memory, not in WAL mode, or while the
+  local read is unavailable) it runs on the async engine in autocommit: one statement, one snapshot, one
+  round trip."""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+from sqlalchemy import bindparam, delete, null, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.authz.tables import AssignmentRow, CustomerRow, GrantRow, PrincipalRow, TokenRow
+from services.kit.db import Database
+from services.kit.localsqlite import LocalSqlite, LocalUnavailable, compile_sql
+
+T = TypeVar("T")
+
+
+class DuplicateKey(Exception):
+    """A write inserted a row whose key exists (created before, or by a concurrent writer)."""
+
+
+class Queries:
+    """The queries of one unit of work, on its session. Rows read in a write may be changed in place: the
+    changes are written when the unit of work commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: object) -> None:
+        """Insert `row` (a CustomerRow, PrincipalRow, TokenRow, GrantRow or AssignmentRow) at commit."""
+        self.session.add(row)
+
+    # --- customers and principals ------------------------------------------------------------------------
+    async def customer(self, number: str) -> CustomerRow | None:
+        return await self.session.get(CustomerRow, number)
+
+    async def principal(self, user_id: str, *, for_update: bool = False) -> PrincipalRow | None:
+        return await self.session.get(PrincipalRow, user_id, with_for_update=for_update)
+
+    async def principals(self, customer: str, after: str | None, limit: int) -> list[PrincipalRow]:
+        """Up to `limit` principals ordered by user ID, after `after` (None: from the first); of one customer,
+        or of all with `customer` empty."""
+        query = select(PrincipalRow).order_by(PrincipalRow.user_id).limit(limit)
+        if after is not None:
+            query = query.where(PrincipalRow.user_id > after)
+        if customer:
+            query = query.where(PrincipalRow.customer == customer)
+        return list((await self.session.execute(query)).scalars())
+
+    async def count_failed_login(self, user_id: str) -> int:
+        """Add one to the user's failed logins in a row (atomically: concurrent attempts all count); the new
+        count."""
+        return (await self.session.execute(
+            update(PrincipalRow).where(PrincipalRow.user_id == user_id)
+            .values(failed_logins=PrincipalRow.failed_logins + 1)
+            .returning(PrincipalRow.failed_logins))).scalar_one()
+
+    async def set_login_lock(self, user_id: str, until: dt.datetime | None) -> None:
+        """Start the count of failed logins again, and lock the user until `until` (None: not locked)."""
+        await self.session.execute(update(PrincipalRow).where(PrincipalRow.user_id == user_id)
+                                   .values(failed_logins=0, locked_until=until))
+
+    # --- tokens ------------------------------------------------------------------------------------------
+    async def token(self, token_hash: str) -> TokenRow | None:
+        return await self.session.get(TokenRow, token_hash)
+
+    async def revoke_token(self, token_hash: str) -> None:
+        await self.session.execute(update(TokenRow).where(TokenRow.token_hash == token_hash).values(revoked=True))
+
+    async def revoke_tokens_of(self, user_id: str) -> None:
+        await self.session.execute(update(TokenRow).where(TokenRow.user_id == user_id).values(revoked=True))
+
+    # --- grants and support assignments ------------------------------------------------------------------
+    async def grant(self, user_id: str, authorization: str) -> GrantRow | None:
+        return await self.session.get(GrantRow, (user_id, authorization))
+
+    async def grants(self, user_id: str, after: str | None, limit: int) -> list[GrantRow]:
+        """Up to `limit` grants of the user ordered by authorization name, after `after` (None: from the first)."""
+        query = select(GrantRow).where(GrantRow.user_id == user_id).order_by(GrantRow.authorization).limit(limit)
+        if after is not None:
+            query = query.where(GrantRow.authorization > after)
+        return list((await self.session.execute(query)).scalars())
+
+    async def delete_grant(self, user_id: str, authorization: str) -> bool:
+        """Whether there was such a grant."""
+        result = await self.session.execute(
+            delete(GrantRow).where(GrantRow.user_id == user_id, GrantRow.authorization == authorization))
+        return result.rowcount > 0
+
+    async def assignment(self, incident: str, *, for_update: bool = False) -> AssignmentRow | None:
+        return await self.session.get(AssignmentRow, incident, with_for_update=for_update)
+
+    async def delete_assignment(self, incident: str) -> None:
+        await self.session.execute(delete(AssignmentRow).where(AssignmentRow.incident == incident))
+
+
+# --- the decision statement --------------------------------------------------------------------------------
+def decision_statement(with_assignments: bool, pair: bool = False):
+    """Rows of (expires_at, revoked, user_id, kind, customer, disabled, authorization, grant customer,
+    installations, incident, system) for the token hash `:h`: one per grant of the token's user (one with
+    NULL grant columns when it has none), and with `with_assignments` one more per support assignment of it.
+    No row: no such token. With `pair`, for the hashes `:h` and `:h2` at once, each row led by its token hash."""
+    token, principal = TokenRow.__table__, PrincipalRow.__table__
+    grant, assignment = GrantRow.__table__, AssignmentRow.__table__
+    hashed = bindparam("h", type_=token.c.token_hash.type)
+    which = token.c.token_hash.in_([hashed, bindparam("h2", type_=token.c.token_hash.type)]) if pair \
+        else token.c.token_hash == hashed
+    head = (token.c.expires_at, token.c.revoked, principal.c.user_id, principal.c.kind, principal.c.customer,
+            principal.c.disabled)
+    if pair:
+        head = (token.c.token_hash, *head)
+    owner = token.join(principal, principal.c.user_id == token.c.user_id)
+    grants = (select(*head, grant.c.authorization, grant.c.customer.label("grant_customer"),
+                     grant.c.installations, null().label("incident"), null().label("system"))
+              .select_from(owner.outerjoin(grant, grant.c.user_id == principal.c.user_id))
+              .where(which))
+    if not with_assignments:
+        return grants
+    assignments = (select(*head, null(), null(), null(), assignment.c.incident, assignment.c.system)
+                   .select_from(owner.join(assignment, assignment.c.engineer == principal.c.user_id))
+                   .where(which))
+    return grants.union_all(assignments)
+
+
+DECISION_STATEMENTS = [(flag, pair) for flag in (False, True) for pair in (False, True)]
+
+
+def _params(hashed: str, hashed2: str | None) -> dict[str, str]:
+    return {"h": hashed} if hashed2 is None else {"h": hashed, "h2": hashed2}
+
+
+class LocalSqliteReader(LocalSqlite):
+    """The decision statement on the kit's query-only local connection to the service's own database file."""
+
+    def __init__(self, path: str, writer_pragmas: tuple[str, ...] = ()) -> None:
+        super().__init__(path, writer_pragmas)
+        self.sql = {key: compile_sql(decision_statement(*key)) for key in DECISION_STATEMENTS}
+
+    def rows(self, with_assignments: bool, hashed: str, hashed2: str | None = None) -> list:
+        """The statement's rows (for two hashes at once with `hashed2`); LocalUnavailable when the engine must
+        read them."""
+        return self.read(self.sql[(with_assignments, hashed2 is not None)], _params(hashed, hashed2))
+
+
+# --- the store -------------------------------------------------------------------------------------------
+class Store:
+    """authz's database: its units of work and the decision read."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.local = LocalSqliteReader.for_database(db)  # None: every decision is read through the engine
+        self._decision_statements = {key: decision_statement(*key) for key in DECISION_STATEMENTS}
+        self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Queries]:
+        """A unit of work that only reads."""
+        async with self.db.sessions() as session:
+            yield Queries(session)
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[Queries]:
+        """A unit of work: committed when the block ends, rolled back if it raises."""
+        try:
+            async with self.db.unit_of_work() as session:
+                yield Queries(session)
+        except IntegrityError:
+            raise DuplicateKey() from None
+
+    async def upsert(self, work: Callable[[Queries], Awaitable[T]]) -> T:
+        """`work` in a write; if a concurrent writer inserted the same row first, once more (now an update)."""
+        try:
+            async with self.write() as queries:
+                return await work(queries)
+        except DuplicateKey:
+            async with self.write() as queries:
+                return await work(queries)
+
+    async def decision_rows(self, with_assignments: bool, hashed: str, hashed2: str | None = None) -> list:
+        """The decision statement's rows for the token hash `hashed` (and `hashed2`, in the same statement)."""
+        if self.local is not None:
+            with contextlib.suppress(LocalUnavailable):  # the engine reads them instead
+                return self.local.rows(with_assignments, hashed, hashed2)
+        statement = self._decision_statements[(with_assignments, hashed2 is not None)]
+        async with self._autocommit.connect() as conn:
+            return (await conn.execute(statement, _params(hashed, hashed2))).all()
+
+    async def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+        await self.db.close()
