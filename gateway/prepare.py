@@ -184,7 +184,7 @@ class Flow:
         self.check_abandoned()
         connector = await b.call("connections", b.connections.GetServiceConnector,
                                  cpb.GetServiceConnectorRequest(name=window.name))
-        out = gpb.PrepareRemoteAccessResponse(connection=window, service_connector=connector)
+        out = gpb.PrepareRemoteAccessResponse(connection=window, service_connector=connector.service_connector)
         if setup is not None:
             out.connection_setup.CopyFrom(setup)
         if req.HasField("logon_data"):

@@ -21,7 +21,7 @@ def register(reg) -> None:
     p.add_argument("--require-usable", action="store_true", help="exit 6 unless its window is open now")
 
 
-def write_connector(ctx, connector: connections_pb2.GetServiceConnectorResponse, path: Path | None) -> Path:
+def write_connector(ctx, connector: connections_pb2.ServiceConnector, path: Path | None) -> Path:
     """Write the file atomically with mode 0600 and return where."""
     target = path or Path(connector.file_name or "stfk.oez")
     if target.is_dir():
@@ -32,7 +32,7 @@ def write_connector(ctx, connector: connections_pb2.GetServiceConnectorResponse,
 
 def get(ctx) -> None:
     request = connections_pb2.GetServiceConnectorRequest(name=ctx.names.window(ctx.args.window))
-    connector = ctx.call("connections", "GetServiceConnector", request)
+    connector = ctx.call("connections", "GetServiceConnector", request).service_connector
     target = write_connector(ctx, connector, ctx.args.output)
     if ctx.out.json_mode:
         ctx.out.document({"file": str(target), "bytes": len(connector.content), "ticket": to_dict(connector.ticket)})

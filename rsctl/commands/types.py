@@ -19,9 +19,9 @@ def register(reg) -> None:
 
 
 def list_(ctx) -> None:
-    response = ctx.call("connections", "ListConnectionTypes",
-                        connections_pb2.ListConnectionTypesRequest(category=ctx.args.category))
-    ctx.out.listing("connection_types", list(response.connection_types), COLUMNS)
+    types = ctx.collect("connections", "ListConnectionTypes",
+                        connections_pb2.ListConnectionTypesRequest(category=ctx.args.category), "connection_types")
+    ctx.out.listing("connection_types", types, COLUMNS)
 
 
 def get(ctx) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -26,6 +27,7 @@ from google.protobuf.message import DecodeError
 
 from remotesupport.connections.v1 import connections_pb2
 from services.kit.secretfile import write_secret_file
+from services.kit.validate import to_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,15 @@ class ConnectorInvalid(Exception):
 
 class SigningKeyError(RuntimeError):
     """The signing key file cannot be used."""
+
+
+def new_ticket(connection: str, system: str, connection_type: str, saprouter_route: str, not_before: dt.datetime,
+               not_after: dt.datetime, issue_time: dt.datetime) -> connections_pb2.ConnectorTicket:
+    """The ticket of a file for window `connection` (names), valid over [not_before, not_after); the signer sets
+    its key_id."""
+    return connections_pb2.ConnectorTicket(
+        connection=connection, system=system, connection_type=connection_type, saprouter_route=saprouter_route,
+        not_before=to_timestamp(not_before), not_after=to_timestamp(not_after), issue_time=to_timestamp(issue_time))
 
 
 def key_id_of(public_key: Ed25519PublicKey) -> str:

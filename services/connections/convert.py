@@ -1,4 +1,4 @@
-"""Stored rows and catalog specs as proto messages, and proto enums as domain values."""
+"""Stored rows, catalog specs and connector files as proto messages, and proto enums as domain values."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,9 +7,10 @@ import json
 from google.protobuf import duration_pb2
 
 from remotesupport.connections.v1 import connections_pb2 as pb
-from services.connections.catalog import ConnectionTypeSpec
+from services.connections.connection_types import ConnectionTypeSpec
 from services.connections.incidents import incident_name
 from services.connections.model import IncidentStatus, WindowState
+from services.connections.service_connector import ConnectorFile
 from services.connections.systems import SystemFields, system_name
 from services.connections.tables import IncidentRow, SetupRow, SystemRow, WindowRow
 from services.connections.windows import state_of, window_name
@@ -77,6 +78,10 @@ def window(row: WindowRow, now: dt.datetime) -> pb.Connection:
     if close_time is not None:
         msg.close_time.CopyFrom(to_timestamp(as_utc(close_time)))
     return msg
+
+
+def service_connector(issued: ConnectorFile) -> pb.ServiceConnector:
+    return pb.ServiceConnector(file_name=issued.file_name, content=issued.content, ticket=issued.ticket)
 
 
 def window_state(value: int) -> WindowState | None:

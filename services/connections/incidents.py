@@ -17,11 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.connections import model
-from services.connections.assignments import (
+from services.connections.assignment_client import (
     CONTENT_REFUSALS,
     Assignment,
     AssignmentPort,
@@ -29,17 +26,18 @@ from services.connections.assignments import (
     AssignmentUnavailable,
 )
 from services.connections.model import Actor, IncidentStatus
-from services.connections.store import begin_write, cursor_time, page_token, read_page_token
-from services.connections.systems import check_etag, find_system
+from services.connections.store import Store, UnitOfWork
+from services.connections.systems import check_etag
 from services.connections.tables import AssignmentCheckRow, IncidentRow
 from services.kit import names
-from services.kit.clock import Clock, as_utc
-from services.kit.db import Database
+from services.kit.clock import Clock
 from services.kit.errors import DependencyUnavailable, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.logs import log
+from services.kit.paging import STR, TIME, PageTokens
 from services.kit.validate import Violations
 
 logger = logging.getLogger(__name__)
+_PAGE_TOKENS = PageTokens(TIME, STR)  # ListIncidents pages by (create_time, id), newest first
 
 
 @dataclass(frozen=True)
@@ -80,58 +78,43 @@ def _validate(values: IncidentFields) -> None:
     v.raise_if_any()
 
 
-async def find_incident(session: AsyncSession, customer: str, incident_id: str, *, lock: bool = False
-                        ) -> IncidentRow:
-    query = select(IncidentRow).where(IncidentRow.id == incident_id, IncidentRow.customer == customer)
-    row = (await session.scalars(query.with_for_update() if lock else query)).one_or_none()
+async def find_incident(uow: UnitOfWork, customer: str, incident_id: str, *, lock: bool = False) -> IncidentRow:
+    row = await uow.incident(customer, incident_id, lock=lock)
     if row is None:
         raise NotFound(f"incident customers/{customer}/incidents/{incident_id} does not exist")
     return row
 
 
-async def create_incident(db: Database, clock: Clock, actor: Actor, customer: str, values: IncidentFields
+async def create_incident(store: Store, clock: Clock, actor: Actor, customer: str, values: IncidentFields
                           ) -> IncidentRow:
     _validate(values)
     now = clock.now()
-    async with db.unit_of_work() as session:
-        try:
-            await find_system(session, customer, values.system_number)
-        except NotFound:
-            raise InvalidArgument("incident.system", "names no registered system of this customer") from None
+    async with store.writing() as uow:
+        if await uow.system(customer, values.system_number) is None:
+            raise InvalidArgument("incident.system", "names no registered system of this customer")
         row = IncidentRow(id=model.new_id(), customer=customer, system_number=values.system_number,
                           title=values.title, description=values.description, priority=values.priority,
                           status=IncidentStatus.NEW.value, processor=None, reporter=actor.user,
                           create_time=now, update_time=now, etag=model.new_etag())
-        session.add(row)
+        uow.add(row)
     return row
 
 
-async def get_incident(db: Database, customer: str, incident_id: str) -> IncidentRow:
-    async with db.unit_of_work() as session:
-        return await find_incident(session, customer, incident_id)
+async def get_incident(store: Store, customer: str, incident_id: str) -> IncidentRow:
+    async with store.reading() as uow:
+        return await find_incident(uow, customer, incident_id)
 
 
-async def list_incidents(db: Database, customer: str, status: IncidentStatus | None, system_number: str | None,
+async def list_incidents(store: Store, customer: str, status: IncidentStatus | None, system_number: str | None,
                          size: int, token: str) -> tuple[list[IncidentRow], str]:
     """One page of the customer's incidents, newest first, optionally by status and system."""
-    filters = {"customer": customer, "status": status.value if status else "", "system": system_number or ""}
-    after = read_page_token(token, filters)
-    stmt = select(IncidentRow).where(IncidentRow.customer == customer)
-    if status is not None:
-        stmt = stmt.where(IncidentRow.status == status.value)
-    if system_number:
-        stmt = stmt.where(IncidentRow.system_number == system_number)
-    if after:
-        created = cursor_time(after[0])
-        stmt = stmt.where((IncidentRow.create_time < created)
-                          | ((IncidentRow.create_time == created) & (IncidentRow.id < str(after[1]))))
-    stmt = stmt.order_by(IncidentRow.create_time.desc(), IncidentRow.id.desc()).limit(size + 1)
-    async with db.unit_of_work() as session:
-        rows = list((await session.scalars(stmt)).all())
-    if len(rows) <= size:
-        return rows, ""
-    rows = rows[:size]
-    return rows, page_token([as_utc(rows[-1].create_time).isoformat(), rows[-1].id], filters)
+    scope = {"parent": names.customer(customer), "status": status.value if status else "",
+             "system": names.system(customer, system_number) if system_number else "",
+             "order": "create_time desc, id desc"}
+    after = _PAGE_TOKENS.read(token, scope)
+    async with store.reading() as uow:
+        rows, more = await uow.incidents_page(customer, status, system_number, tuple(after) if after else None, size)
+    return rows, _PAGE_TOKENS.issue([rows[-1].create_time, rows[-1].id], scope) if more else ""
 
 
 Decide = Callable[[IncidentRow], tuple[IncidentStatus, str | None]]
@@ -140,8 +123,8 @@ Decide = Callable[[IncidentRow], tuple[IncidentStatus, str | None]]
 class IncidentWorkflow:
     """Status changes of incidents, each with its authz assignment update (see the module docstring)."""
 
-    def __init__(self, db: Database, clock: Clock, assignments: AssignmentPort) -> None:
-        self.db = db
+    def __init__(self, store: Store, clock: Clock, assignments: AssignmentPort) -> None:
+        self.store = store
         self.clock = clock
         self.assignments = assignments
 
@@ -183,9 +166,8 @@ class IncidentWorkflow:
         before: Assignment | None = None
         touched = False
         try:
-            async with self.db.unit_of_work() as session:
-                await begin_write(session)
-                row = await find_incident(session, customer, incident_id, lock=True)
+            async with self.store.writing() as uow:
+                row = await find_incident(uow, customer, incident_id, lock=True)
                 before = assignment_of(row)
                 status, processor = decide(row)
                 row.status, row.processor = status.value, processor
@@ -231,32 +213,29 @@ class IncidentWorkflow:
 
     async def _write_note(self, customer: str, incident_id: str) -> str:
         note = model.new_id()
-        async with self.db.unit_of_work() as session:
-            session.add(AssignmentCheckRow(id=note, incident_id=incident_id, customer=customer,
-                                           create_time=self.clock.now()))
+        async with self.store.writing() as uow:
+            uow.add(AssignmentCheckRow(id=note, incident_id=incident_id, customer=customer,
+                                       create_time=self.clock.now()))
         return note
 
     async def _drop_note(self, note: str) -> None:
-        async with self.db.unit_of_work() as session:
-            await session.execute(delete(AssignmentCheckRow).where(AssignmentCheckRow.id == note))
+        async with self.store.writing() as uow:
+            await uow.drop_note(note)
 
     async def reconcile_assignments(self, grace: dt.timedelta, limit: int = 100) -> int:
         """Bring authz in line with the stored status of each incident with a note older than `grace`;
         returns how many were reconciled. Notes whose reconciliation fails stay for the next sweep."""
         cutoff = self.clock.now() - grace
-        async with self.db.unit_of_work() as session:
-            notes = (await session.scalars(select(AssignmentCheckRow).where(AssignmentCheckRow.create_time <= cutoff)
-                                           .order_by(AssignmentCheckRow.create_time).limit(limit))).all()
+        async with self.store.reading() as uow:
+            notes = await uow.notes_before(cutoff, limit)
         done = 0
         for note in notes:
             incident = f"customers/{note.customer}/incidents/{note.incident_id}"
             try:
-                async with self.db.unit_of_work() as session:
-                    await begin_write(session)
-                    row = (await session.scalars(select(IncidentRow).where(IncidentRow.id == note.incident_id)
-                                                 .with_for_update())).one_or_none()
+                async with self.store.writing() as uow:
+                    row = await uow.incident_by_id(note.incident_id, lock=True)
                     await self._push(incident, assignment_of(row) if row is not None else None)
-                    await session.execute(delete(AssignmentCheckRow).where(AssignmentCheckRow.id == note.id))
+                    await uow.drop_note(note.id)
             except (AssignmentRefused, AssignmentUnavailable) as error:
                 log(logger, logging.WARNING, "support assignment not reconciled yet", incident=incident,
                     error=type(error).__name__)

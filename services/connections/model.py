@@ -9,8 +9,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from services.connections.catalog import is_valid_host
+from services.connections.setup_parameters import is_valid_host
 from services.kit.errors import FailedPrecondition, PermissionDenied
+from services.kit.principals import CUSTOMER_USER, SUPPORT_ENGINEER
 
 # --- systems ---------------------------------------------------------------------------------------
 
@@ -147,13 +148,11 @@ PRIORITIES = ("VERY_HIGH", "HIGH", "MEDIUM", "LOW")
 MAX_TITLE = 200
 MAX_INCIDENT_DESCRIPTION = 10000
 
-CUSTOMER_USER = "CUSTOMER_USER"
-SUPPORT_ENGINEER = "SUPPORT_ENGINEER"
-
 
 @dataclass(frozen=True)
 class Actor:
-    """Who performs an operation: "users/{id}", the principal kind and (customer users) the customer."""
+    """Who performs an operation: "users/{id}", the principal kind (services.kit.principals) and, for customer
+    users, the customer."""
 
     user: str
     kind: str

@@ -1,65 +1,20 @@
 """How each RPC of ConnectionsService is authorized: its permission, and the resource attributes read from
-the request (names parsed, INVALID_ARGUMENT naming the field) and from this service's database (the
-system's installation number, an incident's system)."""
+the request (names parsed, INVALID_ARGUMENT naming the field) and, through the store, from this service's
+database (the system's installation number, an incident's system)."""
 from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from sqlalchemy import select
-
-from services.connections import systems
+from remotesupport.connections.v1 import connections_pb2
 from services.connections.model import INSTALLATION_NUMBER
-from services.connections.tables import IncidentRow, SystemRow
+from services.connections.store import Store
 from services.kit import names
 from services.kit import permissions as p
-from services.kit.auth import MethodPolicy, Resource
-from services.kit.db import Database
+from services.kit.auth import MethodPolicy, Resource, policy_table
 from services.kit.errors import InvalidArgument
-from services.kit.localsqlite import FALLBACK, LocalSqlite, LocalTable
 
-PREFIX = "/remotesupport.connections.v1.ConnectionsService/"
+SERVICE = connections_pb2.DESCRIPTOR.services_by_name["ConnectionsService"].full_name
 Resolver = Callable[[object], Awaitable[Resource]]
-
-
-class Directory:
-    """Reads what authz decisions need from this service's own tables."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        local = LocalSqlite.for_database(db)  # a SQLite file: read on the calling thread (services.kit.localsqlite)
-        self.systems = LocalTable(local, SystemRow.__table__, ("customer", "system_number")) if local else None
-
-    def close(self) -> None:
-        if self.systems is not None:
-            self.systems.local.close()
-
-    async def installation(self, customer: str, number: str) -> str:
-        """The system's installation number ("" when there is no such system)."""
-        if self.systems is not None:
-            row = self.systems.get(customer=customer, system_number=number)
-            if row is not FALLBACK:
-                return row.installation_number if row is not None else ""
-        async with self.db.unit_of_work() as session:
-            value = await session.scalar(select(SystemRow.installation_number).where(
-                SystemRow.customer == customer, SystemRow.system_number == number))
-        return value or ""
-
-    async def system(self, customer: str, number: str) -> SystemRow:
-        """The system's row (its columns as attributes), or NOT_FOUND."""
-        if self.systems is not None:
-            row = self.systems.get(customer=customer, system_number=number)
-            if row is not FALLBACK:
-                if row is None:
-                    raise systems.no_such_system(customer, number)
-                return row  # type: ignore[return-value]
-        return await systems.get_system(self.db, customer, number)
-
-    async def incident_system(self, customer: str, incident_id: str) -> str:
-        """The number of the incident's system ("" when there is no such incident)."""
-        async with self.db.unit_of_work() as session:
-            value = await session.scalar(select(IncidentRow.system_number).where(
-                IncidentRow.customer == customer, IncidentRow.id == incident_id))
-        return value or ""
 
 
 def _field(request: object, path: str) -> str:
@@ -69,10 +24,10 @@ def _field(request: object, path: str) -> str:
     return value  # type: ignore[return-value]
 
 
-def build_policies(directory: Directory) -> dict[str, MethodPolicy]:
+def build_policies(store: Store) -> dict[str, MethodPolicy]:
     async def system_resource(customer: str, number: str, **extra: str) -> Resource:
         return Resource(customer=names.customer(customer), system=names.system(customer, number),
-                        installation=await directory.installation(customer, number), **extra)
+                        installation=await store.installation(customer, number), **extra)
 
     def anyone(kind: str | None = None, field: str = "") -> Resolver:
         async def resolve(request: object) -> Resource:
@@ -83,7 +38,8 @@ def build_policies(directory: Directory) -> dict[str, MethodPolicy]:
 
     def customer_of(field: str) -> Resolver:
         async def resolve(request: object) -> Resource:
-            return Resource(customer=names.customer(names.parse("customer", _field(request, field), field)["customer"]))
+            customer = names.parse("customer", _field(request, field), field)["customer"]
+            return Resource(customer=names.customer(customer))
         return resolve
 
     def system_of(kind: str, field: str) -> Resolver:
@@ -96,7 +52,7 @@ def build_policies(directory: Directory) -> dict[str, MethodPolicy]:
         async def resolve(request: object) -> Resource:
             parts = names.parse("incident", _field(request, field), field)
             customer, incident = parts["customer"], _field(request, field)
-            number = await directory.incident_system(customer, parts["incident"])
+            number = await store.incident_system(customer, parts["incident"])
             if not number:
                 return Resource(customer=names.customer(customer), incident=incident)
             return await system_resource(customer, number, incident=incident)
@@ -121,27 +77,26 @@ def build_policies(directory: Directory) -> dict[str, MethodPolicy]:
             return await system_resource(customer, parts["system"])
         return resolve
 
-    table: dict[str, tuple[str, Resolver]] = {
-        "ListConnectionTypes": (p.TYPES_READ, anyone()),
-        "GetConnectionType": (p.TYPES_READ, anyone("connection_type", "name")),
-        "CreateSystem": (p.SYSTEMS_WRITE, create_system),
-        "GetSystem": (p.SYSTEMS_READ, system_of("system", "name")),
-        "ListSystems": (p.SYSTEMS_LIST, customer_of("parent")),
-        "UpdateSystem": (p.SYSTEMS_WRITE, system_of("system", "system.name")),
-        "DeleteSystem": (p.SYSTEMS_WRITE, system_of("system", "name")),
-        "SetUpConnection": (p.SETUPS_WRITE, system_of("system", "parent")),
-        "ListConnectionSetups": (p.SETUPS_READ, system_of("system", "parent")),
-        "DeleteConnectionSetup": (p.SETUPS_WRITE, system_of("connection_setup", "name")),
-        "OpenConnection": (p.WINDOWS_WRITE, system_of("system", "parent")),
-        "CloseConnection": (p.WINDOWS_WRITE, system_of("connection", "name")),
-        "GetConnection": (p.WINDOWS_READ, system_of("connection", "name")),
-        "ListConnections": (p.WINDOWS_READ, system_of("system", "parent")),
-        "GetServiceConnector": (p.CONNECTOR_READ, system_of("connection", "name")),
-        "VerifyServiceConnector": (p.CONNECTOR_VERIFY, anyone()),
-        "CreateIncident": (p.INCIDENTS_CREATE, system_in_body("incident.system", required=True)),
-        "GetIncident": (p.INCIDENTS_READ, incident_of("name")),
-        "ListIncidents": (p.INCIDENTS_READ, system_in_body("system", required=False)),
-        "UpdateIncidentStatus": (p.INCIDENTS_UPDATE_STATUS, incident_of("name")),
-        "AssignProcessor": (p.INCIDENTS_ASSIGN, incident_of("name")),
-    }
-    return {PREFIX + method: MethodPolicy(permission, resolve) for method, (permission, resolve) in table.items()}
+    return policy_table(SERVICE, {
+        "ListConnectionTypes": MethodPolicy(p.TYPES_READ, anyone()),
+        "GetConnectionType": MethodPolicy(p.TYPES_READ, anyone("connection_type", "name")),
+        "CreateSystem": MethodPolicy(p.SYSTEMS_WRITE, create_system),
+        "GetSystem": MethodPolicy(p.SYSTEMS_READ, system_of("system", "name")),
+        "ListSystems": MethodPolicy(p.SYSTEMS_LIST, customer_of("parent")),
+        "UpdateSystem": MethodPolicy(p.SYSTEMS_WRITE, system_of("system", "system.name")),
+        "DeleteSystem": MethodPolicy(p.SYSTEMS_WRITE, system_of("system", "name")),
+        "SetUpConnection": MethodPolicy(p.SETUPS_WRITE, system_of("system", "parent")),
+        "ListConnectionSetups": MethodPolicy(p.SETUPS_READ, system_of("system", "parent")),
+        "DeleteConnectionSetup": MethodPolicy(p.SETUPS_WRITE, system_of("connection_setup", "name")),
+        "OpenConnection": MethodPolicy(p.WINDOWS_WRITE, system_of("system", "parent")),
+        "CloseConnection": MethodPolicy(p.WINDOWS_WRITE, system_of("connection", "name")),
+        "GetConnection": MethodPolicy(p.WINDOWS_READ, system_of("connection", "name")),
+        "ListConnections": MethodPolicy(p.WINDOWS_READ, system_of("system", "parent")),
+        "GetServiceConnector": MethodPolicy(p.CONNECTOR_READ, system_of("connection", "name")),
+        "VerifyServiceConnector": MethodPolicy(p.CONNECTOR_VERIFY, anyone()),
+        "CreateIncident": MethodPolicy(p.INCIDENTS_CREATE, system_in_body("incident.system", required=True)),
+        "GetIncident": MethodPolicy(p.INCIDENTS_READ, incident_of("name")),
+        "ListIncidents": MethodPolicy(p.INCIDENTS_READ, system_in_body("system", required=False)),
+        "UpdateIncidentStatus": MethodPolicy(p.INCIDENTS_UPDATE_STATUS, incident_of("name")),
+        "AssignProcessor": MethodPolicy(p.INCIDENTS_ASSIGN, incident_of("name")),
+    })

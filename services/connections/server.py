@@ -1,5 +1,5 @@
-"""The connections service: build it (migrations, catalog, signing key, authz channel) and run its sweep.
-Run as `python -m services.connections.server`."""
+"""The connections service: build it (migrations, store, catalog, signing key, authz channel) and run its
+sweep. Run as `python -m services.connections.server`."""
 from __future__ import annotations
 
 import asyncio
@@ -9,23 +9,22 @@ from pathlib import Path
 
 import grpc
 
-from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
+from remotesupport.connections.v1 import connections_pb2_grpc
 from services.connections import windows
-from services.connections.assignments import AuthzAssignments
+from services.connections.assignment_client import AuthzAssignments
+from services.connections.connection_types import ConnectionTypes
 from services.connections.connector_file import ConnectorSigner, load_or_create_signing_key
 from services.connections.incidents import IncidentWorkflow
-from services.connections.policies import Directory, build_policies
+from services.connections.policies import SERVICE, build_policies
 from services.connections.servicer import ConnectionsServicer
 from services.connections.settings import ConnectionsSettings
-from services.connections.type_catalog import TypeCatalog
+from services.connections.store import Store
 from services.kit import clients, metrics
 from services.kit.app import Deps, main
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
 
 logger = logging.getLogger(__name__)
-
-SERVICE_NAME = connections_pb2.DESCRIPTOR.services_by_name["ConnectionsService"].full_name
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,10 @@ class ConnectionsApp:
 
     authorizer = None  # ask the authz service
 
-    def __init__(self, spec: ServerSpec, db: Database, deps: Deps, settings: ConnectionsSettings,
-                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel,
-                 directory: Directory | None = None) -> None:
-        self.directory = directory
+    def __init__(self, spec: ServerSpec, store: Store, deps: Deps, settings: ConnectionsSettings,
+                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel) -> None:
         self.spec = spec
-        self.db = db
+        self.store = store
         self.clock = deps.clock
         self.settings = settings
         self.workflow = workflow
@@ -67,14 +64,12 @@ class ConnectionsApp:
                 pass
             self._sweep_task = None
         await self._authz_channel.close()
-        if self.directory is not None:
-            self.directory.close()
-        await self.db.close()
+        await self.store.close()
 
     async def sweep_once(self) -> SweepResult:
         """Record expired windows once each and reconcile support assignments left unsure."""
         async with self._sweep_lock:
-            expired = await windows.record_expired(self.db, self.clock)
+            expired = await windows.record_expired(self.store, self.clock)
             reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
         metrics.sweep_done("auto_close", len(expired), service="connections")
         metrics.sweep_done("reconcile", reconciled, service="connections")
@@ -92,20 +87,19 @@ class ConnectionsApp:
 async def build(deps: Deps) -> ConnectionsApp:
     settings = ConnectionsSettings.from_env(deps.config)
     migrate(deps.config.database_url, Path(__file__).parent / "migrations")
-    db = Database(deps.config.database_url)
-    catalog = await TypeCatalog.load(db)
+    store = Store(Database(deps.config.database_url))
+    connection_types = ConnectionTypes(await store.connection_types())
     signer = load_or_create_signing_key(settings.signing_key_file)
     authz_channel = clients.channel(deps.config.authz_addr)
     assignments = AuthzAssignments(authz_channel, deps.service_token, deps.config.authz_deadline_s)
-    workflow = IncidentWorkflow(db, deps.clock, assignments)
-    directory = Directory(db)
-    servicer = ConnectionsServicer(db, deps.clock, catalog, signer, workflow, directory)
+    workflow = IncidentWorkflow(store, deps.clock, assignments)
+    servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow)
     spec = ServerSpec(
         register=lambda server: connections_pb2_grpc.add_ConnectionsServiceServicer_to_server(servicer, server),
-        service_names=[SERVICE_NAME],
-        policies=build_policies(directory),
+        service_names=[SERVICE],
+        policies=build_policies(store),
     )
-    return ConnectionsApp(spec, db, deps, settings, workflow, signer, authz_channel, directory)
+    return ConnectionsApp(spec, store, deps, settings, workflow, signer, authz_channel)
 
 
 if __name__ == "__main__":

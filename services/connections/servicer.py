@@ -1,20 +1,19 @@
 """ConnectionsService: proto <-> domain, nothing more. Authorization happened before a method runs (see
-policies.py); the logic is in the handler modules."""
+policies.py); the logic is in the use-case modules."""
 from __future__ import annotations
 
 from remotesupport.connections.v1 import connections_pb2 as pb
 from remotesupport.connections.v1 import connections_pb2_grpc
-from services.connections import connector, convert, incidents, setups, systems, windows
+from services.connections import convert, incidents, service_connector, setups, systems, windows
+from services.connections.connection_types import ConnectionTypes
 from services.connections.connector_file import ConnectorSigner
 from services.connections.incidents import IncidentFields, IncidentWorkflow
 from services.connections.model import INSTALLATION_NUMBER, Actor
-from services.connections.policies import Directory
-from services.connections.type_catalog import TypeCatalog
+from services.connections.store import Store
 from services.kit import auth, names
 from services.kit import permissions as p
 from services.kit.auth import Resource
 from services.kit.clock import Clock
-from services.kit.db import Database
 from services.kit.errors import InvalidArgument
 from services.kit.validate import Violations, mask_paths, page_size, timestamp
 
@@ -39,12 +38,11 @@ def _enum(field: str, value: int, enum_type, *, allow_unspecified: bool) -> None
 
 
 class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
-    def __init__(self, db: Database, clock: Clock, catalog: TypeCatalog, signer: ConnectorSigner,
-                 workflow: IncidentWorkflow, directory: Directory | None = None) -> None:
-        self.db = db
-        self.directory = directory or Directory(db)
+    def __init__(self, store: Store, clock: Clock, connection_types: ConnectionTypes, signer: ConnectorSigner,
+                 workflow: IncidentWorkflow) -> None:
+        self.store = store
         self.clock = clock
-        self.catalog = catalog
+        self.connection_types = connection_types
         self.signer = signer
         self.workflow = workflow
 
@@ -52,28 +50,30 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
 
     async def ListConnectionTypes(self, request, context):
         _enum("category", request.category, pb.ConnectionCategory, allow_unspecified=True)
-        specs = self.catalog.list(convert.category(request.category))
-        return pb.ListConnectionTypesResponse(connection_types=[convert.connection_type(s) for s in specs])
+        specs, token = self.connection_types.page(convert.category(request.category), page_size(request.page_size),
+                                                  request.page_token)
+        return pb.ListConnectionTypesResponse(connection_types=[convert.connection_type(s) for s in specs],
+                                              next_page_token=token)
 
     async def GetConnectionType(self, request, context):
         code = names.parse("connection_type", request.name, "name")["code"]
-        return pb.GetConnectionTypeResponse(connection_type=convert.connection_type(self.catalog.get(code)))
+        return pb.GetConnectionTypeResponse(connection_type=convert.connection_type(self.connection_types.get(code)))
 
     # --- systems -----------------------------------------------------------------------------------
 
     async def CreateSystem(self, request, context):
         customer = names.parse("customer", request.parent, "parent")["customer"]
-        row = await systems.create_system(self.db, self.clock, customer, convert.system_fields(request.system))
+        row = await systems.create_system(self.store, self.clock, customer, convert.system_fields(request.system))
         return pb.CreateSystemResponse(system=convert.system(row))
 
     async def GetSystem(self, request, context):
         parts = names.parse("system", request.name, "name")
-        row = await self.directory.system(parts["customer"], parts["system"])
+        row = await systems.get_system(self.store, parts["customer"], parts["system"])
         return pb.GetSystemResponse(system=convert.system(row))
 
     async def ListSystems(self, request, context):
         customer = names.parse("customer", request.parent, "parent")["customer"]
-        rows, token = await systems.list_systems(self.db, customer, request.query, page_size(request.page_size),
+        rows, token = await systems.list_systems(self.store, customer, request.query, page_size(request.page_size),
                                                  request.page_token)
         return pb.ListSystemsResponse(systems=[convert.system(r) for r in rows], next_page_token=token)
 
@@ -86,13 +86,13 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
             await auth.current().require(p.SYSTEMS_WRITE, Resource(
                 customer=names.customer(parts["customer"]), system=request.system.name,
                 installation=values.installation_number))
-        row = await systems.update_system(self.db, self.clock, parts["customer"], parts["system"], values, paths,
+        row = await systems.update_system(self.store, self.clock, parts["customer"], parts["system"], values, paths,
                                           request.system.etag)
         return pb.UpdateSystemResponse(system=convert.system(row))
 
     async def DeleteSystem(self, request, context):
         parts = names.parse("system", request.name, "name")
-        await systems.delete_system(self.db, self.clock, parts["customer"], parts["system"], request.etag)
+        await systems.delete_system(self.store, self.clock, parts["customer"], parts["system"], request.etag)
         return pb.DeleteSystemResponse()
 
     # --- set-ups -----------------------------------------------------------------------------------
@@ -100,21 +100,21 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
     async def SetUpConnection(self, request, context):
         parts = names.parse("system", request.parent, "parent")
         code = names.parse("connection_type", request.connection_type, "connection_type")["code"]
-        spec = self.catalog.referenced(code, "connection_type")
-        row, owner, created = await setups.set_up_connection(self.db, self.clock, _actor(), parts["customer"],
+        spec = self.connection_types.referenced(code, "connection_type")
+        row, owner, created = await setups.set_up_connection(self.store, self.clock, _actor(), parts["customer"],
                                                              parts["system"], spec, dict(request.parameters))
         return pb.SetUpConnectionResponse(connection_setup=convert.setup(row, owner), created=created)
 
     async def ListConnectionSetups(self, request, context):
         parts = names.parse("system", request.parent, "parent")
-        rows, owner, token = await setups.list_setups(self.db, parts["customer"], parts["system"],
+        rows, owner, token = await setups.list_setups(self.store, parts["customer"], parts["system"],
                                                       page_size(request.page_size), request.page_token)
         return pb.ListConnectionSetupsResponse(connection_setups=[convert.setup(r, owner) for r in rows],
                                                next_page_token=token)
 
     async def DeleteConnectionSetup(self, request, context):
         parts = names.parse("connection_setup", request.name, "name")
-        await setups.delete_setup(self.db, self.clock, parts["customer"], parts["system"], parts["code"])
+        await setups.delete_setup(self.store, self.clock, parts["customer"], parts["system"], parts["code"])
         return pb.DeleteConnectionSetupResponse()
 
     # --- windows -----------------------------------------------------------------------------------
@@ -126,29 +126,29 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
         if incident is not None and incident["customer"] != parts["customer"]:
             raise InvalidArgument("incident", f"must be an incident of {names.customer(parts['customer'])}")
         open_request = windows.OpenRequest(
-            spec=self.catalog.referenced(code, "connection_type"), start=_time(request.start_time, "start_time"),
-            end=_time(request.end_time, "end_time"), incident_id=incident["incident"] if incident else None,
-            reason=request.reason)
-        row = await windows.open_connection(self.db, self.clock, _actor(), parts["customer"], parts["system"],
+            spec=self.connection_types.referenced(code, "connection_type"),
+            start=_time(request.start_time, "start_time"), end=_time(request.end_time, "end_time"),
+            incident_id=incident["incident"] if incident else None, reason=request.reason)
+        row = await windows.open_connection(self.store, self.clock, _actor(), parts["customer"], parts["system"],
                                             open_request)
         return pb.OpenConnectionResponse(connection=convert.window(row, self.clock.now()))
 
     async def CloseConnection(self, request, context):
         parts = names.parse("connection", request.name, "name")
-        row = await windows.close_connection(self.db, self.clock, _actor(), parts["customer"], parts["system"],
+        row = await windows.close_connection(self.store, self.clock, _actor(), parts["customer"], parts["system"],
                                              parts["connection"])
         return pb.CloseConnectionResponse(connection=convert.window(row, self.clock.now()))
 
     async def GetConnection(self, request, context):
         parts = names.parse("connection", request.name, "name")
-        row, _ = await windows.get_connection(self.db, parts["customer"], parts["system"], parts["connection"])
+        row, _ = await windows.get_connection(self.store, parts["customer"], parts["system"], parts["connection"])
         return pb.GetConnectionResponse(connection=convert.window(row, self.clock.now()))
 
     async def ListConnections(self, request, context):
         parts = names.parse("system", request.parent, "parent")
         _enum("state", request.state, pb.ConnectionState, allow_unspecified=True)
         rows, token = await windows.list_connections(
-            self.db, self.clock, parts["customer"], parts["system"], convert.window_state(request.state),
+            self.store, self.clock, parts["customer"], parts["system"], convert.window_state(request.state),
             page_size(request.page_size), request.page_token)
         now = self.clock.now()
         return pb.ListConnectionsResponse(connections=[convert.window(r, now) for r in rows],
@@ -158,13 +158,12 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
 
     async def GetServiceConnector(self, request, context):
         parts = names.parse("connection", request.name, "name")
-        issued = await connector.issue_connector(self.db, self.clock, self.signer, parts["customer"],
-                                                 parts["system"], parts["connection"])
-        return pb.GetServiceConnectorResponse(file_name=issued.file_name, content=issued.content,
-                                              ticket=issued.ticket)
+        issued = await service_connector.issue_connector(self.store, self.clock, self.signer, parts["customer"],
+                                                         parts["system"], parts["connection"])
+        return pb.GetServiceConnectorResponse(service_connector=convert.service_connector(issued))
 
     async def VerifyServiceConnector(self, request, context):
-        verdict = await connector.verify_connector(self.db, self.clock, self.signer, request.content)
+        verdict = await service_connector.verify_connector(self.store, self.clock, self.signer, request.content)
         return pb.VerifyServiceConnectorResponse(valid=verdict.valid, ticket=verdict.ticket,
                                                  currently_usable=verdict.currently_usable, problem=verdict.problem)
 
@@ -175,12 +174,12 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
         system = names.parse("system", request.incident.system, "incident.system")
         fields = IncidentFields(system["system"], request.incident.title, request.incident.description,
                                 convert.priority(request.incident.priority))
-        row = await incidents.create_incident(self.db, self.clock, _actor(), customer, fields)
+        row = await incidents.create_incident(self.store, self.clock, _actor(), customer, fields)
         return pb.CreateIncidentResponse(incident=convert.incident(row))
 
     async def GetIncident(self, request, context):
         parts = names.parse("incident", request.name, "name")
-        row = await incidents.get_incident(self.db, parts["customer"], parts["incident"])
+        row = await incidents.get_incident(self.store, parts["customer"], parts["incident"])
         return pb.GetIncidentResponse(incident=convert.incident(row))
 
     async def ListIncidents(self, request, context):
@@ -188,7 +187,7 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
         _enum("status", request.status, pb.IncidentStatus, allow_unspecified=True)
         system = names.parse_optional("system", request.system, "system")
         rows, token = await incidents.list_incidents(
-            self.db, customer, convert.incident_status(request.status), system["system"] if system else None,
+            self.store, customer, convert.incident_status(request.status), system["system"] if system else None,
             page_size(request.page_size), request.page_token)
         return pb.ListIncidentsResponse(incidents=[convert.incident(r) for r in rows], next_page_token=token)
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 import json
 import re
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.connections.catalog import ConnectionTypeSpec, validate_parameters
+from services.connections.connection_types import ConnectionTypeSpec
 from services.connections.model import Actor
-from services.connections.store import begin_write, page_token, read_page_token
-from services.connections.systems import active_window, find_system, system_name
+from services.connections.setup_parameters import validate_parameters
+from services.connections.store import Store
+from services.connections.systems import find_system, system_name
 from services.connections.tables import SetupRow, SystemRow
+from services.kit import names
 from services.kit.clock import Clock
-from services.kit.db import Database
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.paging import STR, PageTokens
 
 MAX_PARAMETERS = 32
 _KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_PAGE_TOKENS = PageTokens(STR)  # ListConnectionSetups pages by type code
 
 
 def validate_setup_parameters(spec: ConnectionTypeSpec, params: dict[str, str]) -> None:
@@ -33,61 +33,47 @@ def validate_setup_parameters(spec: ConnectionTypeSpec, params: dict[str, str]) 
         raise InvalidArgument([(f"parameters.{key}", problem) for key, problem in problems])
 
 
-async def set_up_connection(db: Database, clock: Clock, actor: Actor, customer: str, number: str,
+async def set_up_connection(store: Store, clock: Clock, actor: Actor, customer: str, number: str,
                             spec: ConnectionTypeSpec, params: dict[str, str]) -> tuple[SetupRow, SystemRow, bool]:
     """Store the set-up of `spec` for the system; a second set-up of the same type updates the first.
     Returns (set-up, system, created)."""
     validate_setup_parameters(spec, params)
     stored = json.dumps({key: value for key, value in sorted(params.items()) if value != ""})
     now = clock.now()
-    async with db.unit_of_work() as session:
-        await begin_write(session)
-        system = await find_system(session, customer, number, lock=True)
-        row = (await session.scalars(select(SetupRow).where(
-            SetupRow.system_pk == system.id, SetupRow.type_code == spec.code))).first()
+    async with store.writing() as uow:
+        system = await find_system(uow, customer, number, lock=True)
+        row = await uow.setup(system, spec.code)
         created = row is None
         if row is None:
             row = SetupRow(system_pk=system.id, type_code=spec.code, creator=actor.user, create_time=now)
-            session.add(row)
+            uow.add(row)
         row.parameters = stored
         row.updater = actor.user
         row.update_time = now
     return row, system, created
 
 
-async def list_setups(db: Database, customer: str, number: str, size: int, token: str
+async def list_setups(store: Store, customer: str, number: str, size: int, token: str
                       ) -> tuple[list[SetupRow], SystemRow, str]:
     """One page of the system's set-ups, by type code."""
-    filters = {"customer": customer, "system": number}
-    after = read_page_token(token, filters)
-    async with db.unit_of_work() as session:
-        system = await find_system(session, customer, number)
-        stmt = select(SetupRow).where(SetupRow.system_pk == system.id)
-        if after:
-            stmt = stmt.where(SetupRow.type_code > str(after[0]))
-        rows = list((await session.scalars(stmt.order_by(SetupRow.type_code).limit(size + 1))).all())
-    if len(rows) <= size:
-        return rows, system, ""
-    rows = rows[:size]
-    return rows, system, page_token([rows[-1].type_code], filters)
+    scope = {"parent": names.system(customer, number), "order": "type_code"}
+    after = _PAGE_TOKENS.read(token, scope)
+    async with store.reading() as uow:
+        system = await find_system(uow, customer, number)
+        rows, more = await uow.setups_page(system, after[0] if after else None, size)
+    return rows, system, _PAGE_TOKENS.issue([rows[-1].type_code], scope) if more else ""
 
 
-async def find_setup(session: AsyncSession, system: SystemRow, code: str) -> SetupRow | None:
-    return (await session.scalars(select(SetupRow).where(
-        SetupRow.system_pk == system.id, SetupRow.type_code == code))).first()
-
-
-async def delete_setup(db: Database, clock: Clock, customer: str, number: str, code: str) -> None:
+async def delete_setup(store: Store, clock: Clock, customer: str, number: str, code: str) -> None:
     """Remove a set-up; refused while a window of its type is open or scheduled."""
-    async with db.unit_of_work() as session:
-        await begin_write(session)
-        system = await find_system(session, customer, number, lock=True)
-        row = await find_setup(session, system, code)
+    async with store.writing() as uow:
+        system = await find_system(uow, customer, number, lock=True)
+        row = await uow.setup(system, code)
         if row is None:
             raise NotFound(f"connection type {code} is not set up for system {system_name(system)}")
-        window = await active_window(session, system, clock.now(), code)
+        window = await uow.active_window(system, clock.now(), code)
         if window is not None:
             raise FailedPrecondition(
                 f"connection {system_name(system)}/connections/{window.id} of type {code} is open or scheduled; "
                 "close it first")
-        await session.execute(delete(SetupRow).where(SetupRow.id == row.id))
+        await uow.delete_setup(row)

@@ -1,53 +1,285 @@
-"""Database helpers the handlers share: write transactions that serialise, and page tokens bound to the
-query they page."""
+"""The connections database: its units of work and every query - the only module that talks SQL.
+
+`Store.writing()` is a unit of work whose read-check-write is atomic: on SQLite it takes the database's write
+lock with its first statement (BEGIN IMMEDIATE; the driver would otherwise begin only at the first write, after
+the checking reads), so writers run one after another; on PostgreSQL the queries that check lock their rows
+(`lock=True`: SELECT ... FOR UPDATE, which SQLite ignores). `Store.reading()` is a plain transaction.
+
+On a SQLite file the system a request names is read on a query-only connection on the calling thread
+(services.kit.localsqlite: the authorization of nearly every call reads it); when that connection cannot answer,
+and always on PostgreSQL, the engine reads it."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Sequence
 
-from sqlalchemy import text
+from sqlalchemy import Row, and_, delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.clock import as_utc
-from services.kit.errors import InvalidArgument
-from services.kit.validate import decode_page_token, encode_page_token
+from services.connections.connection_types import ConnectionTypeSpec, spec_from_row
+from services.connections.model import IncidentStatus, WindowState
+from services.connections.tables import (
+    AssignmentCheckRow,
+    ConnectionTypeRow,
+    IncidentRow,
+    SetupRow,
+    SystemRow,
+    WindowRow,
+)
+from services.kit.db import Database
+from services.kit.errors import AlreadyExists
+from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable
 
 
-async def begin_write(session: AsyncSession) -> None:
-    """Make a unit of work a writer from its first statement, so its read-check-write is atomic.
+class Store:
+    """The service's database, with the local SQLite reader of systems where there is one."""
 
-    Must be the first statement of the unit of work. On SQLite the driver would begin the transaction only
-    at the first INSERT/UPDATE (after the checking reads); BEGIN IMMEDIATE takes the database's write lock
-    now, so writers run one after another. On PostgreSQL it does nothing: callers lock the rows they check
-    with SELECT ... FOR UPDATE (which SQLite ignores).
-    """
-    if session.bind.dialect.name == "sqlite":
-        await session.execute(text("BEGIN IMMEDIATE"))
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        local = LocalSqlite.for_database(db)
+        self.local_systems = LocalTable(local, SystemRow.__table__, ("customer", "system_number")) if local else None
+
+    async def close(self) -> None:
+        if self.local_systems is not None:
+            self.local_systems.local.close()
+        await self.db.close()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[UnitOfWork]:
+        """A transaction for reads."""
+        async with self.db.unit_of_work() as session:
+            yield UnitOfWork(session)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[UnitOfWork]:
+        """A transaction that writes: committed when the block ends, rolled back if it raises, atomic with the
+        reads it checks (see the module docstring)."""
+        async with self.db.unit_of_work() as session:
+            if session.bind.dialect.name == "sqlite":
+                await session.execute(text("BEGIN IMMEDIATE"))
+            yield UnitOfWork(session)
+
+    async def system(self, customer: str, number: str) -> SystemRow | None:
+        """The system customers/{customer}/systems/{number} (its columns as attributes), or None."""
+        if self.local_systems is not None:
+            try:
+                return self.local_systems.get(customer=customer, system_number=number)
+            except LocalUnavailable:
+                pass  # the engine reads it
+        return await self.engine_system(customer, number)
+
+    async def engine_system(self, customer: str, number: str) -> SystemRow | None:
+        """`system` read through the engine."""
+        async with self.reading() as uow:
+            return await uow.system(customer, number)
+
+    async def installation(self, customer: str, number: str) -> str:
+        """The system's installation number ("" when there is no such system), as its authorization needs it."""
+        if self.local_systems is not None:
+            try:
+                row = self.local_systems.get(customer=customer, system_number=number)
+                return row.installation_number if row is not None else ""
+            except LocalUnavailable:
+                pass  # the engine reads it
+        async with self.db.unit_of_work() as session:
+            value = await session.scalar(select(SystemRow.installation_number).where(
+                SystemRow.customer == customer, SystemRow.system_number == number))
+        return value or ""
+
+    async def incident_system(self, customer: str, incident_id: str) -> str:
+        """The number of the incident's system ("" when there is no such incident)."""
+        async with self.db.unit_of_work() as session:
+            value = await session.scalar(select(IncidentRow.system_number).where(
+                IncidentRow.customer == customer, IncidentRow.id == incident_id))
+        return value or ""
+
+    async def connection_types(self) -> list[ConnectionTypeSpec]:
+        """The catalog, in the seed's order, as the migrations wrote it."""
+        table = ConnectionTypeRow.__table__
+        async with self.db.unit_of_work() as session:
+            rows = (await session.execute(select(table).order_by(table.c.position))).mappings().all()
+        return [spec_from_row(row) for row in rows]
 
 
-def _fingerprint(query: dict) -> str:
-    return hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
+def _first(rows: Sequence, size: int) -> tuple[list, bool]:
+    """The first `size` of up to size + 1 rows, and whether there were more."""
+    return list(rows[:size]), len(rows) > size
 
 
-def read_page_token(token: str, query: dict) -> list | None:
-    """The cursor of a page token issued for the same `query` (the request's filters), or None for page one."""
-    cursor = decode_page_token(token)
-    if cursor is None:
-        return None
-    after = cursor.get("after")
-    if cursor.get("q") != _fingerprint(query) or not isinstance(after, list):
-        raise InvalidArgument("page_token", "does not belong to this query (repeat the other parameters unchanged)")
-    return after
+def _windows_of(system: SystemRow):
+    return and_(WindowRow.customer == system.customer, WindowRow.system_number == system.system_number)
 
 
-def page_token(after: list, query: dict) -> str:
-    return encode_page_token({"after": after, "q": _fingerprint(query)})
+def _in_state(state: WindowState, now: dt.datetime):
+    not_closed = WindowRow.closer.is_(None)
+    return {
+        WindowState.SCHEDULED: and_(not_closed, WindowRow.start_time > now),
+        WindowState.OPEN: and_(not_closed, WindowRow.start_time <= now, WindowRow.end_time > now),
+        WindowState.CLOSED: WindowRow.closer.is_not(None),
+        WindowState.EXPIRED: and_(not_closed, WindowRow.end_time <= now),
+    }[state]
 
 
-def cursor_time(value: object) -> dt.datetime:
-    """A timestamp a page token carries (as ISO 8601)."""
-    try:
-        return as_utc(dt.datetime.fromisoformat(str(value)))
-    except ValueError:
-        raise InvalidArgument("page_token", "is not a token this service issued") from None
+class UnitOfWork:
+    """The queries of one transaction. Rows it returns may be changed in place: the change is written at the
+    commit. `lock=True` holds a row until then (PostgreSQL)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def _one(self, query, lock: bool):
+        return (await self._session.scalars(query.with_for_update() if lock else query)).one_or_none()
+
+    def add(self, row: object) -> None:
+        """Store a new row at the commit."""
+        self._session.add(row)
+
+    async def flush_unique(self, what: str) -> None:
+        """Write the changes so far now; a uniqueness race lost to a concurrent writer is ALREADY_EXISTS for
+        `what`."""
+        try:
+            await self._session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"{what} already exists") from None
+
+    # --- systems -------------------------------------------------------------------------------------
+
+    async def system(self, customer: str, number: str, *, lock: bool = False) -> SystemRow | None:
+        return await self._one(select(SystemRow).where(
+            SystemRow.customer == customer, SystemRow.system_number == number), lock)
+
+    async def system_with_sid(self, customer: str, installation: str, sid: str, *, other_than: int | None = None
+                              ) -> SystemRow | None:
+        """A system of the customer with this installation number and system ID (but not row `other_than`)."""
+        return (await self._session.scalars(select(SystemRow).where(
+            SystemRow.customer == customer, SystemRow.installation_number == installation,
+            SystemRow.system_id == sid, SystemRow.id != (other_than or 0)))).first()
+
+    async def systems_page(self, customer: str, query: str, after: str | None, size: int
+                           ) -> tuple[list[SystemRow], bool]:
+        """The customer's systems by number after `after`, those matching `query` (a case-insensitive substring
+        of system ID, installation number or description) when given; and whether more follow."""
+        stmt = select(SystemRow).where(SystemRow.customer == customer)
+        if query:
+            needle = query.lower()
+            stmt = stmt.where(or_(*(func.lower(column).contains(needle, autoescape=True) for column in (
+                SystemRow.system_id, SystemRow.installation_number, SystemRow.description))))
+        if after is not None:
+            stmt = stmt.where(SystemRow.system_number > after)
+        rows = (await self._session.scalars(stmt.order_by(SystemRow.system_number).limit(size + 1))).all()
+        return _first(rows, size)
+
+    async def delete_system(self, system: SystemRow) -> None:
+        """Delete the system (its set-ups go with it)."""
+        await self._session.execute(delete(SystemRow).where(SystemRow.id == system.id))
+
+    # --- set-ups -------------------------------------------------------------------------------------
+
+    async def setup(self, system: SystemRow, code: str) -> SetupRow | None:
+        return (await self._session.scalars(select(SetupRow).where(
+            SetupRow.system_pk == system.id, SetupRow.type_code == code))).first()
+
+    async def setups_page(self, system: SystemRow, after: str | None, size: int) -> tuple[list[SetupRow], bool]:
+        """The system's set-ups by type code after `after`, and whether more follow."""
+        stmt = select(SetupRow).where(SetupRow.system_pk == system.id)
+        if after is not None:
+            stmt = stmt.where(SetupRow.type_code > after)
+        return _first((await self._session.scalars(stmt.order_by(SetupRow.type_code).limit(size + 1))).all(), size)
+
+    async def delete_setup(self, setup: SetupRow) -> None:
+        await self._session.execute(delete(SetupRow).where(SetupRow.id == setup.id))
+
+    # --- windows -------------------------------------------------------------------------------------
+
+    async def window(self, system: SystemRow, window_id: str, *, lock: bool = False) -> WindowRow | None:
+        return await self._one(select(WindowRow).where(WindowRow.id == window_id, _windows_of(system)), lock)
+
+    async def active_window(self, system: SystemRow, now: dt.datetime, type_code: str | None = None
+                            ) -> WindowRow | None:
+        """A window of the system (and type) that is open or scheduled at `now`, the earliest first."""
+        stmt = select(WindowRow).where(_windows_of(system), WindowRow.closer.is_(None), WindowRow.end_time > now)
+        if type_code is not None:
+            stmt = stmt.where(WindowRow.type_code == type_code)
+        return (await self._session.scalars(stmt.order_by(WindowRow.start_time).limit(1))).first()
+
+    async def overlapping_window(self, system: SystemRow, code: str, start: dt.datetime, end: dt.datetime
+                                 ) -> WindowRow | None:
+        """A window of the same system and type, not closed early, whose [start, end) meets [start, end)."""
+        return (await self._session.scalars(select(WindowRow).where(
+            _windows_of(system), WindowRow.type_code == code, WindowRow.closer.is_(None),
+            WindowRow.start_time < end, WindowRow.end_time > start,
+        ).order_by(WindowRow.start_time).limit(1))).first()
+
+    async def windows_page(self, system: SystemRow, state: WindowState | None, now: dt.datetime,
+                           after: tuple[dt.datetime, str] | None, size: int) -> tuple[list[WindowRow], bool]:
+        """The system's windows, newest start first (then by id), after the window whose (start, id) is `after`,
+        those in `state` at `now` when given; and whether more follow."""
+        stmt = select(WindowRow).where(_windows_of(system))
+        if state is not None:
+            stmt = stmt.where(_in_state(state, now))
+        if after is not None:
+            start, window_id = after
+            stmt = stmt.where(or_(WindowRow.start_time < start,
+                                  and_(WindowRow.start_time == start, WindowRow.id < window_id)))
+        stmt = stmt.order_by(WindowRow.start_time.desc(), WindowRow.id.desc()).limit(size + 1)
+        return _first((await self._session.scalars(stmt)).all(), size)
+
+    async def record_expired(self, now: dt.datetime, limit: int) -> list[Row]:
+        """Record `close_time = end_time` on up to `limit` windows whose end has passed and whose close is not
+        recorded yet; returns their (id, customer, system_number). Concurrent sweeps on PostgreSQL skip each
+        other's locked rows."""
+        due = (await self._session.execute(
+            select(WindowRow.id, WindowRow.customer, WindowRow.system_number)
+            .where(WindowRow.close_time.is_(None), WindowRow.end_time <= now)
+            .order_by(WindowRow.end_time).limit(limit)
+            .with_for_update(skip_locked=True))).all()
+        if due:
+            await self._session.execute(
+                update(WindowRow).where(WindowRow.id.in_([row.id for row in due]), WindowRow.close_time.is_(None))
+                .values(close_time=WindowRow.end_time, closed_by_sweep=True)
+                .execution_options(synchronize_session=False))
+        return list(due)
+
+    # --- incidents -----------------------------------------------------------------------------------
+
+    async def incident(self, customer: str, incident_id: str, *, lock: bool = False) -> IncidentRow | None:
+        return await self._one(select(IncidentRow).where(
+            IncidentRow.id == incident_id, IncidentRow.customer == customer), lock)
+
+    async def incident_by_id(self, incident_id: str, *, lock: bool = False) -> IncidentRow | None:
+        """The incident with this id, of whichever customer."""
+        return await self._one(select(IncidentRow).where(IncidentRow.id == incident_id), lock)
+
+    async def unconfirmed_incident(self, system: SystemRow) -> IncidentRow | None:
+        """An incident of the system that is not confirmed, if any."""
+        return (await self._session.scalars(select(IncidentRow).where(
+            IncidentRow.customer == system.customer, IncidentRow.system_number == system.system_number,
+            IncidentRow.status != IncidentStatus.CONFIRMED.value).limit(1))).first()
+
+    async def incidents_page(self, customer: str, status: IncidentStatus | None, system_number: str | None,
+                             after: tuple[dt.datetime, str] | None, size: int) -> tuple[list[IncidentRow], bool]:
+        """The customer's incidents, newest first (then by id), after the one whose (create_time, id) is `after`,
+        only those in `status` and of `system_number` when given; and whether more follow."""
+        stmt = select(IncidentRow).where(IncidentRow.customer == customer)
+        if status is not None:
+            stmt = stmt.where(IncidentRow.status == status.value)
+        if system_number:
+            stmt = stmt.where(IncidentRow.system_number == system_number)
+        if after is not None:
+            created, incident_id = after
+            stmt = stmt.where(or_(IncidentRow.create_time < created,
+                                  and_(IncidentRow.create_time == created, IncidentRow.id < incident_id)))
+        stmt = stmt.order_by(IncidentRow.create_time.desc(), IncidentRow.id.desc()).limit(size + 1)
+        return _first((await self._session.scalars(stmt)).all(), size)
+
+    # --- notes of assignment changes in flight -------------------------------------------------------
+
+    async def drop_note(self, note_id: str) -> None:
+        await self._session.execute(delete(AssignmentCheckRow).where(AssignmentCheckRow.id == note_id))
+
+    async def notes_before(self, cutoff: dt.datetime, limit: int) -> list[AssignmentCheckRow]:
+        """Up to `limit` notes written at or before `cutoff`, the oldest first."""
+        return list((await self._session.scalars(select(AssignmentCheckRow).where(
+            AssignmentCheckRow.create_time <= cutoff).order_by(AssignmentCheckRow.create_time).limit(limit))).all())

@@ -90,7 +90,8 @@ def test_the_seed_end_to_end(e2e):
     assert window.state == cn.CONNECTION_STATE_OPEN
 
     # The connector file is downloaded and verifies.
-    connector = a.conn.GetServiceConnector(cn.GetServiceConnectorRequest(name=window.name), metadata=md(basis))
+    connector = a.conn.GetServiceConnector(cn.GetServiceConnectorRequest(name=window.name),
+                                           metadata=md(basis)).service_connector
     assert connector.file_name == "stfk.oez"
     verdict = a.conn.VerifyServiceConnector(cn.VerifyServiceConnectorRequest(content=connector.content),
                                             metadata=md(basis))

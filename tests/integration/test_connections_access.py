@@ -136,7 +136,8 @@ CASES = [
     Case("GetServiceConnector", "opener", ("maintainer", "reporter", "member", "unassigned", "admin"),
          const(lambda w: cp.GetServiceConnectorRequest(name=w.window)),
          lambda w: cp.GetServiceConnectorRequest(name=""), "name",
-         lambda w, r: r.file_name == "stfk.oez" and r.ticket.connection == w.window),
+         lambda w, r: r.service_connector.file_name == "stfk.oez"
+         and r.service_connector.ticket.connection == w.window),
     Case("CreateIncident", "reporter", ("maintainer", "opener", "member", "unassigned", "admin"),
          const(lambda w: cp.CreateIncidentRequest(parent=f"customers/{w.customer}", incident=cp.Incident(
              system=w.system, title="Printing fails", priority=cp.INCIDENT_PRIORITY_LOW))),

@@ -14,13 +14,13 @@ from google.protobuf import field_mask_pb2
 
 from remotesupport.authz.v1 import authz_pb2 as az
 from remotesupport.connections.v1 import connections_pb2 as cp
-from services.connections import catalog
-from services.connections.assignments import AuthzAssignments
+from services.connections.assignment_client import AuthzAssignments
+from services.connections.connection_types import CATEGORIES, CATEGORY_TITLES
 from services.kit import clients
 from services.kit.validate import timestamp, to_timestamp
 from tests.helpers import expect_error, status_details
 from tests.integration.test_connections_world import HOUR, World, build_world
-from tests.unit.test_catalog import SEED_ROWS
+from tests.unit.test_catalog import CONNECTION_TYPES, SEED_ROWS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -53,14 +53,14 @@ def app(suite):
 
 async def test_the_catalog_is_served_as_the_seed_gives_it(world):
     types = (await world.call("ListConnectionTypes", cp.ListConnectionTypesRequest(), "member")).connection_types
-    rows = [(catalog.CATEGORY_TITLES[cp.ConnectionCategory.Name(t.category).removeprefix("CONNECTION_CATEGORY_")],
+    rows = [(CATEGORY_TITLES[cp.ConnectionCategory.Name(t.category).removeprefix("CONNECTION_CATEGORY_")],
              t.display_name, t.description, t.sap_note) for t in types]
     assert rows == SEED_ROWS
-    for category in catalog.CATEGORIES:
+    for category in CATEGORIES:
         value = cp.ConnectionCategory.Value(f"CONNECTION_CATEGORY_{category}")
         listed = (await world.call("ListConnectionTypes", cp.ListConnectionTypesRequest(category=value),
                                    "member")).connection_types
-        assert [t.code for t in listed] == [t.code for t in catalog.CONNECTION_TYPES if t.category == category]
+        assert [t.code for t in listed] == [t.code for t in CONNECTION_TYPES if t.category == category]
 
 
 async def test_a_type_carries_what_a_set_up_needs(world):
@@ -222,8 +222,9 @@ async def test_the_sweep_records_an_automatic_close_once(world, clock, app):
 # --- service connector -----------------------------------------------------------------------------
 
 
-async def _connector(world, name) -> cp.GetServiceConnectorResponse:
-    return await world.call("GetServiceConnector", cp.GetServiceConnectorRequest(name=name), "opener")
+async def _connector(world, name) -> cp.ServiceConnector:
+    response = await world.call("GetServiceConnector", cp.GetServiceConnectorRequest(name=name), "opener")
+    return response.service_connector
 
 
 async def _verify(world, content: bytes) -> cp.VerifyServiceConnectorResponse:

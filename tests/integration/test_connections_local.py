@@ -1,7 +1,7 @@
-"""The connections service's SQLite hot path (services.connections.policies.Directory over
+"""The connections service's SQLite hot path (services.connections.store.Store over
 services.kit.localsqlite): on a SQLite file GetSystem and the authorization resolver of every system-scoped
 method read the system on a query-only connection on the calling thread; on PostgreSQL, and whenever that
-connection answers FALLBACK, the engine reads it. Either way: the same system, never a stale one, and the same
+connection raises LocalUnavailable, the engine reads it. Either way: the same system, never a stale one, and the same
 status codes as before."""
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from remotesupport.connections.v1 import connections_pb2 as cp
-from services.connections import convert, systems
-from services.connections.policies import PREFIX, Directory
+from services.connections import convert
+from services.connections.policies import SERVICE
 from services.connections.servicer import ConnectionsServicer
+from services.connections.store import Store
 from services.kit import localsqlite
 from services.kit.clock import as_utc
-from services.kit.localsqlite import FALLBACK, LocalTable
+from services.kit.localsqlite import LocalTable, LocalUnavailable
 from tests.helpers import expect_error
 from tests.integration.test_connections_world import World, world  # noqa: F401 - fixture
 
@@ -67,14 +68,14 @@ def servicer(suite) -> ConnectionsServicer:
     return found
 
 
-def directory(suite) -> Directory:
-    return servicer(suite).directory
+def store_of(suite) -> Store:
+    return servicer(suite).store
 
 
-def policy_directory(suite, method: str = "GetSystem") -> Directory:
-    """The Directory the authorization resolver of `method` reads from."""
-    found = _closure_find(app(suite).spec.policies[PREFIX + method].resolve, Directory)
-    assert found is not None, f"the policy of {method} does not read a Directory"
+def policy_store(suite, method: str = "GetSystem") -> Store:
+    """The Store the authorization resolver of `method` reads from."""
+    found = _closure_find(app(suite).spec.policies[f"/{SERVICE}/{method}"].resolve, Store)
+    assert found is not None, f"the policy of {method} does not read the Store"
     return found
 
 
@@ -107,15 +108,16 @@ def number_of(name: str) -> str:
 
 @pytest.fixture
 def engine_reads(world, monkeypatch) -> list:
-    """Every GetSystem the engine answered (services.connections.systems.get_system) during the test."""
+    """Every GetSystem the engine answered (services.connections.store.Store.engine_system) during the test."""
     calls: list = []
-    original = systems.get_system
+    store = store_of(world.suite)
+    original = store.engine_system
 
-    async def counted(db, customer, number):
+    async def counted(customer, number):
         calls.append((customer, number))
-        return await original(db, customer, number)
+        return await original(customer, number)
 
-    monkeypatch.setattr(systems, "get_system", counted)
+    monkeypatch.setattr(store, "engine_system", counted)
     return calls
 
 
@@ -138,15 +140,15 @@ class LockedReader:
 
 
 async def test_the_directory_reads_systems_locally_on_sqlite_and_through_the_engine_on_postgres(world):
-    local = directory(world.suite)
-    assert policy_directory(world.suite) is local, "the resolver and GetSystem must share one Directory"
+    local = store_of(world.suite)
+    assert policy_store(world.suite) is local, "the resolver and GetSystem must share one Store"
     for method in ("UpdateSystem", "DeleteSystem", "OpenConnection", "GetConnection"):
-        assert policy_directory(world.suite, method) is local
+        assert policy_store(world.suite, method) is local
     if world.suite.backend == "sqlite":
-        assert isinstance(local.systems, LocalTable)
-        assert local.systems.local.usable
+        assert isinstance(local.local_systems, LocalTable)
+        assert local.local_systems.local.usable
     else:
-        assert local.systems is None
+        assert local.local_systems is None
 
 
 async def test_get_system_answers_every_field_as_create_system_returned_it(world, engine_reads):
@@ -167,8 +169,8 @@ async def test_get_system_answers_every_field_as_create_system_returned_it(world
     assert got.create_time.nanos == at.microsecond * 1000 != 0
     if world.suite.backend == "sqlite":
         assert engine_reads == [], "on a SQLite file GetSystem reads locally"
-        row = directory(world.suite).systems.get(customer=world.customer, system_number=created.system_number)
-        engine_row = await systems.get_system(directory(world.suite).db, world.customer, created.system_number)
+        row = store_of(world.suite).local_systems.get(customer=world.customer, system_number=created.system_number)
+        engine_row = await store_of(world.suite).engine_system(world.customer, created.system_number)
         assert convert.system(row) == convert.system(engine_row) == created
         for column in row._fields:  # the local row holds what the engine's row holds, column by column
             local_value, engine_value = getattr(row, column), getattr(engine_row, column)
@@ -199,7 +201,7 @@ async def test_every_update_is_visible_to_the_very_next_get_system(world):
     assert await get(world, system.name) == moved
     assert moved.installation_number == "20054321" and moved.description == "ERP, change 4"
     if world.suite.backend == "sqlite":
-        assert await directory(world.suite).installation(world.customer, system.system_number) == "20054321"
+        assert await store_of(world.suite).installation(world.customer, system.system_number) == "20054321"
 
 
 async def test_a_deleted_system_is_not_found_by_the_very_next_get_system(world):
@@ -224,7 +226,7 @@ async def test_a_system_that_never_existed_is_not_found_and_named(world):
     err = await expect_error(world.call("GetSystem", cp.GetSystemRequest(name=name), "member"), NOT_FOUND,
                              "NOT_FOUND", message=name)
     assert err.details() == f"system {name} does not exist"
-    assert await directory(world.suite).installation(world.customer, "987654321") == ""
+    assert await store_of(world.suite).installation(world.customer, "987654321") == ""
 
 
 async def test_a_user_of_another_customer_is_denied_whether_or_not_the_system_exists(world):
@@ -245,7 +247,7 @@ async def test_a_locked_reader_falls_back_to_the_engine_pauses_and_is_reopened_a
         world, engine_reads, monkeypatch, caplog):
     sqlite_only(world)
     monkeypatch.setattr(localsqlite, "PAUSE_S", 60.0)
-    local = directory(world.suite).systems.local
+    local = store_of(world.suite).local_systems.local
     system = await create(world)
     assert await get(world, system.name) == system
     real = getattr(local._local, "conn", None)
@@ -270,9 +272,9 @@ async def test_a_locked_reader_falls_back_to_the_engine_pauses_and_is_reopened_a
             system=cp.System(name=system.name, description="changed while paused"),
             update_mask=field_mask_pb2.FieldMask(paths=["description"])), "maintainer")).system
         assert await get(world, system.name) == updated
-        assert directory(world.suite).systems.get(customer=world.customer,
-                                                  system_number=system.system_number) is FALLBACK
-        assert await directory(world.suite).installation(world.customer, system.system_number) == "20012345"
+        with pytest.raises(LocalUnavailable):
+            store_of(world.suite).local_systems.get(customer=world.customer, system_number=system.system_number)
+        assert await store_of(world.suite).installation(world.customer, system.system_number) == "20012345"
         await expect_error(world.call("GetSystem", cp.GetSystemRequest(
             name=f"customers/{world.customer}/systems/987654323"), "member"), NOT_FOUND, "NOT_FOUND",
             message="987654323")
@@ -300,7 +302,7 @@ async def test_a_locked_reader_falls_back_to_the_engine_pauses_and_is_reopened_a
 
 async def test_a_system_created_through_the_rpc_is_found_by_the_resolver_immediately(world, monkeypatch):
     sqlite_only(world)
-    target = directory(world.suite)
+    target = store_of(world.suite)
     engine_units: list = []
     original = target.db.unit_of_work
 
@@ -314,7 +316,7 @@ async def test_a_system_created_through_the_rpc_is_found_by_the_resolver_immedia
         before = len(engine_units)
         assert await target.installation(world.customer, created.system_number) == installation
         assert len(engine_units) == before, "the resolver read the new system locally"
-        row = target.systems.get(customer=world.customer, system_number=created.system_number)
+        row = target.local_systems.get(customer=world.customer, system_number=created.system_number)
         assert convert.system(row) == created
         await world.call("DeleteSystem", cp.DeleteSystemRequest(name=created.name), "maintainer")
         before = len(engine_units)

@@ -114,7 +114,7 @@ def test_time_boundaries(live, actors, rec):
             parent=c.system, connection_type="connectionTypes/R3_SUPPORT", start_time=ts(w_start),
             end_time=ts(w_end), reason="row 12"), metadata=c.ops.md).connection
         connector = actors.conn.GetServiceConnector(cn.GetServiceConnectorRequest(name=window.name),
-                                                    metadata=c.ops.md).content
+                                                    metadata=c.ops.md).service_connector.content
         for boundary in (w_start, w_end):
             for t in instants(boundary, rng):
                 clock.set(t)

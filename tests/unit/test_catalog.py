@@ -1,24 +1,44 @@
-"""Unit tests for the connection-type catalog (services/connections/catalog.py)."""
+"""Unit tests for the connection-type catalog as the initial migration freezes it
+(services/connections/migrations/versions/0001_initial.py), its types (services/connections/connection_types.py)
+and the validation of set-up parameters (services/connections/setup_parameters.py)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import os
+import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 
-from services.connections import catalog
-from services.connections.catalog import (
+from services.connections import connection_types
+from services.connections.connection_types import (
     CATEGORY_TITLES,
-    CONNECTION_TYPES,
     PARAMETER_KINDS,
+    ConnectionTypes,
     ConnectionTypeSpec,
     ParameterSpec,
-    by_code,
-    validate_parameters,
+    spec_from_row,
 )
+from services.connections.setup_parameters import validate_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _initial_migration():
+    path = ROOT / "services" / "connections" / "migrations" / "versions" / "0001_initial.py"
+    spec = importlib.util.spec_from_file_location("connections_migration_0001", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The catalog as every database migrated to 0001 holds it, served as the service serves it.
+INITIAL = _initial_migration()
+CATALOG = ConnectionTypes([spec_from_row(row) for row in INITIAL.catalog_rows()])
+CONNECTION_TYPES = CATALOG.types
+by_code = CATALOG.find
 
 # The seed's "Connection Types" table, transcribed row by row: (heading, name, description, SAP Note).
 # One documented repair: the seed prints "Secure AS/400 Connection servers Enables OS Access for secure
@@ -70,9 +90,8 @@ SEED_ROWS = [
     (FURTHER, "Windows Remote Debug", "Enables remote debugging for Windows-based applications", "1884079"),
 ]
 
-# The seed lives in shared/ beside the repository (as for CI's clean clone); RS_SEED_FILE overrides.
-SEED_FILE = Path(os.environ.get(
-    "RS_SEED_FILE", Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_caeda2c487a0878c.txt"))
+# The seed's table as extracted from the seed text once, its wrapping artifact included.
+SEED_TABLE = ROOT / "tests" / "fixtures" / "seed_connection_types.tsv"
 
 
 def _catalog_rows() -> list[tuple[str, str, str, str]]:
@@ -96,30 +115,12 @@ def test_each_row(index):
     assert _catalog_rows()[index] == SEED_ROWS[index]
 
 
-def _parse_seed_connection_types(text: str) -> list[tuple[str, str, str, str]]:
-    """Parse the seed's table independently of the catalog: headings, name/description split, note."""
-    section = text.split("\nConnection Types\n", 1)[1].split("\nCustomer Remote Logon Depot\n", 1)[0]
-    lines = [line.replace("\u00a0", " ").strip() for line in section.splitlines()]
-    verb = re.compile(r"(?:^| )((?:Enables|Provides) .*)$")
-    rows, heading, pending_name = [], None, None
-    for i, line in enumerate(lines):
-        if not line or line in ("Service Connection Type", "Description SAP Note"):
-            continue
-        match = verb.search(line)
-        if match is None:
-            next_blank = i + 1 >= len(lines) or not lines[i + 1]
-            if next_blank:
-                heading = line
-            else:
-                pending_name = line  # the description follows on the next line
-            continue
-        name = line[: match.start()].strip() or pending_name
-        pending_name = None
-        rest = match.group(1)
-        note = re.search(r" (\d+)$", rest)
-        description = rest[: note.start()].strip() if note else rest
-        rows.append((heading, name, description, note.group(1) if note else ""))
-    return rows
+def _seed_table() -> list[tuple[str, str, str, str]]:
+    """The rows of tests/fixtures/seed_connection_types.tsv: (heading, name, description, SAP Note)."""
+    with SEED_TABLE.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert rows[0] == ["heading", "name", "description", "sap_note"]
+    return [tuple(row) for row in rows[1:]]
 
 
 def _repair(rows):
@@ -132,26 +133,24 @@ def _repair(rows):
     return repaired
 
 
-@pytest.mark.skipif(not SEED_FILE.is_file() and os.environ.get("CI") != "true",
-                    reason="seed file not available (set RS_SEED_FILE); required in CI")
-def test_catalog_matches_the_seed_file_parsed_independently():
-    parsed = _repair(_parse_seed_connection_types(SEED_FILE.read_text(encoding="utf-8")))
+def test_catalog_matches_the_seeds_table_as_extracted():
+    parsed = _repair(_seed_table())
     assert parsed == SEED_ROWS
     assert _catalog_rows() == parsed
     assert [h for h in dict.fromkeys(r[0] for r in parsed)] == list(CATEGORY_TITLES.values())
 
 
 def test_category_titles_are_the_seed_headings_in_order():
-    assert catalog.CATEGORIES == ("SAP_GUI", "SOLUTION_MANAGER", "JAVA_HTTP", "APPLICATION_SHARING_OS", "FURTHER")
-    assert list(CATEGORY_TITLES) == list(catalog.CATEGORIES)
+    assert connection_types.CATEGORIES == ("SAP_GUI", "SOLUTION_MANAGER", "JAVA_HTTP", "APPLICATION_SHARING_OS", "FURTHER")
+    assert list(CATEGORY_TITLES) == list(connection_types.CATEGORIES)
     assert list(CATEGORY_TITLES.values()) == [GUI, SOLMAN, JAVA, OS, FURTHER]
-    assert {t.category for t in CONNECTION_TYPES} == set(catalog.CATEGORIES)
+    assert {t.category for t in CONNECTION_TYPES} == set(connection_types.CATEGORIES)
 
 
 def test_categories_appear_in_contiguous_blocks():
     order = [t.category for t in CONNECTION_TYPES]
     blocks = [c for i, c in enumerate(order) if i == 0 or order[i - 1] != c]
-    assert blocks == list(catalog.CATEGORIES)
+    assert blocks == list(connection_types.CATEGORIES)
 
 
 def test_codes_are_unique_well_formed_and_stable():
@@ -225,14 +224,14 @@ def test_default_ports(code, port):
 
 def test_max_open_hours_tiers():
     for spec in CONNECTION_TYPES:
-        assert spec.max_open_hours in (catalog.APPLICATION_ACCESS_HOURS, catalog.PRIVILEGED_ACCESS_HOURS)
+        assert spec.max_open_hours in (INITIAL.APPLICATION_ACCESS_HOURS, INITIAL.PRIVILEGED_ACCESS_HOURS)
         if spec.category in ("SAP_GUI", "SOLUTION_MANAGER"):
             assert spec.max_open_hours == 24 * 14, spec.code
         if spec.category == "APPLICATION_SHARING_OS":
             assert spec.max_open_hours == 72, spec.code
     for code in ("JDBC_ODBC", "HANA", "HANA_MDC", "SAP_DB", "JAVA_DEBUG", "WINDOWS_REMOTE_DEBUG"):
         assert by_code(code).max_open_hours == 72
-    assert catalog.PRIVILEGED_ACCESS_HOURS < catalog.APPLICATION_ACCESS_HOURS
+    assert INITIAL.PRIVILEGED_ACCESS_HOURS < INITIAL.APPLICATION_ACCESS_HOURS
 
 
 def test_specs_are_frozen():

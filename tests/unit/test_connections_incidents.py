@@ -62,8 +62,8 @@ def _name(customer, row) -> str:
     return f"customers/{customer}/incidents/{row.id}"
 
 
-async def _notes(db, customer) -> int:
-    async with db.unit_of_work() as session:
+async def _notes(store, customer) -> int:
+    async with store.db.unit_of_work() as session:
         return await session.scalar(select(func.count()).select_from(AssignmentCheckRow)
                                     .where(AssignmentCheckRow.customer == customer))
 
@@ -215,7 +215,7 @@ async def test_authz_refusing_this_service_is_unavailable(conn_db, clock, flow, 
     customer, row = await _incident(conn_db, clock)
 
     async def refuse_service(assignment):
-        from services.connections.assignments import AssignmentRefused
+        from services.connections.assignment_client import AssignmentRefused
         raise AssignmentRefused(grpc.StatusCode.PERMISSION_DENIED, "service account may not")
 
     authz.set = refuse_service

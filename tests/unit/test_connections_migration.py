@@ -1,5 +1,6 @@
-"""The initial migration loads the catalog: the connection_types table equals the seed's table row for row,
-and the service's in-memory catalog is read back from it unchanged (SQLite and PostgreSQL)."""
+"""The initial migration loads the catalog: the connection_types table equals the seed's table row for row and
+the catalog the migration freezes, and the service's in-memory catalog is read back from it unchanged (SQLite
+and PostgreSQL)."""
 from __future__ import annotations
 
 import json
@@ -7,23 +8,23 @@ import json
 import pytest
 from sqlalchemy import select
 
-from services.connections import catalog
+from services.connections.connection_types import CATEGORY_TITLES
 from services.connections.tables import ConnectionTypeRow
-from tests.unit.test_catalog import SEED_ROWS
-from tests.unit.test_connections_support import conn_db, type_catalog  # noqa: F401 - fixtures
+from tests.unit.test_catalog import CONNECTION_TYPES, SEED_ROWS
+from tests.unit.test_connections_support import conn_db, connection_types  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def _rows(db):
-    async with db.unit_of_work() as session:
+async def _rows(store):
+    async with store.db.unit_of_work() as session:
         return (await session.scalars(select(ConnectionTypeRow).order_by(ConnectionTypeRow.position))).all()
 
 
 async def test_table_equals_the_seed_row_for_row(conn_db):
     rows = await _rows(conn_db)
     assert len(rows) == 33
-    table = [(catalog.CATEGORY_TITLES[r.category], r.display_name, r.description, r.sap_note) for r in rows]
+    table = [(CATEGORY_TITLES[r.category], r.display_name, r.description, r.sap_note) for r in rows]
     assert table == SEED_ROWS
     assert [r.position for r in rows] == list(range(1, 34))
     assert sum(1 for r in rows if r.sap_note == "") == 3  # the seed gives no note for three types
@@ -31,7 +32,7 @@ async def test_table_equals_the_seed_row_for_row(conn_db):
 
 async def test_table_holds_what_a_set_up_needs(conn_db):
     rows = {r.code: r for r in await _rows(conn_db)}
-    for spec in catalog.CONNECTION_TYPES:
+    for spec in CONNECTION_TYPES:
         row = rows[spec.code]
         assert row.default_port == spec.default_port
         assert row.max_open_hours == spec.max_open_hours
@@ -40,9 +41,9 @@ async def test_table_holds_what_a_set_up_needs(conn_db):
              "description": p.description} for p in spec.parameters]
 
 
-async def test_served_catalog_is_read_back_from_the_table(type_catalog):
-    assert type_catalog.types == catalog.CONNECTION_TYPES
-    assert [s.code for s in type_catalog.list("SOLUTION_MANAGER")] == ["SOLUTION_MANAGER",
+async def test_served_catalog_is_read_back_from_the_table(connection_types):
+    assert connection_types.types == CONNECTION_TYPES
+    assert [s.code for s in connection_types.list("SOLUTION_MANAGER")] == ["SOLUTION_MANAGER",
                                                                         "SOLUTION_MANAGER_DIAGNOSTICS"]
-    assert len(type_catalog.list("APPLICATION_SHARING_OS")) == 9
-    assert len(type_catalog.list(None)) == 33
+    assert len(connection_types.list("APPLICATION_SHARING_OS")) == 9
+    assert len(connection_types.list(None)) == 33

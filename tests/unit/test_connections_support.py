@@ -1,6 +1,6 @@
 """Shared fixtures for the connections service's unit tests (no tests of its own).
 
-`conn_db` is a migrated connections database per backend (SQLite, and PostgreSQL as tests/conftest.py
+`conn_db` is the store of a migrated connections database per backend (SQLite, and PostgreSQL as tests/conftest.py
 decides: run when RS_TEST_POSTGRES_URL is set, required with RS_REQUIRE_POSTGRES=1), fresh per test
 module. Tests isolate by customer number.
 """
@@ -15,9 +15,10 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from services.connections.assignments import Assignment, AssignmentRefused, AssignmentUnavailable
+from services.connections.assignment_client import Assignment, AssignmentRefused, AssignmentUnavailable
+from services.connections.connection_types import ConnectionTypes
 from services.connections.model import Actor
-from services.connections.type_catalog import TypeCatalog
+from services.connections.store import Store
 from services.kit.clock import UTC, ManualClock
 from services.kit.db import Database, migrate
 from tests.conftest import BACKENDS, require_backend
@@ -40,17 +41,17 @@ async def conn_db(request, tmp_path_factory):
     databases = Databases(request.param, tmp_path_factory.mktemp("connections"))
     url = databases.new("connections_unit")
     migrate(url, MIGRATIONS)
-    db = Database(url)
+    store = Store(Database(url))
     try:
-        yield db
+        yield store
     finally:
-        await db.close()
+        await store.close()
         databases.drop_all()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def type_catalog(conn_db):
-    return await TypeCatalog.load(conn_db)
+async def connection_types(conn_db):
+    return ConnectionTypes(await conn_db.connection_types())
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from services.connections import setups, systems
 from services.connections.systems import SystemFields
 from services.kit.clock import as_utc
 from services.kit.errors import AlreadyExists, EtagMismatch, InvalidArgument, NotFound
-from tests.unit.test_connections_support import USER, clock, conn_db, new_customer, type_catalog  # noqa: F401
+from tests.unit.test_connections_support import USER, clock, conn_db, new_customer, connection_types  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -181,10 +181,10 @@ async def test_delete_with_etag(conn_db, clock):
 # --- set-ups -------------------------------------------------------------------------------------
 
 
-async def test_a_second_set_up_updates_never_duplicates(conn_db, clock, type_catalog):
+async def test_a_second_set_up_updates_never_duplicates(conn_db, clock, connection_types):
     customer = new_customer()
     await systems.create_system(conn_db, clock, customer, fields("1"))
-    ssh = type_catalog.get("SSH")
+    ssh = connection_types.get("SSH")
     first, _, created = await setups.set_up_connection(conn_db, clock, USER, customer, "1", ssh, {"host": "h1"})
     assert created and json.loads(first.parameters) == {"host": "h1"}
     clock.advance(minutes=1)
@@ -198,10 +198,10 @@ async def test_a_second_set_up_updates_never_duplicates(conn_db, clock, type_cat
     assert [r.type_code for r in rows] == ["SSH"] and token == ""
 
 
-async def test_concurrent_set_ups_of_one_type_store_one(conn_db, clock, type_catalog):
+async def test_concurrent_set_ups_of_one_type_store_one(conn_db, clock, connection_types):
     customer = new_customer()
     await systems.create_system(conn_db, clock, customer, fields("1"))
-    ssh = type_catalog.get("SSH")
+    ssh = connection_types.get("SSH")
     results = await asyncio.gather(*(setups.set_up_connection(conn_db, clock, USER, customer, "1", ssh,
                                                               {"host": f"h{i}"}) for i in range(6)))
     assert sum(created for _, _, created in results) == 1
@@ -217,20 +217,21 @@ async def test_concurrent_set_ups_of_one_type_store_one(conn_db, clock, type_cat
     ("SSH", {"host": "h", "password": "x"}, ["parameters.password"]),
     ("SSH", {"host": "h", "Bad Key": "x"}, ["parameters"]),
 ])
-async def test_set_up_parameters_are_validated_against_the_type(conn_db, clock, type_catalog, code, params, fields_):
+async def test_set_up_parameters_are_validated_against_the_type(conn_db, clock, connection_types, code, params,
+                                                                fields_):
     customer = new_customer()
     await systems.create_system(conn_db, clock, customer, fields("1"))
     with pytest.raises(InvalidArgument) as caught:
-        await setups.set_up_connection(conn_db, clock, USER, customer, "1", type_catalog.get(code), params)
+        await setups.set_up_connection(conn_db, clock, USER, customer, "1", connection_types.get(code), params)
     assert list(_violations(caught)) == fields_
     assert "pw" not in caught.value.message
 
 
-async def test_set_ups_list_by_code_with_paging_and_delete(conn_db, clock, type_catalog):
+async def test_set_ups_list_by_code_with_paging_and_delete(conn_db, clock, connection_types):
     customer = new_customer()
     await systems.create_system(conn_db, clock, customer, fields("1"))
     for code, params in [("SSH", {"host": "h"}), ("GOTOASSIST", {}), ("HTTP_CONNECT_URL", {"url": "https://h/"})]:
-        await setups.set_up_connection(conn_db, clock, USER, customer, "1", type_catalog.get(code), params)
+        await setups.set_up_connection(conn_db, clock, USER, customer, "1", connection_types.get(code), params)
     page1, _, token = await setups.list_setups(conn_db, customer, "1", 2, "")
     page2, _, end = await setups.list_setups(conn_db, customer, "1", 2, token)
     assert [r.type_code for r in page1 + page2] == ["GOTOASSIST", "HTTP_CONNECT_URL", "SSH"] and end == ""
@@ -241,10 +242,10 @@ async def test_set_ups_list_by_code_with_paging_and_delete(conn_db, clock, type_
         await setups.list_setups(conn_db, customer, "9", 2, "")
 
 
-async def test_deleting_a_system_deletes_its_set_ups(conn_db, clock, type_catalog):
+async def test_deleting_a_system_deletes_its_set_ups(conn_db, clock, connection_types):
     customer = new_customer()
     await systems.create_system(conn_db, clock, customer, fields("1"))
-    await setups.set_up_connection(conn_db, clock, USER, customer, "1", type_catalog.get("SSH"), {"host": "h"})
+    await setups.set_up_connection(conn_db, clock, USER, customer, "1", connection_types.get("SSH"), {"host": "h"})
     await systems.delete_system(conn_db, clock, customer, "1", "")
     await systems.create_system(conn_db, clock, customer, fields("1"))
     rows, _, _ = await setups.list_setups(conn_db, customer, "1", 100, "")

@@ -1,5 +1,5 @@
-"""The support assignments authz keeps for incidents in process at the vendor, written by this service as
-its own service account. Keyed by incident, so setting or deleting again is harmless."""
+"""The client of authz's support assignments (kept for incidents in process at the vendor), which this
+service writes as its own service account. Keyed by incident, so setting or deleting again is harmless."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,24 +3,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remotesupport.connections.v1 import connections_pb2 as pb
-from services.connections.connector_file import FILE_NAME, MAX_FILE_BYTES, ConnectorInvalid, ConnectorSigner
+from remotesupport.connections.v1.connections_pb2 import ConnectorTicket
+from services.connections.connector_file import (
+    FILE_NAME,
+    MAX_FILE_BYTES,
+    ConnectorInvalid,
+    ConnectorSigner,
+    new_ticket,
+)
 from services.connections.model import ACTIVE_STATES, WindowState
+from services.connections.store import Store
 from services.connections.systems import system_name
 from services.connections.tables import WindowRow
 from services.connections.windows import get_connection, state_of, window_name
 from services.kit import names
 from services.kit.clock import Clock, as_utc
-from services.kit.db import Database
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.kit.validate import to_timestamp
 
 
 @dataclass(frozen=True)
 class ConnectorFile:
+    """An issued file: its name, its bytes and the ticket inside."""
+
     file_name: str
     content: bytes
-    ticket: pb.ConnectorTicket
+    ticket: ConnectorTicket
 
 
 @dataclass(frozen=True)
@@ -28,31 +35,27 @@ class Verdict:
     """What VerifyServiceConnector answers."""
 
     valid: bool
-    ticket: pb.ConnectorTicket | None = None
+    ticket: ConnectorTicket | None = None
     currently_usable: bool = False
     problem: str = ""
 
 
-async def issue_connector(db: Database, clock: Clock, signer: ConnectorSigner, customer: str, number: str,
+async def issue_connector(store: Store, clock: Clock, signer: ConnectorSigner, customer: str, number: str,
                           window_id: str) -> ConnectorFile:
     """The connector file of an open or scheduled window; none for a closed or expired one."""
-    row, system = await get_connection(db, customer, number, window_id)
+    row, system = await get_connection(store, customer, number, window_id)
     now = clock.now()
     state = state_of(row, now)
     if state not in ACTIVE_STATES:
         raise FailedPrecondition(f"connection {window_name(row)} is {state.value}; a service connector "
                                  "is issued only for an open or scheduled connection")
-    ticket = pb.ConnectorTicket(
-        connection=window_name(row), system=system_name(system),
-        connection_type=f"connectionTypes/{row.type_code}", saprouter_route=system.saprouter_route,
-        not_before=to_timestamp(as_utc(row.start_time)), not_after=to_timestamp(as_utc(row.end_time)),
-        issue_time=to_timestamp(now),
-    )
+    ticket = new_ticket(window_name(row), system_name(system), f"connectionTypes/{row.type_code}",
+                        system.saprouter_route, as_utc(row.start_time), as_utc(row.end_time), now)
     content = signer.issue(ticket)
     return ConnectorFile(FILE_NAME, content, ticket)
 
 
-async def verify_connector(db: Database, clock: Clock, signer: ConnectorSigner, content: bytes) -> Verdict:
+async def verify_connector(store: Store, clock: Clock, signer: ConnectorSigner, content: bytes) -> Verdict:
     """Whether `content` is an intact connector file of this service, and whether its window is open now.
     A file that is not (altered, foreign, garbage) is a verdict, not an error; only an empty or oversized
     request is INVALID_ARGUMENT."""
@@ -66,7 +69,7 @@ async def verify_connector(db: Database, clock: Clock, signer: ConnectorSigner, 
         return Verdict(valid=False, problem=invalid.problem)
     parts = names.parse("connection", ticket.connection, "content")
     try:
-        row, _ = await get_connection(db, parts["customer"], parts["system"], parts["connection"])
+        row, _ = await get_connection(store, parts["customer"], parts["system"], parts["connection"])
     except NotFound:
         return Verdict(valid=True, ticket=ticket, problem="its connection no longer exists")
     state = state_of(row, clock.now())
