@@ -21,7 +21,6 @@ from services.kit.errors import DomainError
 
 T = TypeVar("T")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-UNDO_TIMEOUT_S = 5.0
 LIST_PAGE_SIZE = 1000
 NEVER_SENT = "failed to connect to all addresses"
 
@@ -61,7 +60,7 @@ class Backends:
     depot: depot_pb2_grpc.LogonDepotServiceStub
     clock: Clock
     call_deadline_s: float
-    undo_timeout_s: float = UNDO_TIMEOUT_S
+    undo_timeout_s: float  # GatewaySettings.undo_timeout_s
     detached: set[asyncio.Task] = field(default_factory=set)
 
     async def call(self, service: str, method: Callable[..., Awaitable[T]], request, *,

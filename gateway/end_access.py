@@ -8,10 +8,10 @@ from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
 from gateway.backends import Backends
+from gateway.model import ENDED
 from services.kit import names
 from services.kit.errors import DomainError
 
-ENDED = (cpb.CONNECTION_STATE_CLOSED, cpb.CONNECTION_STATE_EXPIRED)
 ENTRY_LIMIT = 10_000
 
 

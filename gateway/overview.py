@@ -12,20 +12,12 @@ from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
 from gateway.backends import Backends
+from gateway.model import log_event_limit
 from services.kit import auth, names
-from services.kit.errors import DomainError, InvalidArgument
+from services.kit.errors import DomainError
 
-DEFAULT_LOG_EVENTS = 20
-MAX_LOG_EVENTS = 100
 PART_LIMIT = 1000  # set-ups (at most one per catalog type), windows (newest first), entries
 PARTS = ("connection_setups", "connections", "logon_data", "log_events")
-
-
-def log_event_limit(value: int) -> int:
-    if value < 0 or value > MAX_LOG_EVENTS:
-        raise InvalidArgument("log_event_limit", f"must be between 0 and {MAX_LOG_EVENTS} (0 means "
-                                                 f"{DEFAULT_LOG_EVENTS})")
-    return value or DEFAULT_LOG_EVENTS
 
 
 async def system_overview(b: Backends, request: gpb.GetSystemOverviewRequest) -> gpb.GetSystemOverviewResponse:

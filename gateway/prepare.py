@@ -6,82 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import grpc
 
+from gateway import convert
+from gateway.backends import Backends, answered
+from gateway.model import ACTIVE, Abandoned, Target, TooLate, prepare_target
 from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
-from gateway.backends import Backends, answered
-from services.kit import auth, names
-from services.kit.errors import DomainError, InvalidArgument
+from services.kit import auth
+from services.kit.errors import DomainError
 from services.kit.logs import log
-from services.kit.validate import Violations
 
 logger = logging.getLogger(__name__)
-ACTIVE = (cpb.CONNECTION_STATE_OPEN, cpb.CONNECTION_STATE_SCHEDULED)
 DISCOVERY_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class Target:
-    system: str          # customers/{c}/systems/{s}
-    connection_type: str  # connectionTypes/{code}
-    code: str
-
-    @property
-    def setup_name(self) -> str:
-        return f"{self.system}/connectionSetups/{self.code}"
-
-
-def validate(request: gpb.PrepareRemoteAccessRequest) -> Target:
-    """What the gateway can tell before doing anything (the services validate the rest)."""
-    v = Violations()
-    system = _parsed(v, "system", request.system, "system")
-    type_parts = _parsed(v, "connection_type", request.connection_type, "connection_type")
-    if request.incident:
-        _parsed(v, "incident", request.incident, "incident")
-    if not request.HasField("end_time"):
-        v.add("end_time", "is required")
-    if request.HasField("logon_data"):
-        if not request.secret:
-            v.add("secret", "is required with logon_data")
-        if request.logon_data.connection:
-            v.add("logon_data.connection", "is set to the window opened by this call; leave it empty")
-    elif request.secret:
-        v.add("logon_data", "is required with secret")
-    v.raise_if_any()
-    assert system is not None and type_parts is not None
-    return Target(request.system, request.connection_type, type_parts["code"])
-
-
-def _parsed(v: Violations, kind: str, value: str, field: str) -> dict[str, str] | None:
-    try:
-        return names.parse(kind, value, field)
-    except InvalidArgument as err:
-        for f, problem in err.violations:
-            v.add(f, problem)
-        return None
-
-
 # An answer finished less than this before its caller's deadline is not sent but undone: it would arrive late.
 DELIVERY_MARGIN_S = 0.01
-
-
-class TooLate(DomainError):
-    """The flow finished, but its answer could not reach the caller before the caller's deadline: it is undone."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    reason = "DEADLINE_EXCEEDED"
-
-
-class Abandoned(DomainError):
-    """The caller went away (cancelled, deadline passed) before the flow finished: it is undone."""
-
-    code = grpc.StatusCode.CANCELLED
-    reason = "CANCELLED"
 
 
 class UndoStack:
@@ -184,9 +126,7 @@ class Flow:
         self.check_abandoned()
         connector = await b.call("connections", b.connections.GetServiceConnector,
                                  cpb.GetServiceConnectorRequest(name=window.name))
-        out = gpb.PrepareRemoteAccessResponse(connection=window, service_connector=connector.service_connector)
-        if setup is not None:
-            out.connection_setup.CopyFrom(setup)
+        out = convert.prepared(window, connector, setup)
         if req.HasField("logon_data"):
             self.check_abandoned()
             out.logon_data.CopyFrom(await self.store_logon_data(window))
@@ -242,13 +182,7 @@ class Flow:
 
     async def store_logon_data(self, window: cpb.Connection) -> dpb.LogonData:
         b, req = self.b, self.request
-        entry = dpb.LogonData()
-        entry.CopyFrom(req.logon_data)
-        entry.connection = window.name
-        if not entry.connection_type:
-            entry.connection_type = self.target.connection_type
-        if not entry.HasField("expire_time"):
-            entry.expire_time.CopyFrom(window.end_time)
+        entry = convert.logon_data_for(req, window, self.target.connection_type)
         stored = ""
 
         async def delete() -> None:
@@ -274,7 +208,7 @@ class Flow:
 async def prepare_remote_access(b: Backends, request: gpb.PrepareRemoteAccessRequest,
                                 opener: str) -> gpb.PrepareRemoteAccessResponse:
     """Runs the flow in a task of its own: if the caller goes away mid-way, the flow still ends — undone."""
-    target = validate(request)
+    target = prepare_target(request)
     abandoned = asyncio.Event()
     flow = Flow(b, request, target, opener, abandoned)
     task = b.detach(flow.run())

@@ -8,7 +8,9 @@ import grpc
 
 from gateway.backends import Backends
 from gateway.passthrough import Passthrough, routes_for
-from gateway.servicer import SERVICE, RemoteSupportServicer
+from gateway.policies import SERVICE, build_policies
+from gateway.servicer import RemoteSupportServicer
+from gateway.settings import GatewaySettings
 from remotesupport.authz.v1 import authz_pb2
 from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
@@ -42,6 +44,7 @@ class GatewayApp:
 
 async def build(deps: app.Deps) -> GatewayApp:
     config = deps.config
+    settings = GatewaySettings.from_env(config)
     missing = [attr for attr, _, _ in FORWARDED if not getattr(config, attr)]
     if missing:
         raise SystemExit(f"configuration error: the gateway needs {', '.join(missing)}")
@@ -56,12 +59,13 @@ async def build(deps: app.Deps) -> GatewayApp:
     passthrough = Passthrough(routes, config.call_deadline_s)
     backends = Backends(connections=connections_pb2_grpc.ConnectionsServiceStub(channels["connections"]),
                         depot=depot_pb2_grpc.LogonDepotServiceStub(channels["depot"]),
-                        clock=deps.clock, call_deadline_s=config.call_deadline_s)
+                        clock=deps.clock, call_deadline_s=settings.call_deadline_s,
+                        undo_timeout_s=settings.undo_timeout_s)
     servicer = RemoteSupportServicer(backends)
     spec = ServerSpec(
         register=lambda server: gateway_pb2_grpc.add_RemoteSupportServiceServicer_to_server(servicer, server),
         service_names=[SERVICE] + [descriptor.full_name for _, _, descriptor in FORWARDED],
-        policies={**passthrough.policies(), **servicer.policies()},
+        policies=build_policies(backends, passthrough),
         generic_handlers=[passthrough],
         # a forwarded service is as healthy as the service that owns it
         mirrored_health={descriptor.full_name: health_channels[owner] for _, owner, descriptor in FORWARDED},

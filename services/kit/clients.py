@@ -8,7 +8,7 @@ from typing import Awaitable, Callable, TypeVar
 import grpc
 
 from services.kit import auth, tls
-from services.kit.errors import DependencyUnavailable, DomainError, from_rpc_error
+from services.kit.errors import DependencyUnavailable, from_rpc_error
 from services.kit.logs import request_id_var
 
 T = TypeVar("T")
