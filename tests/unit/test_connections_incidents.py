@@ -25,14 +25,7 @@ from services.kit.errors import (
     NotFound,
     PermissionDenied,
 )
-from tests.unit.test_connections_support import (  # noqa: F401 - fixtures
-    ENGINEER,
-    USER,
-    FakeAssignments,
-    clock,
-    conn_db,
-    new_customer,
-)
+from tests.unit.connections_support import ENGINEER, USER, FakeAssignments, new_customer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

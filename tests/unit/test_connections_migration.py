@@ -10,8 +10,7 @@ from sqlalchemy import select
 
 from services.connections.connection_types import CATEGORY_TITLES
 from services.connections.tables import ConnectionTypeRow
-from tests.unit.test_catalog import CONNECTION_TYPES, SEED_ROWS
-from tests.unit.test_connections_support import conn_db, connection_types  # noqa: F401 - fixtures
+from tests.unit.catalog_data import CONNECTION_TYPES, SEED_ROWS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

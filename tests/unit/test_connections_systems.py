@@ -12,7 +12,7 @@ from services.connections import setups, systems
 from services.connections.systems import SystemFields
 from services.kit.clock import as_utc
 from services.kit.errors import AlreadyExists, EtagMismatch, InvalidArgument, NotFound
-from tests.unit.test_connections_support import USER, clock, conn_db, new_customer, connection_types  # noqa: F401
+from tests.unit.connections_support import USER, new_customer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -16,7 +16,7 @@ from services.connections.systems import SystemFields
 from services.connections.windows import OpenRequest, state_of
 from services.kit.clock import as_utc
 from services.kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
-from tests.unit.test_connections_support import T0, USER, clock, conn_db, new_customer, connection_types  # noqa: F401
+from tests.unit.connections_support import T0, USER, new_customer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

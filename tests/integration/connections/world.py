@@ -1,4 +1,4 @@
-"""Shared setup of the connections service's integration tests (this module holds no tests): a customer
+"""Shared setup of the connections service's integration tests (its fixture `world` is in conftest.py): a customer
 with a user per authorization and a user with none, a user of another customer holding every
 authorization, a support engineer who takes incidents and one who never does, the platform admin; a system with SSH set up, an open window and a
 new incident; and helpers."""
@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from dataclasses import dataclass, field
-
-import pytest_asyncio
 
 from remotesupport.connections.v1 import connections_pb2 as cp
 from services.kit.validate import to_timestamp
@@ -94,8 +92,3 @@ async def build_world(suite) -> World:
     world.window = (await world.open(start=dt.timedelta(0), length=2 * HOUR)).name
     world.incident = (await world.new_incident()).name
     return world
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(suite) -> World:
-    return await build_world(suite)

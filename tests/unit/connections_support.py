@@ -1,6 +1,7 @@
-"""Shared fixtures for the connections service's unit tests (no tests of its own).
+"""What the connections service's unit tests share besides their fixtures (those are in conftest.py):
+constants, fresh customer numbers and a stand-in for authz's support-assignment methods.
 
-`conn_db` is the store of a migrated connections database per backend (SQLite, and PostgreSQL as tests/conftest.py
+`conn_db` (conftest.py) is the store of a migrated connections database per backend (SQLite, and PostgreSQL as tests/conftest.py
 decides: run when RS_TEST_POSTGRES_URL is set, required with RS_REQUIRE_POSTGRES=1), fresh per test
 module. Tests isolate by customer number.
 """
@@ -12,17 +13,10 @@ import os
 from pathlib import Path
 
 import grpc
-import pytest
-import pytest_asyncio
 
 from services.connections.assignment_client import Assignment, AssignmentRefused, AssignmentUnavailable
-from services.connections.connection_types import ConnectionTypes
 from services.connections.model import Actor
-from services.connections.store import Store
-from services.kit.clock import UTC, ManualClock
-from services.kit.db import Database, migrate
-from tests.conftest import BACKENDS, require_backend
-from tests.harness import Databases
+from services.kit.clock import UTC
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "connections" / "migrations"
 T0 = dt.datetime(2031, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -33,30 +27,6 @@ _customers = itertools.count(1000 + os.getpid() % 1000 * 1000)
 
 def new_customer() -> str:
     return str(next(_customers))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
-async def conn_db(request, tmp_path_factory):
-    require_backend(request.param)
-    databases = Databases(request.param, tmp_path_factory.mktemp("connections"))
-    url = databases.new("connections_unit")
-    migrate(url, MIGRATIONS)
-    store = Store(Database(url))
-    try:
-        yield store
-    finally:
-        await store.close()
-        databases.drop_all()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def connection_types(conn_db):
-    return ConnectionTypes(await conn_db.connection_types())
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(T0)
 
 
 class FakeAssignments:

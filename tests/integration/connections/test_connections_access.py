@@ -14,7 +14,7 @@ from google.protobuf import field_mask_pb2
 
 from remotesupport.connections.v1 import connections_pb2 as cp
 from tests.helpers import expect_error
-from tests.integration.test_connections_world import World, world  # noqa: F401 - fixture
+from tests.integration.connections.world import World
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -15,8 +15,8 @@ import pytest_asyncio
 
 from remotesupport.connections.v1 import connections_pb2 as cp
 from tests.helpers import expect_error
-from tests.integration.test_connections_world import HOUR, World, build_world
-from tests.unit.test_catalog import CONNECTION_TYPES
+from tests.integration.connections.world import HOUR, World, build_world
+from tests.unit.catalog_data import CONNECTION_TYPES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -24,7 +24,7 @@ from services.kit import localsqlite
 from services.kit.clock import as_utc
 from services.kit.localsqlite import LocalTable, LocalUnavailable
 from tests.helpers import expect_error
-from tests.integration.test_connections_world import World, world  # noqa: F401 - fixture
+from tests.integration.connections.world import World
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

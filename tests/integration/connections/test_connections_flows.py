@@ -19,8 +19,8 @@ from services.connections.connection_types import CATEGORIES, CATEGORY_TITLES
 from services.kit import clients
 from services.kit.validate import timestamp, to_timestamp
 from tests.helpers import expect_error, status_details
-from tests.integration.test_connections_world import HOUR, World, build_world
-from tests.unit.test_catalog import CONNECTION_TYPES, SEED_ROWS
+from tests.integration.connections.world import HOUR, World, build_world
+from tests.unit.catalog_data import CONNECTION_TYPES, SEED_ROWS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
