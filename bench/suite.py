@@ -278,10 +278,11 @@ def delete_expired(db: Path, system: str, expired_before: dt.datetime) -> int:
 def bulk_log_events(db: Path, customer: str, count: int, progress=None) -> float:
     """Append `count` correctly chained events to a customer's (empty) log, and its head, sealed with the
     depot's (dev) master key beside the database. Returns seconds."""
-    from services.depot import barrier, chain
+    from services.depot import barrier, chain, masterkeyfile
     from services.depot.tables import LogEventRow, LogHeadRow
-    sealer = barrier.LogSealer(barrier.load_master_key(db.parent / "secrets" / "depot-master.key",
-                                                       profile=barrier.PROFILE_DEV, create_if_missing=False))
+    sealer = barrier.LogSealer(masterkeyfile.load_master_key(db.parent / "secrets" / "depot-master.key",
+                                                             profile=masterkeyfile.PROFILE_DEV,
+                                                             create_if_missing=False))
     table, heads = LogEventRow.__table__, LogHeadRow.__table__
     engine = _engine(db)
     started = time.perf_counter()

@@ -5,15 +5,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.depot import chain
 from services.depot.barrier import LogSealer
-from services.depot.store import SEALER, LogConflict, Store
-from services.depot.tables import LogEventRow, LogHeadRow
-from services.kit.errors import AuditUnavailable, DataLoss
+from services.depot.store import Store, Tx
+from services.kit.errors import DataLoss
 from services.kit.logs import request_id_var
 
 # Actions and outcomes (the names of the proto's LogAction / LogOutcome without their prefix).
@@ -25,12 +20,7 @@ DEPOT_ACTOR = "services/depot"  # the actor of the sweep and of key rotation
 logger = logging.getLogger(__name__)
 DETAIL_MAX = 1000
 VERIFY_BATCH = 10_000
-
-
-# log_events' columns but pk, in chain.EventValues order (what the chain covers; local.py inserts them)
-CHAINED_COLUMNS = [LogEventRow.__table__.c[name] for name in chain.EventValues._fields]
-if {c.name for c in CHAINED_COLUMNS} != {c.name for c in LogEventRow.__table__.columns if c.name != "pk"}:
-    raise RuntimeError("chain.EventValues must list every column of log_events but pk")
+EventValues = chain.EventValues  # an event as stored (what the chain covers)
 
 
 @dataclass(frozen=True)
@@ -46,18 +36,6 @@ class Event:
     detail: str = ""
 
 
-async def _locked_head(session: AsyncSession, customer: str) -> LogHeadRow:
-    """The customer's log head, locked for the rest of the transaction (created at the genesis if new)."""
-    head = (await session.execute(
-        select(LogHeadRow).where(LogHeadRow.customer == customer).with_for_update())).scalar_one_or_none()
-    if head is None:
-        head = LogHeadRow(customer=customer, last_sequence=0, last_hash=chain.GENESIS)
-        session.add(head)
-    else:
-        check_sealed(session.info[SEALER], customer, head.last_sequence, head.last_hash, head.seal)
-    return head
-
-
 def check_sealed(sealer: LogSealer, customer: str, last_sequence: int, last_hash: str, seal: object) -> None:
     """Refuse to extend a log whose head the depot did not seal: appending would seal what someone else wrote."""
     if not sealer.verifies(customer, last_sequence, last_hash, seal):
@@ -67,29 +45,27 @@ def check_sealed(sealer: LogSealer, customer: str, last_sequence: int, last_hash
                        "for it, and nothing is changed or revealed; an administrator must restore it")
 
 
-def _advance(session: AsyncSession, head: LogHeadRow, last_sequence: int, last_hash: str) -> None:
-    """Move the head to the newest event, sealed with the Store's sealer (Store.write hands it over)."""
-    head.last_sequence, head.last_hash = last_sequence, last_hash
-    head.seal = session.info[SEALER].seal(head.customer, last_sequence, last_hash)
+async def _head(tx: Tx, sealer: LogSealer, customer: str) -> tuple[int, str, bool]:
+    """The customer's last sequence and hash, locked for the rest of the transaction (the genesis if it has no
+    event yet), and whether it has a head; DataLoss if the head does not carry the depot's seal."""
+    head = await tx.log_head(customer)
+    if head is None:
+        return 0, chain.GENESIS, False
+    check_sealed(sealer, customer, head.last_sequence, head.last_hash, head.seal)
+    return head.last_sequence, head.last_hash, True
 
 
-async def append(session: AsyncSession, customer: str, event: Event, now: dt.datetime) -> LogEventRow:
-    """Append `event` to the customer's chain inside the caller's transaction. If it cannot be written the
-    caller's transaction fails with AUDIT_UNAVAILABLE, so nothing it logs is done without its event."""
-    try:
-        head = await _locked_head(session, customer)
-        row = LogEventRow(**event_values(customer, head.last_sequence, head.last_hash, event, now)._asdict())
-        session.add(row)
-        _advance(session, head, row.sequence, row.hash)
-        await session.flush()
-    except IntegrityError:
-        raise LogConflict("the depot log could not be written; nothing was done") from None
-    except DBAPIError:
-        raise AuditUnavailable("the depot log could not be written; nothing was done") from None
+async def append(tx: Tx, sealer: LogSealer, customer: str, event: Event, now: dt.datetime) -> EventValues:
+    """Append `event` to the customer's chain inside the caller's transaction, and seal the new head with
+    `sealer`. If it cannot be written the caller's transaction fails with AUDIT_UNAVAILABLE, so nothing it logs
+    is done without its event."""
+    last_sequence, last_hash, known = await _head(tx, sealer, customer)
+    row = event_values(customer, last_sequence, last_hash, event, now)
+    await tx.add_events([row])
+    await tx.set_log_head(customer, row.sequence, row.hash, sealer.seal(customer, row.sequence, row.hash),
+                          new=not known)
     return row
 
-
-EventValues = chain.EventValues
 
 
 def event_values(customer: str, last_sequence: int, last_hash: str, event: Event, now: dt.datetime) -> EventValues:
@@ -100,31 +76,25 @@ def event_values(customer: str, last_sequence: int, last_hash: str, event: Event
     return values._replace(hash=chain.link(last_hash, values))
 
 
-async def append_many(session: AsyncSession, customer: str, events: list[Event], now: dt.datetime) -> int:
+async def append_many(tx: Tx, sealer: LogSealer, customer: str, events: list[Event], now: dt.datetime) -> int:
     """Append `events`, in order, to the customer's chain inside the caller's transaction: the head locked and
-    updated once, the events inserted in one statement. Same failures as `append`. Returns how many."""
+    moved once, the events inserted in one statement. Same failures as `append`. Returns how many."""
     if not events:
         return 0
-    try:
-        head = await _locked_head(session, customer)
-        sequence, last_hash, rows = head.last_sequence, head.last_hash, []
-        for event in events:
-            values = event_values(customer, sequence, last_hash, event, now)
-            rows.append(values._asdict())
-            sequence, last_hash = values.sequence, values.hash
-        await session.execute(insert(LogEventRow), rows)
-        _advance(session, head, sequence, last_hash)
-        await session.flush()
-    except IntegrityError:
-        raise LogConflict("the depot log could not be written; nothing was done") from None
-    except DBAPIError:
-        raise AuditUnavailable("the depot log could not be written; nothing was done") from None
+    sequence, last_hash, known = await _head(tx, sealer, customer)
+    rows = []
+    for event in events:
+        values = event_values(customer, sequence, last_hash, event, now)
+        rows.append(values)
+        sequence, last_hash = values.sequence, values.hash
+    await tx.add_events(rows)
+    await tx.set_log_head(customer, sequence, last_hash, sealer.seal(customer, sequence, last_hash), new=not known)
     return len(rows)
 
 
-async def record(store: Store, customer: str, event: Event, now: dt.datetime) -> LogEventRow:
+async def record(store: Store, sealer: LogSealer, customer: str, event: Event, now: dt.datetime) -> EventValues:
     """Append one event in its own committed transaction (e.g. a denied reveal, before the denial is sent)."""
-    return await store.write(lambda session: append(session, customer, event, now))
+    return await store.write(lambda tx: append(tx, sealer, customer, event, now))
 
 
 @dataclass(frozen=True)
@@ -137,47 +107,28 @@ class Filters:
     newest_first: bool = False
 
 
-async def list_events(store: Store, customer: str, filters: Filters, cursor: int, size: int) -> list[LogEventRow]:
+async def list_events(store: Store, customer: str, filters: Filters, cursor: int, size: int) -> list:
     """At most `size` events of a customer in sequence order, oldest first, or newest first with
     `filters.newest_first`; past the sequence `cursor` (the last one of the previous page; 0: from the start)."""
-    query = select(LogEventRow).where(LogEventRow.customer == customer)
-    if filters.newest_first:
-        if cursor:
-            query = query.where(LogEventRow.sequence < cursor)
-    else:
-        query = query.where(LogEventRow.sequence > cursor)
-    if filters.system:
-        query = query.where(LogEventRow.system == filters.system)
-    if filters.logon_data:
-        query = query.where(LogEventRow.logon_data == filters.logon_data)
-    if filters.actor:
-        query = query.where(LogEventRow.actor == filters.actor)
-    if filters.start_time:
-        query = query.where(LogEventRow.event_time >= filters.start_time)
-    if filters.end_time:
-        query = query.where(LogEventRow.event_time < filters.end_time)
-    async with store.read() as session:
-        order = LogEventRow.sequence.desc() if filters.newest_first else LogEventRow.sequence
-        return list((await session.execute(query.order_by(order).limit(size))).scalars())
+    async with store.read() as tx:
+        return await tx.events_page(customer, filters, cursor, size)
 
 
 UNSEALED = ("the log head's seal does not match its last event: the log was rewritten outside the depot "
             "(events and hashes recomputed), or the head was")
 
 
-async def verify(store: Store, customer: str) -> chain.Verdict:
+async def verify(store: Store, sealer: LogSealer, customer: str) -> chain.Verdict:
     """Walk the customer's chain in sequence order, in batches, up to the first event that does not verify;
     then the head: it must record the last event, and carry the seal only the depot can make."""
     verifier = chain.Verifier()
-    async with store.read() as session:
-        head = await session.get(LogHeadRow, customer)
+    async with store.read() as tx:
+        head = await tx.log_head(customer, lock=False)
         last = 0
-        while True:  # only the chained columns, as plain rows (no ORM objects for a million events)
-            rows = (await session.execute(
-                select(*CHAINED_COLUMNS).where(LogEventRow.customer == customer, LogEventRow.sequence > last)
-                .order_by(LogEventRow.sequence, LogEventRow.pk).limit(VERIFY_BATCH))).all()
+        while True:
+            rows = await tx.chained_events(customer, last, VERIFY_BATCH)
             for row in rows:
-                if not verifier.feed(chain.EventValues._make(row)):
+                if not verifier.feed(row):
                     return verifier.finish(0, "")
             if len(rows) < VERIFY_BATCH:
                 break
@@ -185,7 +136,6 @@ async def verify(store: Store, customer: str) -> chain.Verdict:
     if head is None:
         return verifier.finish(0, chain.GENESIS)
     verdict = verifier.finish(head.last_sequence, head.last_hash)
-    if verdict.valid and not store.sealer.verifies(customer, head.last_sequence, head.last_hash, head.seal):
+    if verdict.valid and not sealer.verifies(customer, head.last_sequence, head.last_hash, head.seal):
         return chain.Verdict(False, verdict.events_checked, head.last_sequence, UNSEALED)
     return verdict
-

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.depot import access, audit, model
-from services.depot.context import Depot
-from services.depot.tables import EntryRow, KnownSystemRow
+from services.depot.deps import Depot
+from services.depot.store import EngineTx, Entry, Tx
 from services.kit import names
 from services.kit import permissions as P
 from services.kit.clock import as_utc
@@ -18,25 +15,24 @@ from services.kit.validate import Violations
 LIST_SCAN_FACTOR = 4  # engineers' lists skip hidden entries; read this many rows per wanted one at a time
 
 
-def kind_problem(kind: str) -> str | None:
-    """`kind` is a kind's name, "" when unspecified, or the unknown number as text."""
-    if not kind:
-        return f"is required (one of {', '.join(model.KINDS)})"
-    return None if kind in model.KINDS else f"has unknown value {kind}"
+async def _limits(depot: Depot, customer: str, system: str, connection_type: str) -> model.Limits:
+    """What the fields are checked against; the connection type they name, if well formed, is confirmed by the
+    connections service (the catalog is its own)."""
+    code = model.connection_type_code(connection_type)
+    known = frozenset({code}) if code and await depot.connections.connection_type_exists(connection_type) \
+        else frozenset()
+    return model.Limits(customer, system, depot.clock.now(), depot.settings.max_expiry, known)
 
 
-def _limits(depot: Depot, customer: str, system: str) -> model.Limits:
-    return model.Limits(customer, system, depot.clock.now(), depot.settings.max_expiry)
-
-
-async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.EntryFields, secret: str) -> EntryRow:
+async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.EntryFields, secret: str) -> Entry:
     """Store a new entry for a system the connections service confirms, its secret sealed, and log it."""
     customer, system = parent["customer"], parent["system"]
     v = Violations()
-    problem = kind_problem(kind)
+    problem = model.kind_problem(kind)
     if problem:
         v.add("logon_data.kind", problem)
-    model.check_fields(v, fields, model.PLAIN_FIELDS, None if problem else kind, _limits(depot, customer, system))
+    limits = await _limits(depot, customer, system, fields.connection_type)
+    model.check_fields(v, fields, model.PLAIN_FIELDS, None if problem else kind, limits)
     problem = model.secret_problem(secret)
     if problem:
         v.add("secret", problem)
@@ -52,60 +48,41 @@ async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.
                   **dataclasses.asdict(fields), creator=who.user, create_time=now, updater=who.user, update_time=now,
                   etag=model.new_etag(), expiry_logged=False, unreadable=False)
 
-    def event(row: EntryRow) -> audit.Event:
+    def event(row: Entry) -> audit.Event:
         return audit.Event(audit.CREATE, who.user, system=sysname, logon_data=access.name_of(row),
                            incident=row.restricted_incident,
                            detail=f"created {kind} entry" + (f" for user {row.user_name}" if row.user_name else ""))
 
-    async def work(session: AsyncSession) -> EntryRow:
+    async def work(tx: Tx) -> Entry:
         entry_id = model.new_entry_id()
-        sealed = await depot.keys.seal(session, customer, system, entry_id, secret)
-        row = EntryRow(**values, entry_id=entry_id, key_version=sealed.key_version,
-                       wrapped_data_key=sealed.wrapped_data_key, secret_ciphertext=sealed.ciphertext)
-        session.add(row)
-        await _remember_system(session, customer, system, confirmed.installation, now)
-        await audit.append(session, customer, event(row), now)
+        sealed = await depot.keys.seal(tx, customer, system, entry_id, secret)
+        row = await tx.add_entry(dict(values, entry_id=entry_id, key_version=sealed.key_version,
+                                      wrapped_data_key=sealed.wrapped_data_key, secret_ciphertext=sealed.ciphertext))
+        await tx.remember_system(customer, system, confirmed.installation, now)
+        await audit.append(tx, depot.sealer, customer, event(row), now)
         return row
 
-    local = depot.store.local
-    return await depot.keys.write_sealing(
-        depot.store, depot.clock.now, work,
-        None if local is None else lambda: local.create(depot.keys, depot.settings.key_usage_limit, values, secret,
-                                                        now, event))
+    return await depot.keys.write_sealing(depot.store, depot.clock.now, work, local=True)
 
 
-async def _remember_system(session: AsyncSession, customer: str, system: str, installation: str, now) -> None:
-    known = await session.get(KnownSystemRow, (customer, system))
-    if known is None:
-        session.add(KnownSystemRow(customer=customer, system_number=system, installation=installation,
-                                   confirm_time=now))
-    else:
-        known.installation, known.confirm_time = installation, now
-
-
-async def get(depot: Depot, parts: dict[str, str]) -> EntryRow:
+async def get(depot: Depot, parts: dict[str, str]) -> Entry:
     row = await access.load_readable(depot, parts)
     await access.access_incident(depot, access.caller(), row)
     return row
 
 
 async def list_entries(depot: Depot, parent: dict[str, str], kind: str, after: int, size: int) \
-        -> tuple[list[EntryRow], int]:
+        -> tuple[list[Entry], int]:
     """A page of the system's unexpired entries the caller may see, in creation order, and the cursor of the
     next page (0 when this is the last)."""
     who = access.caller()
-    query = select(EntryRow).where(EntryRow.customer == parent["customer"],
-                                   EntryRow.system_number == parent["system"],
-                                   EntryRow.expire_time > depot.clock.now())
-    if kind:
-        query = query.where(EntryRow.kind == kind)
     chunk = size + 1 if not who.is_engineer else (size + 1) * LIST_SCAN_FACTOR
-    page: list[EntryRow] = []
-    async with depot.store.read() as session:
-        views = await access.views_for(session, parent["customer"], parent["system"], who.incidents)
+    page: list[Entry] = []
+    now = depot.clock.now()
+    async with depot.store.read() as tx:
+        views = await tx.views_for(parent["customer"], parent["system"], who.incidents)
         while len(page) <= size:
-            rows = list((await session.execute(query.where(EntryRow.pk > after).order_by(EntryRow.pk)
-                                               .limit(chunk))).scalars())
+            rows = await tx.entries_page(parent["customer"], parent["system"], now, kind, after, chunk)
             for row in rows:
                 if not who.is_engineer or model.engineer_access(row.kind, row.entry_id, row.restricted_incident,
                                                                 who.incidents, views) is not None:
@@ -121,7 +98,7 @@ async def list_entries(depot: Depot, parent: dict[str, str], kind: str, after: i
 
 
 async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields, paths: list[str], secret: str,
-                 etag: str) -> EntryRow:
+                 etag: str) -> Entry:
     """Change fields of an entry and/or overwrite its secret (without reading it)."""
     who = access.caller()
     row = await access.load_readable(depot, parts)
@@ -134,7 +111,9 @@ async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields
     await access.check_all(([P.LOGON_UPDATE] if plain else []) + ([P.LOGON_OVERWRITE_SECRET] if overwrite else []),
                            access.resource(row, incident))
     v = Violations()
-    model.check_fields(v, changes, plain, row.kind, _limits(depot, row.customer, row.system_number))
+    limits = await _limits(depot, row.customer, row.system_number,
+                           changes.connection_type if "connection_type" in plain else "")
+    model.check_fields(v, changes, plain, row.kind, limits)
     if overwrite and (problem := model.secret_problem(secret)):
         v.add("secret", problem)
     v.raise_if_any()
@@ -144,21 +123,21 @@ async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields
                                                "logon_data.restricted_incident")
     now = depot.clock.now()
 
-    async def work(session: AsyncSession) -> EntryRow:
-        current = await _current(session, depot, row, parts, etag)
-        for path in plain:
-            setattr(current, path, getattr(changes, path))
+    async def work(tx: EngineTx) -> Entry:
+        current = await _current(tx, depot, row, parts, etag)
+        values = {path: getattr(changes, path) for path in plain}
         if overwrite:
-            sealed = await depot.keys.seal(session, current.customer, current.system_number, current.entry_id, secret)
-            current.key_version, current.wrapped_data_key = sealed.key_version, sealed.wrapped_data_key
-            current.secret_ciphertext, current.unreadable = sealed.ciphertext, False
-        current.updater, current.update_time, current.etag = who.user, now, model.new_etag()
+            sealed = await depot.keys.seal(tx, current.customer, current.system_number, current.entry_id, secret)
+            values.update(key_version=sealed.key_version, wrapped_data_key=sealed.wrapped_data_key,
+                          secret_ciphertext=sealed.ciphertext, unreadable=False)
+        values.update(updater=who.user, update_time=now, etag=model.new_etag())
+        await tx.update_entry(current, values)
         event = dict(system=access.system_name(current), logon_data=access.name_of(current), incident=incident)
         if plain:
-            await audit.append(session, current.customer, audit.Event(
+            await audit.append(tx, depot.sealer, current.customer, audit.Event(
                 audit.UPDATE, who.user, detail="changed " + ", ".join(sorted(plain)), **event), now)
         if overwrite:
-            await audit.append(session, current.customer, audit.Event(
+            await audit.append(tx, depot.sealer, current.customer, audit.Event(
                 audit.SECRET_OVERWRITE, who.user, detail="secret overwritten", **event), now)
         return current
 
@@ -174,25 +153,25 @@ async def delete(depot: Depot, parts: dict[str, str], etag: str) -> None:
     _check_etag(row, etag)
     now = depot.clock.now()
 
-    async def work(session: AsyncSession) -> None:
-        current = await _current(session, depot, row, parts, etag)
-        await session.delete(current)
-        await audit.append(session, current.customer, audit.Event(
+    async def work(tx: EngineTx) -> None:
+        current = await _current(tx, depot, row, parts, etag)
+        await tx.delete_entry(current)
+        await audit.append(tx, depot.sealer, current.customer, audit.Event(
             audit.DELETE, who.user, system=access.system_name(current), logon_data=access.name_of(current),
             incident=incident, detail=f"deleted {current.kind} entry"), now)
 
     await depot.store.write(work)
 
 
-def _check_etag(row: EntryRow, etag: str) -> None:
+def _check_etag(row: Entry, etag: str) -> None:
     if etag and etag != row.etag:
         raise EtagMismatch(f"etag {etag!r} is stale: logon data {access.name_of(row)} changed since you read it; "
                            "read it again and retry")
 
 
-async def _current(session: AsyncSession, depot: Depot, row: EntryRow, parts: dict[str, str], etag: str) -> EntryRow:
+async def _current(tx: EngineTx, depot: Depot, row: Entry, parts: dict[str, str], etag: str) -> Entry:
     """The entry again, inside the writing transaction: still there, unexpired, and the etag still matches."""
-    current = await session.get(EntryRow, row.pk, with_for_update=True)
+    current = await tx.entry(row.pk, lock=True)
     if current is None or model.is_expired(as_utc(current.expire_time), depot.clock.now()):
         raise access.not_found(parts)
     _check_etag(current, etag)

@@ -1,23 +1,18 @@
-"""The depot's key hierarchy around the barrier: the master key, the ring stored in the database, and sealing
-and opening entries' secrets. The only module that calls the barrier; plaintext keys never leave it."""
+"""The depot's ring keys: stored wrapped in the database, opened by the barrier, and what the depot does with
+them - seal and open entries' secrets, count every encryption against the usage limit, rotate. Every key
+operation is a barrier call; no key is seen here."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
-
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot import barrier
 from services.depot.model import SECRET_FIELD
 from services.depot.settings import DepotSettings
-from services.depot.store import Store
-from services.kit.localsqlite import FALLBACK
-from services.depot.tables import EntryRow, RingKeyRow
+from services.depot.store import EngineTx, Entry, Store, Tx
+from services.depot.tables import RingKeyRow
 from services.kit.errors import Conflict, KeyUnavailable
 
 logger = logging.getLogger(__name__)
@@ -25,6 +20,7 @@ T = TypeVar("T")
 SEAL_ATTEMPTS = 20  # a write that met a worn key rotates it and runs again; concurrent writers may meet several
 
 ACTIVE, DECRYPT_ONLY, RETIRED = "ACTIVE", "DECRYPT_ONLY", "RETIRED"
+Sealed = barrier.Sealed
 
 
 class SecretUnreadable(Exception):
@@ -38,15 +34,6 @@ class KeyWorn(Exception):
     def __init__(self, version: int) -> None:
         super().__init__(f"ring key version {version} reached its usage limit")
         self.version = version
-
-
-@dataclass(frozen=True)
-class Sealed:
-    """An entry's secret as stored: ciphertext, its data key wrapped by ring key `key_version`."""
-
-    key_version: int
-    wrapped_data_key: bytes
-    ciphertext: bytes
 
 
 @dataclass(frozen=True)
@@ -64,193 +51,124 @@ def entry_context(customer: str, system: str, entry_id: str) -> barrier.EntryCon
                                 system=f"customers/{customer}/systems/{system}")
 
 
-def load_master_key(settings: DepotSettings) -> barrier.MasterKey:
-    """The master key from its file; in dev a missing one is generated (loudly), production never does."""
-    try:
-        key = barrier.load_master_key(settings.master_key_file, profile=settings.profile,
-                                      create_if_missing=settings.profile == barrier.PROFILE_DEV)
-    except barrier.MasterKeyError as exc:
-        raise SystemExit(f"depot: refusing to start, no usable master key, so no secret can be served: {exc}") \
-            from None
-    if key.generated:
-        warning = (f"GENERATED A DEV MASTER KEY (id {key.key_id}) in {settings.master_key_file}: every secret in the "
-                   "depot depends on this file. Fine on a laptop; never in production (RS_PROFILE=production "
-                   "refuses it) - mount a real master key and set RS_DEPOT_MASTER_KEY_FILE.")
-        logger.warning(warning)
-        print(f"WARNING depot: {warning}", file=sys.stderr, flush=True)
-    elif key.is_dev:
-        logger.warning("the depot runs with a DEV master key (id %s); production refuses it", key.key_id)
-    return key
+def _sealed(row: Entry) -> barrier.Sealed:
+    return barrier.Sealed(row.key_version, row.wrapped_data_key, row.secret_ciphertext)
 
 
 class KeyService:
-    """The ring keys (wrapped in the database, unwrapped in memory on use) and what is done with them."""
+    """The ring (wrapped keys from the database, opened in memory by the barrier) and the usage limit."""
 
     def __init__(self, master: barrier.MasterKey, settings: DepotSettings) -> None:
-        self.master = master
+        self.master_key_id = master.key_id
         self.settings = settings
-        self.ring = barrier.KeyRing(master, usage_limit=settings.key_usage_limit)
-
-    @property
-    def master_key_id(self) -> str:
-        return self.master.key_id
+        self.ring = barrier.KeyRing(master)
 
     async def load(self, store: Store, now: dt.datetime) -> None:
         """At start: read the ring (creating version 1 on first start) and prove the master key opens every
         ring key, else refuse to start."""
-        async with store.read() as session:
-            rows = list((await session.execute(select(RingKeyRow).order_by(RingKeyRow.version))).scalars())
-        if not rows:
+        async with store.read() as tx:
+            stored = await tx.ring_keys_above(0)
+        if not stored:
             try:
                 await self.rotate(store, now)
             except Conflict:  # another process created version 1 at the same moment
                 pass
-            async with store.read() as session:
-                rows = list((await session.execute(select(RingKeyRow).order_by(RingKeyRow.version))).scalars())
-        for row in rows:
+            async with store.read() as tx:
+                stored = await tx.ring_keys_above(0)
+        for version, wrapped in stored:
             try:
-                self.ring.add(row.version, row.wrapped_key)
+                self.ring.add(version, wrapped)
             except barrier.BarrierError:
                 raise SystemExit(
-                    f"depot: refusing to start: the master key (id {self.master.key_id}) cannot open ring key "
-                    f"version {row.version} stored in the database; start with the master key the ring was "
+                    f"depot: refusing to start: the master key (id {self.master_key_id}) cannot open ring key "
+                    f"version {version} stored in the database; start with the master key the ring was "
                     "created with") from None
 
-    async def _add_missing(self, session: AsyncSession, above: int) -> None:
-        """Ring keys another process added since we last looked."""
-        rows = (await session.execute(select(RingKeyRow).where(RingKeyRow.version > above)
-                                      .order_by(RingKeyRow.version))).scalars()
-        for row in rows:
-            self.ring.add(row.version, row.wrapped_key)
-
-    async def active_version(self, session: AsyncSession) -> int:
-        newest = (await session.execute(select(func.max(RingKeyRow.version)))).scalar() or 0
+    async def active_version(self, tx: Tx) -> int:
+        """The newest ring key, loaded from the database if another process added it."""
+        newest = await tx.newest_ring_version()
         known = self.ring.current_version if len(self.ring) else 0
         if newest > known:
-            await self._add_missing(session, known)
+            for version, wrapped in await tx.ring_keys_above(known):
+                self.ring.add(version, wrapped)
         return self.ring.current_version
 
-    async def seal(self, session: AsyncSession, customer: str, system: str, entry_id: str, secret: str) -> Sealed:
+    async def seal(self, tx: Tx, customer: str, system: str, entry_id: str, secret: str) -> Sealed:
         """Encrypt a secret under a fresh data key wrapped by the active ring key, in the caller's transaction,
-        which also claims the encryption against the key's usage limit (KeyWorn when the key is worn: run the
+        which first claims the encryption against the key's usage limit (KeyWorn when the key is worn: run the
         write through write_sealing, which rotates and runs it again)."""
-        version = await self.active_version(session)
-        await self._claim(session, version, 1)
-        return self.seal_claimed(version, customer, system, entry_id, secret)
-
-    def seal_claimed(self, version: int, customer: str, system: str, entry_id: str, secret: str) -> Sealed:
-        """The encryption `seal` makes, once the caller's transaction has claimed it against ring key `version`
-        (which must be loaded)."""
-        ctx = entry_context(customer, system, entry_id)
-        data_key = barrier.new_data_key()
-        return Sealed(version, barrier.wrap_data_key(self.ring, version, data_key, ctx),
-                      barrier.encrypt_field(data_key, ctx, SECRET_FIELD, version, secret))
-
-    async def _claim(self, session: AsyncSession, version: int, encryptions: int) -> None:
-        """Count `encryptions` under ring key `version` only if that keeps it within the usage limit. One
-        conditional UPDATE: on PostgreSQL its row lock orders concurrent writers of every process, and each
-        re-reads the count it is checked against, so no key is used past the limit; SQLite has one writer."""
-        claimed = await session.execute(
-            update(RingKeyRow).where(RingKeyRow.version == version,
-                                     RingKeyRow.encryptions + encryptions <= self.settings.key_usage_limit)
-            .values(encryptions=RingKeyRow.encryptions + encryptions))
-        if claimed.rowcount != 1:
+        version = await self.active_version(tx)
+        if not await tx.claim(version, 1, self.settings.key_usage_limit):
             raise KeyWorn(version)
+        return barrier.seal_secret(self.ring, version, entry_context(customer, system, entry_id), SECRET_FIELD,
+                                   secret)
 
-    async def write_sealing(self, store: Store, now: Callable[[], dt.datetime],
-                            work: Callable[[AsyncSession], Awaitable[T]],
-                            local: Callable[[], T | object] | None = None) -> T:
-        """Run a write that seals secrets; when it meets a worn ring key, rotate that key (once, whoever is
-        first) and run the write again. `local`, if given, is the same write on the store's local SQLite
-        connection (services.depot.local), tried first; FALLBACK from it runs `work` on the engine."""
+    async def open(self, tx: Tx, row: Entry) -> str:
+        """The plaintext secret of an entry; SecretUnreadable if anything about it fails authentication."""
+        await self._ensure(tx, row.key_version)
+        try:
+            return barrier.open_secret(self.ring, entry_context(row.customer, row.system_number, row.entry_id),
+                                       SECRET_FIELD, _sealed(row))
+        except barrier.BarrierError:
+            raise SecretUnreadable("the stored secret failed authentication") from None
+
+    async def reseal(self, tx: Tx, row: Entry, to_version: int) -> Sealed:
+        """Move an entry to ring key `to_version` (loaded): its data key re-wrapped, its secret re-encrypted with
+        the new version bound in (both authenticate on the way, so damage is found here). The caller claims the
+        encryptions."""
+        await self._ensure(tx, row.key_version)
+        try:
+            return barrier.reseal_secret(self.ring, entry_context(row.customer, row.system_number, row.entry_id),
+                                         SECRET_FIELD, _sealed(row), to_version)
+        except barrier.DecryptionFailed:
+            raise SecretUnreadable("the stored secret failed authentication") from None
+
+    async def _ensure(self, tx: Tx, version: int) -> None:
+        """Ring key `version` in memory (SecretUnreadable if it does not exist or does not open)."""
+        if version in self.ring:
+            return
+        wrapped = await tx.ring_key(version) if version >= 1 else None
+        if wrapped is None:
+            raise SecretUnreadable(f"ring key version {version} does not exist")
+        try:
+            self.ring.add(version, wrapped)
+        except barrier.BarrierError:
+            raise SecretUnreadable(f"ring key version {version} does not open") from None
+
+    async def write_sealing(self, store: Store, now: Callable[[], dt.datetime], work: Callable[[Tx], Awaitable[T]],
+                            *, local: bool = False) -> T:
+        """Run a write that encrypts under the active ring key; when it meets a worn key, rotate that key (once,
+        whoever is first) and run the write again. `local`: as Store.write."""
         for _ in range(SEAL_ATTEMPTS):
             try:
-                if local is not None:
-                    done = await store.write_local(local)
-                    if done is not FALLBACK:
-                        return done  # type: ignore[return-value]
-                return await store.write(work)
+                return await store.write(work, local=local)
             except KeyWorn as worn:
                 await self.rotate_worn(store, now(), worn.version)
         raise KeyUnavailable("the ring key was worn out by concurrent writes faster than it could be rotated; "
                              "try again")
 
-    async def open(self, session: AsyncSession, row: EntryRow) -> str:
-        """The plaintext secret of an entry; SecretUnreadable if anything about it fails authentication."""
-        try:
-            await self._ensure(session, row.key_version)
-        except barrier.BarrierError:
-            raise SecretUnreadable("the stored secret failed authentication") from None
-        return self.open_loaded(row)
-
-    def has_loaded(self, version: int) -> bool:
-        """Whether ring key `version` is in memory (open_loaded needs no database read for it)."""
-        return version in self.ring.versions()
-
-    def open_loaded(self, row: EntryRow) -> str:
-        """`open` for an entry whose ring key is already loaded (see has_loaded)."""
-        try:
-            ctx = entry_context(row.customer, row.system_number, row.entry_id)
-            data_key = barrier.unwrap_data_key(self.ring, row.key_version, row.wrapped_data_key, ctx)
-            return barrier.decrypt_field(data_key, ctx, SECRET_FIELD, row.key_version, row.secret_ciphertext)
-        except barrier.BarrierError:
-            raise SecretUnreadable("the stored secret failed authentication") from None
-
-    async def reseal(self, session: AsyncSession, row: EntryRow, to_version: int) -> Sealed:
-        """Move an entry to ring key `to_version`: its data key re-wrapped, its secret re-encrypted with the
-        new version bound in (both authenticate on the way, so damage is found here)."""
-        try:
-            await self._ensure(session, row.key_version)
-            ctx = entry_context(row.customer, row.system_number, row.entry_id)
-            data_key = barrier.unwrap_data_key(self.ring, row.key_version, row.wrapped_data_key, ctx)
-            secret = barrier.decrypt_field(data_key, ctx, SECRET_FIELD, row.key_version, row.secret_ciphertext)
-            return Sealed(to_version, barrier.wrap_data_key(self.ring, to_version, data_key, ctx),
-                          barrier.encrypt_field(data_key, ctx, SECRET_FIELD, to_version, secret))
-        except barrier.DecryptionFailed:
-            raise SecretUnreadable("the stored secret failed authentication") from None
-
-    async def count(self, session: AsyncSession, version: int, encryptions: int) -> None:
-        """Record encryptions made under ring key `version` (its usage limit and GetKeyStatus read them)."""
-        await session.execute(update(RingKeyRow).where(RingKeyRow.version == version)
-                              .values(encryptions=RingKeyRow.encryptions + encryptions))
-
-    async def _ensure(self, session: AsyncSession, version: int) -> None:
-        if version in self.ring.versions():
-            return
-        row = await session.get(RingKeyRow, version)
-        if row is None:
-            raise SecretUnreadable(f"ring key version {version} does not exist")
-        self.ring.add(row.version, row.wrapped_key)
-
     async def rotate(self, store: Store, now: dt.datetime) -> RingKeyRow:
-        """Add the next ring key; it becomes active. Stored first, used after."""
+        """Add the next ring key, as requested (RotateKey, first start); it becomes active, and re-wrapping moves
+        every entry off the older keys. Stored first, used after."""
         row = await self._rotate(store, now, None)
         assert row is not None
         return row
 
     async def _rotate(self, store: Store, now: dt.datetime, replacing: int | None) -> RingKeyRow | None:
-        """Add the next ring key; with `replacing`, only while that version is still the active one (None if
-        another writer rotated it meanwhile)."""
+        """Add the next ring key; with `replacing` (a worn key), only while that version is still the active one
+        (None if another writer rotated it meanwhile)."""
 
-        async def add(session: AsyncSession) -> tuple[RingKeyRow, bytes] | None:
-            active = await self.active_version(session) if len(self.ring) else 0
+        async def add(tx: EngineTx) -> RingKeyRow | None:
+            active = await self.active_version(tx) if len(self.ring) else 0
             if replacing is not None and active != replacing:
                 return None
-            version = active + 1
-            wrapped = self.ring.new_ring_key(version)
-            row = RingKeyRow(version=version, wrapped_key=wrapped, create_time=now, encryptions=0)
-            session.add(row)
-            await session.flush()
-            return row, wrapped
+            return await tx.add_ring_key(active + 1, self.ring.new_ring_key(active + 1), now,
+                                         requested=replacing is None)
 
-        try:
-            added = await store.write(add)
-        except IntegrityError:
-            raise Conflict("another key rotation happened at the same moment; read the key status") from None
-        if added is None:
+        row = await store.write(add)
+        if row is None:
             return None
-        row, wrapped = added
-        self.ring.add(row.version, wrapped)
+        self.ring.add(row.version, row.wrapped_key)
         logger.info("ring key version %d added and active", row.version)
         return row
 
@@ -266,11 +184,10 @@ class KeyService:
 
     async def status(self, store: Store) -> tuple[list[KeyStatus], int]:
         """Every ring key with the entries it still protects, and the active version."""
-        async with store.read() as session:
-            active = await self.active_version(session)
-            rows = list((await session.execute(select(RingKeyRow).order_by(RingKeyRow.version))).scalars())
-            counts = dict((await session.execute(
-                select(EntryRow.key_version, func.count()).group_by(EntryRow.key_version))).all())
+        async with store.read() as tx:
+            active = await self.active_version(tx)
+            rows = await tx.ring_rows()
+            counts = await tx.entry_counts_by_version()
         out = []
         for row in rows:
             entries = counts.get(row.version, 0)

@@ -2,13 +2,10 @@
 onto the active ring key after a rotation. Each pass is one bounded transaction; both are idempotent."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.depot import access, audit
-from services.depot.context import Depot
-from services.depot.keyring import SecretUnreadable
-from services.depot.tables import EntryRow
+from services.depot.deps import Depot
+from services.depot.keyring import KeyWorn, SecretUnreadable
+from services.depot.store import EngineTx
 from services.kit.errors import DataLoss
 
 SWEEP_BATCH = 500
@@ -29,14 +26,8 @@ async def sweep_once(depot: Depot) -> int:
     purged = 0
     stopped: set[str] = set()  # customers whose log refused the sweep's events in this pass
 
-    async def work(session: AsyncSession, now) -> tuple[int, int]:
-        query = (select(EntryRow.pk, EntryRow.entry_id, EntryRow.customer, EntryRow.system_number,
-                        EntryRow.restricted_incident, EntryRow.expiry_logged, EntryRow.expire_time)
-                 .where(EntryRow.expire_time <= now))
-        if stopped:
-            query = query.where(EntryRow.customer.not_in(stopped))
-        rows = (await session.execute(query.order_by(EntryRow.expire_time, EntryRow.pk)
-                                      .limit(SWEEP_BATCH).with_for_update(skip_locked=True))).all()
+    async def work(tx: EngineTx, now) -> tuple[int, int]:
+        rows = await tx.expired_entries(now, stopped, SWEEP_BATCH)
         by_customer: dict[str, list[audit.Event]] = {}
         for row in rows:
             events = by_customer.setdefault(row.customer, [])
@@ -45,52 +36,60 @@ async def sweep_once(depot: Depot) -> int:
             events.append(purge_event(row))
         for customer, events in by_customer.items():
             try:
-                await audit.append_many(session, customer, events, now)
+                await audit.append_many(tx, depot.sealer, customer, events, now)
             except DataLoss:  # refused before anything of this customer's was written
                 stopped.add(customer)
         doomed = [row.pk for row in rows if row.customer not in stopped]
         if doomed:
-            await session.execute(delete(EntryRow).where(EntryRow.pk.in_(doomed))
-                                  .execution_options(synchronize_session=False))
+            await tx.delete_entries(doomed)
         return len(rows), len(doomed)
 
     while True:
         now = depot.clock.now()
-        found, deleted = await depot.store.write(lambda session: work(session, now))
+        found, deleted = await depot.store.write(lambda tx: work(tx, now))
         purged += deleted
         if found < SWEEP_BATCH:
             return purged
 
 
 async def rewrap_once(depot: Depot) -> int:
-    """Move up to one batch of entries from older ring keys to the active one. An entry whose ciphertext fails
-    authentication stays where it is, is marked unreadable and logged (DECRYPT_FAILED). Returns how many entries
-    were handled (0: nothing left to do)."""
+    """Move up to one batch of entries onto the active ring key, from the keys older than the newest one a
+    rotation was requested for (keys the depot added at the usage limit continue that rotation: their entries
+    stay). The moves' encryptions are claimed against the active key's usage limit like any write's: only as
+    many entries move as it has room for, and a worn key is rotated first. An entry whose ciphertext fails
+    authentication stays where it is, is marked unreadable and logged (DECRYPT_FAILED). Returns how many
+    entries were handled (0: nothing left to do)."""
     now = depot.clock.now()
+    limit = depot.settings.key_usage_limit
 
-    async def work(session: AsyncSession) -> int:
-        active = await depot.keys.active_version(session)
-        rows = list((await session.execute(
-            select(EntryRow).where(EntryRow.key_version < active, EntryRow.unreadable.is_(False))
-            .order_by(EntryRow.pk).limit(depot.settings.rewrap_batch)
-            .with_for_update(skip_locked=True))).scalars())
-        moved = 0
+    async def work(tx: EngineTx) -> int:
+        active = await depot.keys.active_version(tx)
+        rows = await tx.entries_to_move(await tx.rewrap_floor(), depot.settings.rewrap_batch)
+        if not rows:
+            return 0
+        room = await tx.ring_room(active, limit)
+        if not room:
+            raise KeyWorn(active)
+        handled = moved = 0
         for row in rows:
+            if moved == room:
+                break
+            handled += 1
             try:
-                sealed = await depot.keys.reseal(session, row, active)
+                sealed = await depot.keys.reseal(tx, row, active)
             except SecretUnreadable:
-                row.unreadable = True
-                await audit.append(session, row.customer, audit.Event(
+                await tx.update_entry(row, {"unreadable": True})
+                await audit.append(tx, depot.sealer, row.customer, audit.Event(
                     audit.DECRYPT_FAILED, audit.DEPOT_ACTOR, audit.FAILED, system=access.system_name(row),
                     logon_data=access.name_of(row),
                     detail=f"key rotation: the stored secret failed authentication; it stays on ring key "
                            f"version {row.key_version} until it is overwritten"), now)
                 continue
-            row.key_version, row.wrapped_data_key, row.secret_ciphertext = (
-                sealed.key_version, sealed.wrapped_data_key, sealed.ciphertext)
+            await tx.update_entry(row, {"key_version": sealed.key_version, "wrapped_data_key": sealed.wrapped_data_key,
+                                        "secret_ciphertext": sealed.ciphertext})
             moved += 1
-        if moved:
-            await depot.keys.count(session, active, moved)
-        return len(rows)
+        if moved and not await tx.claim(active, moved, limit):
+            raise KeyWorn(active)  # cannot be: the room was read under the key's row lock
+        return handled
 
-    return await depot.store.write(work)
+    return await depot.keys.write_sealing(depot.store, depot.clock.now, work)

@@ -20,13 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from services.depot import barrier
+from services.depot.masterkeyfile import load_master_key
 from services.depot.settings import DepotSettings
-from services.depot.tables import LogHeadRow, RingKeyRow
+from services.depot.store import OfflineTx, offline_transaction
 from services.kit.config import ServiceConfig
-from services.kit.db import sync_url
 
 
 @dataclass(frozen=True)
@@ -38,74 +36,53 @@ class Rewrapped:
 
 
 def rewrap(database_url: str, current: barrier.MasterKey, new: barrier.MasterKey) -> Rewrapped:
-    """Every ring key of the database re-wrapped from `current` to `new`, in one transaction."""
+    """Every ring key of the database re-wrapped from `current` to `new`, and every log head sealed by `current`
+    sealed anew by `new`, in one transaction."""
     if current.key_id == new.key_id:
         raise SystemExit("the new master key is the current one: nothing to do")
-    ring = RingKeyRow.__table__
-    engine = sa.create_engine(sync_url(database_url))
-    try:
-        with engine.begin() as conn:
-            try:
-                rows = conn.execute(sa.select(ring.c.version, ring.c.wrapped_key).order_by(ring.c.version)
-                                    .with_for_update()).all()
-            except sa.exc.DBAPIError:
-                raise SystemExit(f"no depot database at {engine.url.render_as_string(hide_password=True)} "
-                                 "(start the depot once first)") from None
-            if not rows:
-                raise SystemExit("the depot's database holds no ring key yet (start the depot once first)")
-            moved, already = [], []
-            for version, blob in rows:
+    with offline_transaction(database_url) as tx:
+        stored = tx.ring_keys()
+        if stored is None:
+            raise SystemExit(f"no depot database at {tx.where} (start the depot once first)")
+        if not stored:
+            raise SystemExit("the depot's database holds no ring key yet (start the depot once first)")
+        moved, already = [], []
+        for version, blob in stored:
+            if barrier.opens_ring_key(current, version, blob):
                 try:
-                    ring_key = barrier.unwrap_ring_key(current, version, blob)
+                    tx.set_wrapped_key(version, barrier.rewrap_ring_key(current, new, version, blob))
                 except barrier.BarrierError:
-                    if _opens(new, version, blob):
-                        already.append(version)
-                        continue
-                    raise SystemExit(f"ring key version {version} opens with neither the current master key "
-                                     f"(id {current.key_id}) nor the new one (id {new.key_id}); nothing was "
+                    raise SystemExit(f"ring key version {version} did not survive re-wrapping; nothing was "
                                      "changed") from None
-                wrapped = barrier.wrap_ring_key(new, version, ring_key)
-                if barrier.unwrap_ring_key(new, version, wrapped) != ring_key:  # never store what cannot be opened
-                    raise SystemExit(f"ring key version {version} did not survive re-wrapping; nothing was changed")
-                conn.execute(sa.update(ring).where(ring.c.version == version).values(wrapped_key=wrapped))
                 moved.append(version)
-            resealed, unsealed = _reseal(conn, barrier.LogSealer(current), barrier.LogSealer(new))
-    finally:
-        engine.dispose()
+            elif barrier.opens_ring_key(new, version, blob):
+                already.append(version)
+            else:
+                raise SystemExit(f"ring key version {version} opens with neither the current master key "
+                                 f"(id {current.key_id}) nor the new one (id {new.key_id}); nothing was changed")
+        resealed, unsealed = _reseal(tx, barrier.LogSealer(current), barrier.LogSealer(new))
     return Rewrapped(moved, already, resealed, unsealed)
 
 
-def _reseal(conn, current: barrier.LogSealer, new: barrier.LogSealer) -> tuple[int, tuple[str, ...]]:
+def _reseal(tx: OfflineTx, current: barrier.LogSealer, new: barrier.LogSealer) -> tuple[int, tuple[str, ...]]:
     """Every log head the current key's seal confirms, sealed under the new key (in the caller's transaction)."""
-    heads = LogHeadRow.__table__
-    resealed, unsealed = 0, []
-    try:
-        stored = conn.execute(sa.select(heads.c.customer, heads.c.last_sequence, heads.c.last_hash, heads.c.seal)
-                              .order_by(heads.c.customer).with_for_update()).all()
-    except sa.exc.DBAPIError:
+    heads = tx.log_heads()
+    if heads is None:
         raise SystemExit("the depot's database predates sealed log heads: start the depot once with this version "
-                         "first (it seals them); nothing was changed") from None
-    for customer, sequence, last_hash, seal in stored:
+                         "first (it seals them); nothing was changed")
+    resealed, unsealed = 0, []
+    for customer, sequence, last_hash, seal in heads:
         if current.verifies(customer, sequence, last_hash, seal):
-            conn.execute(sa.update(heads).where(heads.c.customer == customer)
-                         .values(seal=new.seal(customer, sequence, last_hash)))
+            tx.set_seal(customer, new.seal(customer, sequence, last_hash))
             resealed += 1
         elif not new.verifies(customer, sequence, last_hash, seal):
             unsealed.append(customer)
     return resealed, tuple(unsealed)
 
 
-def _opens(master: barrier.MasterKey, version: int, blob: bytes) -> bool:
-    try:
-        barrier.unwrap_ring_key(master, version, blob)
-    except barrier.BarrierError:
-        return False
-    return True
-
-
 def _load(path: Path, profile: str, what: str) -> barrier.MasterKey:
     try:
-        return barrier.load_master_key(path, profile=profile, create_if_missing=False)
+        return load_master_key(path, profile=profile, create_if_missing=False)
     except barrier.MasterKeyError as exc:
         raise SystemExit(f"the {what} master key cannot be used: {exc}") from None
 

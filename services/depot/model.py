@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from services.connections import catalog
 from services.kit import names
 from services.kit.errors import InvalidArgument
 from services.kit.validate import Violations
@@ -54,12 +53,14 @@ class EntryFields:
 
 @dataclass(frozen=True)
 class Limits:
-    """What a check of fields compares against: the entry's place and the clock."""
+    """What a check of fields compares against: the entry's place, the clock, and the connection types the
+    connections service confirmed (the depot holds no catalog)."""
 
     customer: str  # customer number
     system: str  # system number
     now: dt.datetime
     max_expiry: dt.timedelta
+    connection_types: frozenset[str]  # codes of the catalog among those the fields name
 
 
 def new_entry_id() -> str:
@@ -88,6 +89,21 @@ def check_fields(v: Violations, fields: EntryFields, paths: Iterable[str], kind:
 def field_problem(path: str, value, kind: str | None, limits: Limits) -> str | None:
     """The problem of one field's value, or None."""
     return _CHECKS[path](value, kind, limits)
+
+
+def kind_problem(kind: str) -> str | None:
+    """`kind` is a kind's name, "" when unspecified, or the unknown number as text."""
+    if not kind:
+        return f"is required (one of {', '.join(KINDS)})"
+    return None if kind in KINDS else f"has unknown value {kind}"
+
+
+def connection_type_code(value: str) -> str | None:
+    """The code of a well-formed connection type name ("connectionTypes/{code}"), else None."""
+    if not value:
+        return None
+    parts, problem = _name_problem("connection_type", value)
+    return None if problem else parts["code"]
 
 
 def secret_problem(secret: str) -> str | None:
@@ -159,13 +175,15 @@ def _name_problem(kind: str, value: str) -> tuple[dict[str, str] | None, str | N
         return None, err.violations[0][1]
 
 
-def _connection_type(value: str, _kind: str | None, _limits: Limits) -> str | None:
+def _connection_type(value: str, _kind: str | None, limits: Limits) -> str | None:
     if not value:
         return None
     parts, problem = _name_problem("connection_type", value)
     if problem:
         return problem
-    return None if catalog.by_code(parts["code"]) else f"names no connection type of the catalog ({parts['code']})"
+    if parts["code"] not in limits.connection_types:
+        return f"names no connection type of the catalog ({parts['code']})"
+    return None
 
 
 def _restricted_incident(value: str, _kind: str | None, limits: Limits) -> str | None:

@@ -6,25 +6,23 @@ the customer's log whoever asked - a colleague, an engineer outside the restrict
 user, the platform admin."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
-
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Callable
 
 from services.depot import access, audit, model
-from services.depot.context import Depot
+from services.depot.deps import Depot
 from services.depot.keyring import SecretUnreadable
-from services.depot.tables import EntryRow
+from services.depot.store import Entry, Tx
 from services.kit import auth
 from services.kit import permissions as P
 from services.kit.clock import as_utc
-from services.kit.errors import AuditUnavailable, DataLoss, InvalidArgument
-from services.kit.localsqlite import FALLBACK
+from services.kit.errors import DataLoss, InvalidArgument, NotFound
 
 
 @dataclass(frozen=True)
 class Revealed:
-    row: EntryRow
+    row: Entry
     secret: str
     log_event: str  # "customers/{c}/logEvents/{sequence}"
 
@@ -36,7 +34,7 @@ async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
     decrypts: if it cannot be committed, nothing is returned. A refusal is logged (REVEAL_DENIED) before it is
     sent; a ciphertext that fails authentication is logged (DECRYPT_FAILED) and is DATA_LOSS."""
     ctx = auth.current()
-    found = await _find(depot, parts)
+    found = await access.find(depot, parts)
     target = access.resource(found) if found else await access.system_resource(depot, parts)
     may_read, may_reveal = await ctx.decide_bulk([(P.LOGON_READ, target), (P.LOGON_REVEAL, target)])
     if problem := model.reason_problem(reason):  # after authentication, before anything is logged
@@ -58,56 +56,42 @@ async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
     may_reveal.raise_unless_allowed()
     now = depot.clock.now()
 
-    def event(current: EntryRow) -> audit.Event:
+    def event(current: Entry) -> audit.Event:
         return _event(current, who, incident, audit.REVEAL, audit.SUCCESS, _reason(reason))
 
-    async def work(session: AsyncSession) -> Revealed:
-        current = await session.get(EntryRow, row.pk)
-        if current is None or model.is_expired(as_utc(current.expire_time), now):
-            raise access.not_found(parts)
-        logged = await audit.append(session, current.customer, event(current), now)
-        secret = await depot.keys.open(session, current)
-        return Revealed(current, secret, f"customers/{current.customer}/logEvents/{logged.sequence}")
-
     try:
-        done = FALLBACK
-        local = depot.store.local
-        if local is not None and depot.keys.has_loaded(row.key_version):
-            done = await depot.store.write_local(lambda: local.reveal(
-                row.pk, now, event, depot.keys.open_loaded, lambda: access.not_found(parts)))
-        if done is FALLBACK:
-            return await depot.store.write(work)
-        current, secret, sequence = done
-        return Revealed(current, secret, f"customers/{current.customer}/logEvents/{sequence}")
+        return await depot.store.write(
+            lambda tx: logged_secret(tx, depot, row.pk, now, event, lambda: access.not_found(parts)), local=True)
     except SecretUnreadable:
         await _log(depot, row, who, incident, audit.DECRYPT_FAILED, audit.FAILED,
                    "the stored secret failed authentication (altered or moved ciphertext); nothing was revealed")
         raise DataLoss(f"the stored secret of {access.name_of(row)} failed authentication and was not revealed; "
                        "overwrite it with a new secret") from None
-    except DBAPIError:
-        raise AuditUnavailable("the reveal could not be logged, so nothing was revealed") from None
 
 
-async def _find(depot: Depot, parts: dict[str, str]) -> EntryRow | None:
-    """access.find, on the local connection when there is one."""
-    if depot.store.local is not None:
-        found = depot.store.local.find(parts)
-        if found is not FALLBACK:
-            return found
-    async with depot.store.read() as session:
-        return await access.find(session, parts)
+async def logged_secret(tx: Tx, depot: Depot, pk: int, now: dt.datetime, event: Callable[[Entry], audit.Event],
+                        missing: Callable[[], NotFound]) -> Revealed:
+    """In the caller's transaction: the entry again (`missing()` if it went or expired meanwhile), its event
+    appended to the customer's chain, its secret decrypted; the secret is returned only if the transaction
+    commits."""
+    current = await tx.entry(pk)
+    if current is None or model.is_expired(as_utc(current.expire_time), now):
+        raise missing()
+    logged = await audit.append(tx, depot.sealer, current.customer, event(current), now)
+    secret = await depot.keys.open(tx, current)
+    return Revealed(current, secret, f"customers/{current.customer}/logEvents/{logged.sequence}")
 
 
 def _reason(reason: str) -> str:
     return f"reason: {reason}" if reason else ""
 
 
-def _event(row: EntryRow, who: access.Caller, incident: str, action: str, outcome: str, detail: str) -> audit.Event:
+def _event(row: Entry, who: access.Caller, incident: str, action: str, outcome: str, detail: str) -> audit.Event:
     return audit.Event(action, who.user, outcome, system=access.system_name(row), logon_data=access.name_of(row),
                        incident=incident, detail=detail)
 
 
-async def _log(depot: Depot, row: EntryRow, who: access.Caller, incident: str, action: str, outcome: str,
+async def _log(depot: Depot, row: Entry, who: access.Caller, incident: str, action: str, outcome: str,
                detail: str) -> None:
-    await audit.record(depot.store, row.customer, _event(row, who, incident, action, outcome, detail),
+    await audit.record(depot.store, depot.sealer, row.customer, _event(row, who, incident, action, outcome, detail),
                        depot.clock.now())

@@ -9,17 +9,17 @@ from pathlib import Path
 import grpc
 
 from remotesupport.depot.v1 import depot_pb2_grpc
-from services.depot import maintenance
+from services.depot import maintenance, masterkeyfile
 from services.depot.barrier import LogSealer
-from services.depot.context import Depot
-from services.depot.keyring import KeyService, load_master_key
-from services.depot.remote import Connections
-from services.depot.servicer import SERVICE, DepotServicer, policies
+from services.depot.connections_client import Connections
+from services.depot.deps import Depot
+from services.depot.keyring import KeyService
+from services.depot.policies import SERVICE, build_policies
+from services.depot.servicer import DepotServicer
 from services.depot.settings import DepotSettings
-from services.depot.local import LocalDepot
 from services.depot.store import Store
 from services.kit import app, clients, metrics
-from services.kit.db import Database, migrate
+from services.kit.db import migrate
 from services.kit.server import ServerSpec
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -85,12 +85,11 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> Dep
     """Load the master key first (no key, no service), migrate, open the ring, wire the service."""
     settings = settings or DepotSettings.from_env(deps.config)
     settings.check()
-    master = load_master_key(settings)
+    master = masterkeyfile.load_at_start(settings.master_key_file, settings.profile)
     url = deps.config.database_url
     sealer = LogSealer(master)
     migrate(url, MIGRATIONS, {"log_sealer": sealer})
-    db = Database(url)
-    store = Store(db, sealer, LocalDepot.for_database(db, sealer))
+    store = Store.open(url)
     keys = KeyService(master, settings)
     try:
         await keys.load(store, deps.clock.now())
@@ -98,11 +97,11 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> Dep
         await store.close()
         raise
     channel = clients.channel(deps.config.connections_addr)
-    depot = Depot(store, keys, deps.clock, settings, Connections(channel, deps.config.call_deadline_s))
+    depot = Depot(store, keys, sealer, deps.clock, settings, Connections(channel, deps.config.call_deadline_s))
     wake = asyncio.Event()
     servicer = DepotServicer(depot, on_rotated=wake.set)
     spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),
-                      service_names=[SERVICE], policies=policies(depot))
+                      service_names=[SERVICE], policies=build_policies(depot))
     return DepotApp(spec, depot, channel, wake)
 
 

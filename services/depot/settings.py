@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.depot import barrier
+from services.depot.masterkeyfile import PROFILE_DEV, PROFILE_PRODUCTION
 from services.kit.config import ServiceConfig, env, env_float, env_int
 
 
@@ -14,7 +15,7 @@ class DepotSettings:
     """How the depot keeps keys, bounds expiry and runs its background work."""
 
     master_key_file: Path
-    profile: str = barrier.PROFILE_DEV
+    profile: str = PROFILE_DEV
     max_expiry: dt.timedelta = dt.timedelta(days=90)
     sweep_interval_s: float = 60.0
     rewrap_batch: int = 200
@@ -37,7 +38,7 @@ class DepotSettings:
 
     def check(self) -> None:
         """Refuse nonsense at start, with the variable to fix."""
-        if self.profile not in (barrier.PROFILE_DEV, barrier.PROFILE_PRODUCTION):
+        if self.profile not in (PROFILE_DEV, PROFILE_PRODUCTION):
             raise SystemExit(f"configuration error: RS_PROFILE must be 'dev' or 'production', got {self.profile!r}")
         if self.max_expiry < dt.timedelta(days=1):
             raise SystemExit("configuration error: RS_DEPOT_MAX_EXPIRY_DAYS must be at least 1")
@@ -45,5 +46,5 @@ class DepotSettings:
             raise SystemExit("configuration error: RS_DEPOT_SWEEP_INTERVAL_S must be positive")
         if self.rewrap_batch < 1:
             raise SystemExit("configuration error: RS_DEPOT_REWRAP_BATCH must be at least 1")
-        if not 1 <= self.key_usage_limit <= barrier.HARD_USAGE_LIMIT:
-            raise SystemExit(f"configuration error: RS_DEPOT_KEY_USAGE_LIMIT must be in 1..{barrier.HARD_USAGE_LIMIT}")
+        if not 1 <= self.key_usage_limit <= barrier.USAGE_BOUND:
+            raise SystemExit(f"configuration error: RS_DEPOT_KEY_USAGE_LIMIT must be in 1..{barrier.USAGE_BOUND}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, \
-    UniqueConstraint
+    UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.kit.db import make_base
@@ -47,13 +47,17 @@ class EntryRow(Base):
 
 
 class RingKeyRow(Base):
-    """A ring key, wrapped by the master key. The highest version is active."""
+    """A ring key, wrapped by the master key. The highest version is active. `encryptions` counts what was
+    encrypted under it (in the transaction that encrypts, never past the usage limit). `requested`: added by a
+    rotation someone asked for (RotateKey, or the first start), whose re-wrapping moves every entry off the
+    older keys; False for a key the depot added because the one before it reached its usage limit."""
 
     __tablename__ = "ring_keys"
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     encryptions: Mapped[int] = mapped_column(BigInteger, default=0)
+    requested: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class KnownSystemRow(Base):

@@ -5,12 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.depot import access, audit, model
-from services.depot.context import Depot
-from services.depot.tables import EntryRow, ViewMemberRow, ViewRow
+from services.depot.deps import Depot
+from services.depot.store import EngineTx
 from services.kit import names
 from services.kit.clock import as_utc
 from services.kit.errors import InvalidArgument
@@ -65,37 +62,22 @@ async def set_view(depot: Depot, parts: dict[str, str], entries: list[str]) -> V
     who = access.caller()
     now = depot.clock.now()
 
-    async def work(session: AsyncSession) -> View:
-        await _check_members(session, customer, system, ids, now)
-        view = (await session.execute(select(ViewRow).where(
-            ViewRow.customer == customer, ViewRow.system_number == system, ViewRow.incident == incident))).scalar()
-        if view is not None:
-            await session.execute(delete(ViewMemberRow).where(ViewMemberRow.view_pk == view.pk))
-            if not ids:
-                await session.delete(view)
-        if ids:
-            if view is None:
-                view = ViewRow(customer=customer, system_number=system, incident=incident)
-                session.add(view)
-            view.updater, view.update_time = who.user, now
-            await session.flush()
-            session.add_all(ViewMemberRow(view_pk=view.pk, entry_id=entry_id, position=i)
-                            for i, entry_id in enumerate(ids))
+    async def work(tx: EngineTx) -> View:
+        await _check_members(tx, customer, system, ids, now)
+        await tx.replace_view(customer, system, incident, ids, who.user, now)
         detail = ("visible system users: " + ", ".join(ids)) if ids else "restriction lifted: all system users visible"
-        await audit.append(session, customer, audit.Event(
+        await audit.append(tx, depot.sealer, customer, audit.Event(
             audit.RESTRICTED_VIEW_CHANGE, who.user, system=sysname, incident=incident, detail=detail), now)
         return View(view_name(parts), list(entries), who.user if ids else "", now if ids else None)
 
     return await depot.store.write(work)
 
 
-async def _check_members(session: AsyncSession, customer: str, system: str, ids: list[str],
-                         now: dt.datetime) -> None:
+async def _check_members(tx: EngineTx, customer: str, system: str, ids: list[str], now: dt.datetime) -> None:
     """Every member is an unexpired system user of the system (ids[i] is the request's logon_data[i])."""
     if not ids:
         return
-    rows = {row.entry_id: row for row in (await session.execute(select(EntryRow).where(
-        EntryRow.customer == customer, EntryRow.system_number == system, EntryRow.entry_id.in_(ids)))).scalars()}
+    rows = await tx.entries_with_ids(customer, system, ids)
     v = Violations()
     for i, entry_id in enumerate(ids):
         row = rows.get(entry_id)
@@ -110,13 +92,10 @@ async def _check_members(session: AsyncSession, customer: str, system: str, ids:
 
 async def get_view(depot: Depot, parts: dict[str, str]) -> View:
     incident = model.incident_name(parts["customer"], parts["incident"])
-    async with depot.store.read() as session:
-        view = (await session.execute(select(ViewRow).where(
-            ViewRow.customer == parts["customer"], ViewRow.system_number == parts["system"],
-            ViewRow.incident == incident))).scalar()
+    async with depot.store.read() as tx:
+        view = await tx.view(parts["customer"], parts["system"], incident)
         if view is None:
             return View(view_name(parts), [])
-        ids = (await session.execute(select(ViewMemberRow.entry_id).where(ViewMemberRow.view_pk == view.pk)
-                                     .order_by(ViewMemberRow.position))).scalars()
-        members = [model.entry_name(parts["customer"], parts["system"], entry_id) for entry_id in ids]
+        ids = await tx.view_members(view)
+    members = [model.entry_name(parts["customer"], parts["system"], entry_id) for entry_id in ids]
     return View(view_name(parts), members, view.updater, as_utc(view.update_time))

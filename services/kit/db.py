@@ -61,7 +61,11 @@ def _prepare_sqlite_file(url: str) -> None:
     if database and database != ":memory:" and not database.startswith("file:"):
         path = Path(database)
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        if not path.exists():  # never open an existing file: closing any descriptor of it would drop this
+            try:               # process's SQLite locks on it (POSIX record locks are per process)
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
         os.chmod(path, 0o600)
         for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if side.exists():

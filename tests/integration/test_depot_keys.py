@@ -12,6 +12,7 @@ import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from services.depot import barrier
+from services.depot.masterkeyfile import load_at_start, load_master_key
 from services.depot.settings import DepotSettings
 from tests.helpers import expect_error
 from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, restart_depot, sql, \
@@ -174,6 +175,32 @@ async def test_automatic_rotation_at_the_usage_limit(world):
     assert entry.key_version == active + 1
 
 
+async def test_rewrapping_never_takes_a_ring_key_past_its_usage_limit(world):
+    """More entries on the rotated-away key than the usage limit: the re-wrap moves only as many as the active key
+    has room for, rotates it when worn (as a write does) and goes on, so it finishes with every ring key within
+    the limit and every entry readable."""
+    depot = app(world.suite)
+    on_old = [await world.create("creator", secret=f"limited-{i}") for i in range(12)]
+    assert len({entry.key_version for entry in on_old}) == 1
+    rotated = (await world.depot.RotateKey(dp.RotateKeyRequest(), metadata=world.md("platform_admin"))).key.version
+    depot.settings.key_usage_limit = 5
+    try:
+        for _ in range(100):
+            if not await depot.rewrap_once():
+                break
+        else:
+            pytest.fail("re-wrapping never finished")
+        status = await key_status(world)
+    finally:
+        depot.settings.key_usage_limit = barrier.DEFAULT_USAGE_LIMIT
+    made = {v.version: v.encryptions for v in status.versions if v.version >= rotated}
+    assert len(made) >= 3 and max(made.values()) <= 5, made  # twelve entries need three keys of five
+    for i, entry in enumerate(on_old):
+        assert (await world.get("creator", entry.name)).key_version in made
+        assert (await world.reveal("creator", entry.name)).secret == f"limited-{i}"
+    assert await depot.rewrap_once() == 0  # the keys filled by the re-wrap keep their entries
+
+
 # --- the master key -----------------------------------------------------------------------------------------
 async def test_the_ring_survives_a_restart_with_the_same_master_key(world):
     entry = await world.create("creator", secret="survives")
@@ -197,7 +224,7 @@ async def start_refused(suite, **changes) -> str:
 
 async def test_start_is_refused_with_another_master_key(world, tmp_path):
     other = tmp_path / "other.key"
-    barrier.load_master_key(other, profile="dev", create_if_missing=True)
+    load_master_key(other, profile="dev", create_if_missing=True)
     message = await start_refused(world.suite, master_key_file=other)
     assert "cannot open ring key version 1" in message
 
@@ -213,13 +240,12 @@ async def test_production_refuses_the_dev_key_and_never_generates_one(world, tmp
 
 
 async def test_generating_the_dev_key_warns_loudly(tmp_path, caplog, capsys):
-    from services.depot.keyring import load_master_key
     settings = DepotSettings(master_key_file=tmp_path / "secrets" / "depot-master.key")
     with caplog.at_level(logging.WARNING):
-        key = load_master_key(settings)
+        key = load_at_start(settings.master_key_file, settings.profile)
     assert key.generated and "GENERATED A DEV MASTER KEY" in caplog.text
     assert "never in production" in capsys.readouterr().err
-    again = load_master_key(settings)
+    again = load_at_start(settings.master_key_file, settings.profile)
     assert not again.generated and again.key_id == key.key_id
 
 

@@ -1,7 +1,7 @@
-"""The depot's SQLite hot path (services.depot.local over services.kit.localsqlite): on a SQLite file the reveal
+"""The depot's SQLite hot path (the store's LocalTx over services.kit.localsqlite): on a SQLite file the reveal
 reads the entry on a query-only connection and appends its REVEAL event on a local writer, under the Store's
-write lock; on PostgreSQL, and whenever the local connection answers FALLBACK, the engine does the same work.
-Either way: the same secret, one REVEAL event, one unbroken chain."""
+write lock; on PostgreSQL, and whenever the local connection raises LocalUnavailable, the engine does the same
+work (the same unit of work, over EngineTx). Either way: the same secret, one REVEAL event, one unbroken chain."""
 from __future__ import annotations
 
 import asyncio
@@ -13,12 +13,12 @@ import grpc
 import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
-from services.depot import access, audit
-from services.depot.local import LocalDepot
+from services.depot import access, audit, masterkeyfile, reveal
+from services.depot.keyring import KeyService
+from services.depot.store import Store
 from services.kit import names
 from services.kit.errors import NotFound
 from services.kit import localsqlite
-from services.kit.localsqlite import FALLBACK
 from tests.helpers import expect_error
 from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, fresh_customer, sql, \
     world  # noqa: F401
@@ -39,16 +39,16 @@ def sqlite_only(world: World) -> None:
 
 @pytest.fixture
 def engine_writes(world, monkeypatch) -> list:
-    """Every unit of work the depot's Store runs through its engine (Store.write) during the test."""
+    """Every unit of work the depot's Store runs through its engine (Store.write_on_engine) during the test."""
     target = store(world)
-    original = target.write
+    original = target.write_on_engine
     calls: list = []
 
     async def counted(work):
         calls.append(work)
         return await original(work)
 
-    monkeypatch.setattr(target, "write", counted)
+    monkeypatch.setattr(target, "write_on_engine", counted)
     return calls
 
 
@@ -121,9 +121,9 @@ async def test_sqlite_reveals_on_the_local_writer_and_postgres_on_the_engine(wor
     entry = await w.create("creator", secret="local-secret")
     depot_store = store(world)
     if world.suite.backend == "sqlite":
-        assert isinstance(depot_store.local, LocalDepot)
-        depot_store.local.local.close()  # start from no writer connection at all
-        assert depot_store.local.local._writer is None
+        assert isinstance(depot_store.local, localsqlite.LocalSqlite)
+        depot_store.local.close()  # start from no writer connection at all
+        assert depot_store.local._writer is None
     else:
         assert depot_store.local is None
     engine_writes.clear()  # the create's
@@ -135,7 +135,7 @@ async def test_sqlite_reveals_on_the_local_writer_and_postgres_on_the_engine(wor
     assert revealed.log_event == event.name == f"customers/{w.customer}/logEvents/{event.sequence}"
     assert event.detail == "reason: first look" and event.actor == w.users["creator"]
     if world.suite.backend == "sqlite":
-        assert isinstance(depot_store.local.local._writer, sqlite3.Connection)
+        assert isinstance(depot_store.local._writer, sqlite3.Connection)
         assert engine_writes == []  # found, decided, logged and decrypted without the engine writing
     else:
         assert len(engine_writes) == 1
@@ -145,19 +145,19 @@ async def test_the_local_find_sees_an_entry_as_the_engine_does(world):
     sqlite_only(world)
     w = await fresh_customer(world)
     entry = await w.create("creator", secret="s", notes="side by side")
-    local = store(world).local
+    depot = app(world.suite).depot
     parts = names.parse("logon_data", entry.name, "name")
-    async with store(world).read() as session:
-        engine_row = await access.find(session, parts)
-    local_row = local.find(parts)
-    assert local_row is not FALLBACK and local_row is not None
+    async with store(world).read() as tx:
+        engine_row = await tx.entry_by_id(parts["logon_data"])
+    local_row = await access.find(depot, parts)  # on the local connection (a SQLite file)
+    assert local_row is not None and type(local_row) is not type(engine_row)
     for column in ("pk", "entry_id", "customer", "system_number", "user_name", "notes", "key_version", "etag",
                    "wrapped_data_key", "secret_ciphertext", "expiry_logged", "creator"):
         assert getattr(local_row, column) == getattr(engine_row, column), column
     assert local_row.expire_time.replace(tzinfo=None) == engine_row.expire_time.replace(tzinfo=None)
     other_system = names.parse("logon_data", entry.name.replace(w.system, f"{w.system}9"), "name")
-    assert local.find(other_system) is None  # the customer and system must match as well
-    assert local.find({**parts, "logon_data": "nosuchentry"}) is None
+    assert await access.find(depot, other_system) is None  # the customer and system must match as well
+    assert await access.find(depot, {**parts, "logon_data": "nosuchentry"}) is None
 
 
 # --- (b) local writes and engine writes make one chain --------------------------------------------------------
@@ -218,7 +218,7 @@ async def test_a_failing_local_writer_falls_back_to_the_engine_and_logs_the_reve
     monkeypatch.setattr(localsqlite, "PAUSE_S", 60.0)  # the pause outlasts this test however slow the machine
     w = await fresh_customer(world)
     entry = await w.create("creator", secret="fallback-secret")
-    local = store(world).local.local
+    local = store(world).local
     before = len(await reveals_of(w, entry.name))
     broken = BrokenWriter()
     local._writer = broken
@@ -250,7 +250,7 @@ async def test_a_local_writer_failing_mid_transaction_is_rolled_back_and_the_eng
     sqlite_only(world)
     w = await fresh_customer(world)
     entry = await w.create("creator", secret="mid-secret")
-    local = store(world).local.local
+    local = store(world).local
     local._resume_at = 0.0
     assert (await w.reveal("creator", entry.name)).secret == "mid-secret"  # opens a real writer
     assert isinstance(local._writer, sqlite3.Connection)
@@ -276,7 +276,8 @@ async def test_an_entry_gone_before_the_local_write_raises_not_found_and_writes_
     w = await fresh_customer(world)
     entry = await w.create("creator", secret="gone")
     depot_store = store(world)
-    depot_store.local.local._resume_at = 0.0
+    depot = app(world.suite).depot
+    depot_store.local._resume_at = 0.0
     missing_pk = sql(w.suite, "SELECT COALESCE(MAX(pk), 0) + 1000 FROM logon_data")[0][0]
     head, count = head_sequence(w), event_count(w)
     asked: list[str] = []
@@ -286,29 +287,28 @@ async def test_an_entry_gone_before_the_local_write_raises_not_found_and_writes_
         asked.append("event")
         return audit.Event(audit.REVEAL, w.users["creator"])
 
-    def open_fn(row):
-        asked.append("open")
-        return "never"
+    def reveal_of(pk, now):
+        return depot_store.write(lambda tx: reveal.logged_secret(tx, depot, pk, now, event_fn, lambda: gone),
+                                 local=True)
 
     now = w.suite.clock.now()
     with pytest.raises(NotFound) as raised:
-        await depot_store.write_local(lambda: depot_store.local.reveal(missing_pk, now, event_fn, open_fn,
-                                                                       lambda: gone))
+        await reveal_of(missing_pk, now)
     assert raised.value is gone
     assert asked == [] and (head_sequence(w), event_count(w)) == (head, count)
-    assert not depot_store.local.local._writer.in_transaction  # rolled back, and still usable
-    assert depot_store.local.local._resume_at == 0.0  # a NotFound is no failure of the connection
+    assert not depot_store.local._writer.in_transaction  # rolled back, and still usable
+    assert depot_store.local._resume_at == 0.0  # a NotFound is no failure of the connection
 
     # the same entry, expired by the time of the write: NOT_FOUND as well, nothing written
     pk = entry_pk(w, entry.name)
     later = entry.expire_time.ToDatetime(dt.timezone.utc)
     with pytest.raises(NotFound):
-        await depot_store.write_local(lambda: depot_store.local.reveal(pk, later, event_fn, open_fn, lambda: gone))
+        await reveal_of(pk, later)
     assert asked == [] and (head_sequence(w), event_count(w)) == (head, count)
 
     # and an existing, unexpired entry goes through the same call: event appended, secret opened
-    row, secret, sequence = await depot_store.write_local(lambda: depot_store.local.reveal(
-        pk, now, event_fn, app(world.suite).depot.keys.open_loaded, lambda: gone))
+    revealed = await reveal_of(pk, now)
+    row, secret, sequence = revealed.row, revealed.secret, int(revealed.log_event.rsplit("/", 1)[1])
     assert (secret, row.entry_id, sequence) == ("gone", entry_id(entry.name), head + 1)
     assert asked == ["event"] and head_sequence(w) == head + 1
     assert (await verify(w)).valid
@@ -376,23 +376,22 @@ async def test_a_worn_key_is_rotated_and_the_local_create_runs_again_on_the_new_
     assert [e.action for e in await w.events(logon_data=entry.name)][0] == A.LOG_ACTION_CREATE
 
 
-async def test_a_ring_key_this_process_has_not_loaded_sends_the_create_to_the_engine(world):
+async def test_a_ring_key_another_process_added_is_loaded_by_the_local_create(world, engine_writes):
     sqlite_only(world)
-    depot_store = store(world)
+    w = await fresh_customer(world)
+    depot = app(world.suite).depot
+    master = masterkeyfile.load_master_key(depot.settings.master_key_file, profile="dev", create_if_missing=False)
+    other_store = Store.open(world.suite.db_url["depot"])  # a second depot process on the same file
+    try:
+        other = KeyService(master, depot.settings)
+        await other.load(other_store, w.suite.clock.now())
+        added = await other.rotate(other_store, w.suite.clock.now())
+    finally:
+        await other_store.close()
+    assert added.version not in depot.keys.ring  # this process has not seen it
+    engine_writes.clear()
 
-    class StaleKeys:  # the database's newest ring key is not the one this process holds as active
-        class ring:
-            current_version = -1
+    entry = await w.create("creator", secret="on the new key")
 
-            def __len__(self) -> int:
-                return 1
-        ring = ring()
-
-    encryptions = sql(world.suite, "SELECT version, encryptions FROM ring_keys ORDER BY version")
-    entries = sql(world.suite, "SELECT COUNT(*) FROM logon_data")
-    done = await depot_store.write_local(lambda: depot_store.local.create(
-        StaleKeys(), 10, {}, "never-sealed", dt.datetime.now(dt.timezone.utc),
-        lambda row: pytest.fail("nothing may be logged")))
-    assert done is localsqlite.FALLBACK
-    assert sql(world.suite, "SELECT version, encryptions FROM ring_keys ORDER BY version") == encryptions
-    assert sql(world.suite, "SELECT COUNT(*) FROM logon_data") == entries
+    assert entry.key_version == added.version and engine_writes == []  # loaded and used on the local writer
+    assert (await w.reveal("creator", entry.name)).secret == "on the new key"

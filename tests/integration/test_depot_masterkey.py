@@ -15,6 +15,7 @@ import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from services.depot import barrier, masterkey
+from services.depot.masterkeyfile import load_master_key
 from services.depot.settings import DepotSettings
 from tests.integration.test_depot_world import World, fresh_customer, sql, world  # noqa: F401
 
@@ -63,7 +64,7 @@ async def test_the_master_key_is_replaced_and_every_secret_stays_readable(world,
         assert f"re-wrapped {len(before)} ring key(s)" in done.stdout
         heads = len(sql(world.suite, "SELECT customer FROM log_heads"))
         assert heads >= 1 and f"re-sealed {heads} log head(s)" in done.stdout and "left" not in done.stdout
-        new_key = barrier.load_master_key(new, profile="dev", create_if_missing=False)
+        new_key = load_master_key(new, profile="dev", create_if_missing=False)
         assert new_key.key_id in done.stdout and "rsmk1:" not in done.stdout + done.stderr  # no key material
         after = ring(world)
         assert after.keys() == before.keys() and all(after[v] != before[v] for v in before)
@@ -111,13 +112,13 @@ async def test_a_key_that_opens_nothing_or_the_same_key_changes_nothing(world, t
 async def test_rewrap_is_all_or_nothing_when_one_ring_key_opens_with_neither(world, tmp_path):
     """The one transaction: a ring key under a third key, after ones that could move, leaves all as they were."""
     settings = DepotSettings.from_env(world.suite.config("depot"))
-    current = barrier.load_master_key(settings.master_key_file, profile="dev", create_if_missing=False)
-    target = barrier.load_master_key(new_key_file(tmp_path / "t.key"), profile="dev", create_if_missing=False)
-    stranger = barrier.load_master_key(new_key_file(tmp_path / "s.key"), profile="dev", create_if_missing=False)
+    current = load_master_key(settings.master_key_file, profile="dev", create_if_missing=False)
+    target = load_master_key(new_key_file(tmp_path / "t.key"), profile="dev", create_if_missing=False)
+    stranger = load_master_key(new_key_file(tmp_path / "s.key"), profile="dev", create_if_missing=False)
     before = ring(world)
     newest = max(before)
     sql(world.suite, "UPDATE ring_keys SET wrapped_key = :blob WHERE version = :v",
-        blob=barrier.wrap_ring_key(stranger, newest, os.urandom(32)), v=newest)
+        blob=barrier.KeyRing(stranger).new_ring_key(newest), v=newest)
     try:
         with pytest.raises(SystemExit, match=f"ring key version {newest} opens with neither"):
             masterkey.rewrap(world.suite.db_url["depot"], current, target)
@@ -130,8 +131,8 @@ async def test_rewrap_is_all_or_nothing_when_one_ring_key_opens_with_neither(wor
 async def test_a_head_the_current_key_did_not_seal_is_left_unsealed(world, tmp_path):
     """Re-sealing never launders: a head changed outside the depot keeps failing VerifyLog under the new key."""
     settings = DepotSettings.from_env(world.suite.config("depot"))
-    current = barrier.load_master_key(settings.master_key_file, profile="dev", create_if_missing=False)
-    target = barrier.load_master_key(new_key_file(tmp_path / "t.key"), profile="dev", create_if_missing=False)
+    current = load_master_key(settings.master_key_file, profile="dev", create_if_missing=False)
+    target = load_master_key(new_key_file(tmp_path / "t.key"), profile="dev", create_if_missing=False)
     tampered = await fresh_customer(world)
     await tampered.create("creator", secret="sealed-before")
     sql(world.suite, "UPDATE log_heads SET seal = :s WHERE customer = :c", s="0" * 64, c=tampered.customer)

@@ -63,7 +63,7 @@ def test_the_start_that_upgrades_seals_every_stored_log_head(database):
                 "SELECT last_sequence, last_hash, seal FROM log_heads WHERE customer = '42'")).all()
             assert conn.execute(sa.text("SELECT count(*) FROM log_events")).scalar() == 2
         assert (sequence, stored_hash) == (2, last_hash) and sealer.verifies("42", 2, last_hash, seal)
-        assert revision(engine) == "0002"
+        assert revision(engine) == "0003"
     finally:
         engine.dispose()
 
@@ -84,6 +84,26 @@ def test_a_new_database_needs_no_key(database):
     migrate(database, MIGRATIONS)  # nothing to seal yet: a bare upgrade (e.g. to inspect the schema) works
     engine = sa.create_engine(sync_url(database))
     try:
-        assert revision(engine) == "0002"
+        assert revision(engine) == "0003"
+    finally:
+        engine.dispose()
+
+
+def test_the_ring_keys_stored_before_0003_count_as_requested_rotations(database):
+    """0003 marks every stored ring key as requested, so re-wrapping moves every entry onto the active key, as
+    it did before keys added at the usage limit were told apart."""
+    migrate(database, MIGRATIONS, revision="0002")  # no log yet: no key needed
+    engine = sa.create_engine(sync_url(database))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO ring_keys (version, wrapped_key, create_time, encryptions) "
+                                 "VALUES (1, :blob, :time, 7), (2, :blob, :time, 0)"),
+                         {"blob": b"wrapped", "time": "2026-11-27 10:00:00+00:00"})
+        migrate(database, MIGRATIONS)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT version, encryptions, requested FROM ring_keys ORDER BY version")).all()
+        assert [(version, encryptions, bool(requested)) for version, encryptions, requested in rows] == [
+            (1, 7, True), (2, 0, True)]
+        assert revision(engine) == "0003"
     finally:
         engine.dispose()

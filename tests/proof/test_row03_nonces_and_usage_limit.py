@@ -25,10 +25,13 @@ def test_no_nonce_repeats_under_one_key(live, actors, rec):
     master = barrier.master_key_from_bytes(bytes(range(32)))
     ring = barrier.KeyRing(master)
     ring.add(1, ring.new_ring_key(1))
+    ring.add(2, ring.new_ring_key(2))
     ctx = barrier.EntryContext(entry_id="proof-row-3", customer="customers/1", system="customers/1/systems/1")
-    data_key = barrier.new_data_key()
-    wrapped = {nonce(barrier.wrap_data_key(ring, 1, data_key, ctx)) for _ in range(ENCRYPTIONS)}
-    fields = {nonce(barrier.encrypt_field(data_key, ctx, "secret", 1, "s")) for _ in range(ENCRYPTIONS)}
+    # each seal wraps a fresh data key under ring key 1; each reseal of one sealed secret encrypts the field
+    # again under its one data key (the entry keeps its data key when it moves to ring key 2)
+    wrapped = {nonce(barrier.seal_secret(ring, 1, ctx, "secret", "s").wrapped_data_key) for _ in range(ENCRYPTIONS)}
+    sealed = barrier.seal_secret(ring, 1, ctx, "secret", "s")
+    fields = {nonce(barrier.reseal_secret(ring, ctx, "secret", sealed, 2).ciphertext) for _ in range(ENCRYPTIONS)}
     # and what the running depot stored: every nonce of every blob in its database
     c = new_customer(actors)
     for _ in range(size(50, 1000)):

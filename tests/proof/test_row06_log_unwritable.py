@@ -42,8 +42,7 @@ class Condition:
     @property
     def local(self):
         """The depot's local SQLite connections (services.kit.localsqlite) beside its engine; None on PostgreSQL."""
-        store = self.live.depot_app().depot.store
-        return store.local.local if store.local is not None else None
+        return self.live.depot_app().depot.store.local
 
     def _dispose(self) -> None:
         self.live.run(self.engine.dispose())

@@ -32,9 +32,9 @@ def fill(live, customer: str, system: str, count: int) -> None:
         while left > 0:
             batch = min(500, left)
 
-            async def work(session, start=n, batch=batch):
+            async def work(tx, start=n, batch=batch):
                 for i in range(start, start + batch):
-                    await audit.append(session, customer, audit.Event(
+                    await audit.append(tx, depot.sealer, customer, audit.Event(
                         ACTIONS[i % len(ACTIONS)], f"users/S{i % 97:010d}",
                         audit.DENIED if ACTIONS[i % len(ACTIONS)] == audit.REVEAL_DENIED else audit.SUCCESS,
                         system=system, logon_data=f"{system}/logonData/{i:032x}", detail=f"reason: proof event {i}"),

@@ -1,7 +1,8 @@
+import ast
 import base64
 import os
 import pickle
-import stat
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from services.depot.barrier import (
     EntryContext,
     KeyRing,
     MasterKeyError,
+    Sealed,
 )
 
 CTX = EntryContext(entry_id="e-1", customer="C100", system="SYS-A")
@@ -32,8 +34,8 @@ def ring(master):
 
 
 @pytest.fixture
-def data_key():
-    return b.new_data_key()
+def sealed(ring):
+    return b.seal_secret(ring, 1, CTX, FIELD, SECRET)
 
 
 def flip(blob: bytes, bit: int) -> bytes:
@@ -42,71 +44,84 @@ def flip(blob: bytes, bit: int) -> bytes:
     return bytes(buf)
 
 
+def with_ciphertext(sealed: Sealed, ciphertext) -> Sealed:
+    return Sealed(sealed.key_version, sealed.wrapped_data_key, ciphertext)
+
+
+def with_wrapped_key(sealed: Sealed, wrapped) -> Sealed:
+    return Sealed(sealed.key_version, wrapped, sealed.ciphertext)
+
+
 # ---------------------------------------------------------------- fields
 
 
-def test_field_roundtrip(data_key):
+def test_field_roundtrip(ring):
     for text in ["", "x", SECRET, "ünïcødé ✓ 🔑", "a" * 10_000]:
-        blob = b.encrypt_field(data_key, CTX, FIELD, 1, text)
-        assert b.decrypt_field(data_key, CTX, FIELD, 1, blob) == text
+        assert b.open_secret(ring, CTX, FIELD, b.seal_secret(ring, 1, CTX, FIELD, text)) == text
 
 
-def test_blob_format(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
-    assert blob[0] == 0x01
-    assert len(blob) == 1 + 12 + len(SECRET.encode()) + 16
-    assert SECRET.encode() not in blob
+def test_blob_format(sealed):
+    assert sealed.key_version == 1
+    assert sealed.ciphertext[0] == 0x01 and sealed.wrapped_data_key[0] == 0x01
+    assert len(sealed.ciphertext) == 1 + 12 + len(SECRET.encode()) + 16
+    assert len(sealed.wrapped_data_key) == 1 + 12 + 32 + 16
+    assert SECRET.encode() not in sealed.ciphertext
 
 
-def test_fresh_nonce_each_encryption(data_key):
-    blobs = [b.encrypt_field(data_key, CTX, FIELD, 1, SECRET) for _ in range(1000)]
-    nonces = {blob[1:13] for blob in blobs}
-    assert len(nonces) == 1000
-    assert len(set(blobs)) == 1000
+def test_fresh_nonce_each_encryption(ring, sealed):
+    seals = [b.seal_secret(ring, 1, CTX, FIELD, SECRET) for _ in range(1000)]
+    assert len({s.wrapped_data_key[1:13] for s in seals}) == 1000  # 1000 wraps under one ring key
+    assert len({s.ciphertext for s in seals}) == 1000
+    # and 1000 encryptions under one data key (re-sealing keeps the entry's data key)
+    ring.add(2, ring.new_ring_key(2))
+    moved = [b.reseal_secret(ring, CTX, FIELD, sealed, 2) for _ in range(1000)]
+    assert len({s.ciphertext[1:13] for s in moved}) == 1000
+    assert len({s.ciphertext for s in moved}) == 1000
 
 
-def test_every_single_bit_flip_fails(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, "pw!")
-    assert b.decrypt_field(data_key, CTX, FIELD, 1, blob) == "pw!"
-    for bit in range(len(blob) * 8):
+def test_every_single_bit_flip_fails(ring):
+    sealed = b.seal_secret(ring, 1, CTX, FIELD, "pw!")
+    assert b.open_secret(ring, CTX, FIELD, sealed) == "pw!"
+    for bit in range(len(sealed.ciphertext) * 8):
         with pytest.raises(DecryptionFailed):
-            b.decrypt_field(data_key, CTX, FIELD, 1, flip(blob, bit))
+            b.open_secret(ring, CTX, FIELD, with_ciphertext(sealed, flip(sealed.ciphertext, bit)))
 
 
-def test_truncated_blobs_fail(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, "x" * 32)
-    assert len(blob) > 40
+def test_truncated_blobs_fail(ring):
+    sealed = b.seal_secret(ring, 1, CTX, FIELD, "x" * 32)
+    assert len(sealed.ciphertext) > 40
     for n in range(0, 41):
         with pytest.raises(DecryptionFailed):
-            b.decrypt_field(data_key, CTX, FIELD, 1, blob[:n])
+            b.open_secret(ring, CTX, FIELD, with_ciphertext(sealed, sealed.ciphertext[:n]))
 
 
-def test_truncated_wrapped_keys_fail(ring, master, data_key):
-    dk_blob = b.wrap_data_key(ring, 1, data_key, CTX)
+def test_truncated_wrapped_keys_fail(ring, master, sealed):
     rk_blob = ring.new_ring_key(2)
     for n in range(0, 41):
         with pytest.raises(DecryptionFailed):
-            b.unwrap_data_key(ring, 1, dk_blob[:n], CTX)
+            b.open_secret(ring, CTX, FIELD, with_wrapped_key(sealed, sealed.wrapped_data_key[:n]))
         with pytest.raises(DecryptionFailed):
-            b.unwrap_ring_key(master, 2, rk_blob[:n])
+            KeyRing(master).add(2, rk_blob[:n])
+        assert not b.opens_ring_key(master, 2, rk_blob[:n])
 
 
-def test_non_bytes_blob_fails(data_key):
+def test_non_bytes_blob_fails(ring, sealed):
     for junk in [None, "abc", 123]:
         with pytest.raises(DecryptionFailed):
-            b.decrypt_field(data_key, CTX, FIELD, 1, junk)
+            b.open_secret(ring, CTX, FIELD, with_ciphertext(sealed, junk))
+        with pytest.raises(DecryptionFailed):
+            b.open_secret(ring, CTX, FIELD, with_wrapped_key(sealed, junk))
 
 
-def test_memoryview_blob_accepted(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
-    assert b.decrypt_field(data_key, CTX, FIELD, 1, memoryview(blob)) == SECRET
+def test_memoryview_blob_accepted(ring, sealed):
+    viewed = Sealed(1, memoryview(sealed.wrapped_data_key), memoryview(sealed.ciphertext))
+    assert b.open_secret(ring, CTX, FIELD, viewed) == SECRET
 
 
-def test_bad_version_byte_fails(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
+def test_bad_version_byte_fails(ring, sealed):
     for v in (0x00, 0x02, 0xFF):
         with pytest.raises(DecryptionFailed):
-            b.decrypt_field(data_key, CTX, FIELD, 1, bytes([v]) + blob[1:])
+            b.open_secret(ring, CTX, FIELD, with_ciphertext(sealed, bytes([v]) + sealed.ciphertext[1:]))
 
 
 @pytest.mark.parametrize(
@@ -122,50 +137,50 @@ def test_bad_version_byte_fails(data_key):
         (EntryContext("e-1", "C100SYS-", "A"), FIELD, 1),
     ],
 )
-def test_moved_field_ciphertext_fails(data_key, ctx, field, version):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
+def test_moved_field_ciphertext_fails(ring, sealed, ctx, field, version):
+    ring.add(2, ring.new_ring_key(2))
     with pytest.raises(DecryptionFailed):
-        b.decrypt_field(data_key, ctx, field, version, blob)
+        b.open_secret(ring, ctx, field, Sealed(version, sealed.wrapped_data_key, sealed.ciphertext))
 
 
-def test_wrong_data_key_fails(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
+def test_a_field_under_another_data_key_fails(ring, sealed):
+    other = b.seal_secret(ring, 1, CTX, FIELD, SECRET)
     with pytest.raises(DecryptionFailed):
-        b.decrypt_field(b.new_data_key(), CTX, FIELD, 1, blob)
+        b.open_secret(ring, CTX, FIELD, with_ciphertext(sealed, other.ciphertext))
 
 
-def test_decryption_failed_message_leaks_nothing(data_key):
-    blob = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
+def test_decryption_failed_message_leaks_nothing(ring, sealed):
+    data_key = b._unwrap_data_key(ring, 1, sealed.wrapped_data_key, CTX)  # the barrier's own test looks inside
     with pytest.raises(DecryptionFailed) as ei:
-        b.decrypt_field(data_key, CTX, "other", 1, blob)
+        b.open_secret(ring, CTX, "other", sealed)
     msg = str(ei.value)
     assert SECRET not in msg
     assert data_key.hex() not in msg and repr(data_key) not in msg
     assert ei.value.__cause__ is None and ei.value.__suppress_context__
 
 
-def test_invalid_inputs_raise_barrier_error(data_key):
+def test_invalid_inputs_raise_barrier_error(ring):
     with pytest.raises(BarrierError):
         EntryContext("", "C100", "SYS-A")
     with pytest.raises(BarrierError):
-        b.encrypt_field(data_key[:16], CTX, FIELD, 1, SECRET)
+        b.seal_secret(ring, 1, CTX, "", SECRET)
     with pytest.raises(BarrierError):
-        b.encrypt_field(data_key, CTX, "", 1, SECRET)
+        b.seal_secret(ring, 0, CTX, FIELD, SECRET)
     with pytest.raises(BarrierError):
-        b.encrypt_field(data_key, CTX, FIELD, 0, SECRET)
+        b.seal_secret(ring, 1, CTX, FIELD, b"not text")
     with pytest.raises(BarrierError) as ei:
-        b.encrypt_field(data_key, CTX, FIELD, 1, "bad \udc80 surrogate")
+        b.seal_secret(ring, 1, CTX, FIELD, "bad \udc80 surrogate")
     assert "\udc80" not in str(ei.value) and ei.value.__suppress_context__
 
 
 # ---------------------------------------------------------------- data keys
 
 
-def test_data_key_roundtrip(ring, data_key):
-    assert len(data_key) == 32 and data_key != b.new_data_key()
-    blob = b.wrap_data_key(ring, 1, data_key, CTX)
-    assert data_key not in blob
-    assert b.unwrap_data_key(ring, 1, blob, CTX) == data_key
+def test_data_key_roundtrip(ring, sealed):
+    data_key = b._unwrap_data_key(ring, 1, sealed.wrapped_data_key, CTX)
+    other = b._unwrap_data_key(ring, 1, b.seal_secret(ring, 1, CTX, FIELD, SECRET).wrapped_data_key, CTX)
+    assert len(data_key) == 32 and data_key != other  # a fresh data key per seal
+    assert data_key not in sealed.wrapped_data_key
 
 
 @pytest.mark.parametrize(
@@ -176,45 +191,50 @@ def test_data_key_roundtrip(ring, data_key):
         EntryContext("e-1", "C100", "SYS-B"),
     ],
 )
-def test_wrapped_data_key_moved_to_other_entry_fails(ring, data_key, ctx):
-    blob = b.wrap_data_key(ring, 1, data_key, CTX)
+def test_wrapped_data_key_moved_to_other_entry_fails(ring, ctx):
+    sealed = b.seal_secret(ring, 1, CTX, FIELD, SECRET)
+    there = b.seal_secret(ring, 1, ctx, FIELD, SECRET)
     with pytest.raises(DecryptionFailed):
-        b.unwrap_data_key(ring, 1, blob, ctx)
+        b.open_secret(ring, ctx, FIELD, with_wrapped_key(there, sealed.wrapped_data_key))
 
 
-def test_wrapped_data_key_wrong_version_fails(ring, data_key):
+def test_wrapped_data_key_wrong_version_fails(ring, sealed):
     ring.add(2, ring.new_ring_key(2))
-    blob = b.wrap_data_key(ring, 1, data_key, CTX)
     with pytest.raises(DecryptionFailed):
-        b.unwrap_data_key(ring, 2, blob, CTX)
+        b.open_secret(ring, CTX, FIELD, Sealed(2, sealed.wrapped_data_key, sealed.ciphertext))
 
 
-def test_wrapped_data_key_bit_flips_fail(ring, data_key):
-    blob = b.wrap_data_key(ring, 1, data_key, CTX)
+def test_wrapped_data_key_bit_flips_fail(ring, sealed):
+    blob = sealed.wrapped_data_key
     for bit in range(len(blob) * 8):
         with pytest.raises(DecryptionFailed):
-            b.unwrap_data_key(ring, 1, flip(blob, bit), CTX)
+            b.open_secret(ring, CTX, FIELD, with_wrapped_key(sealed, flip(blob, bit)))
 
 
-def test_unknown_ring_version(ring, data_key):
+def test_unknown_ring_version(ring, sealed):
     with pytest.raises(BarrierError):
-        b.wrap_data_key(ring, 7, data_key, CTX)
+        b.seal_secret(ring, 7, CTX, FIELD, SECRET)
+    with pytest.raises(BarrierError):
+        b.open_secret(ring, CTX, FIELD, Sealed(7, sealed.wrapped_data_key, sealed.ciphertext))
+    with pytest.raises(BarrierError):
+        b.reseal_secret(ring, CTX, FIELD, sealed, 7)
 
 
-def test_rotation_and_rewrap(ring, data_key):
-    old = b.wrap_data_key(ring, 1, data_key, CTX)
-    field = b.encrypt_field(data_key, CTX, FIELD, 1, SECRET)
+def test_rotation_and_reseal(ring, sealed):
     ring.add(2, ring.new_ring_key(2))
-    assert ring.current_version == 2 and ring.versions() == [1, 2]
+    assert ring.current_version == 2 and ring.versions() == [1, 2] and 1 in ring and 3 not in ring
     # old ring key still decrypts
-    assert b.unwrap_data_key(ring, 1, old, CTX) == data_key
-    new = b.rewrap_data_key(ring, 1, old, CTX)
-    dk = b.unwrap_data_key(ring, 2, new, CTX)
-    assert dk == data_key
-    # fields re-encrypted under the new version; old one no longer valid at v2
+    assert b.open_secret(ring, CTX, FIELD, sealed) == SECRET
+    moved = b.reseal_secret(ring, CTX, FIELD, sealed, 2)
+    assert moved.key_version == 2 and b.open_secret(ring, CTX, FIELD, moved) == SECRET
+    data_key = b._unwrap_data_key(ring, 2, moved.wrapped_data_key, CTX)
+    assert data_key == b._unwrap_data_key(ring, 1, sealed.wrapped_data_key, CTX)  # the entry keeps its data key
+    # the field re-encrypted under the new version; the old one is no longer valid at v2
     with pytest.raises(DecryptionFailed):
-        b.decrypt_field(dk, CTX, FIELD, 2, field)
-    assert b.decrypt_field(dk, CTX, FIELD, 1, field) == SECRET
+        b.open_secret(ring, CTX, FIELD, Sealed(2, moved.wrapped_data_key, sealed.ciphertext))
+    assert b.open_secret(ring, CTX, FIELD, sealed) == SECRET
+    with pytest.raises(DecryptionFailed):  # a damaged secret does not move
+        b.reseal_secret(ring, CTX, FIELD, with_ciphertext(sealed, flip(sealed.ciphertext, 100)), 2)
 
 
 # ---------------------------------------------------------------- ring keys
@@ -222,39 +242,53 @@ def test_rotation_and_rewrap(ring, data_key):
 
 def test_ring_key_wrap_unwrap(master):
     rk = os.urandom(32)
-    blob = b.wrap_ring_key(master, 3, rk)
+    blob = b._wrap_ring_key(master, 3, rk)
     assert rk not in blob
-    assert b.unwrap_ring_key(master, 3, blob) == rk
+    assert b._unwrap_ring_key(master, 3, blob) == rk
+    assert b.opens_ring_key(master, 3, blob)
 
 
 def test_ring_key_wrong_master_fails(master):
-    blob = b.wrap_ring_key(master, 1, os.urandom(32))
+    blob = KeyRing(master).new_ring_key(1)
     other = b.master_key_from_bytes(os.urandom(32))
-    with pytest.raises(DecryptionFailed):
-        b.unwrap_ring_key(other, 1, blob)
+    assert not b.opens_ring_key(other, 1, blob)
     ring = KeyRing(other, {1: blob})  # lazy: constructing does not unwrap
     with pytest.raises(DecryptionFailed):
-        b.wrap_data_key(ring, 1, b.new_data_key(), CTX)
+        b.seal_secret(ring, 1, CTX, FIELD, SECRET)
     with pytest.raises(DecryptionFailed):
         KeyRing(other).add(1, blob)
 
 
 def test_ring_key_wrong_version_fails(master):
-    blob = b.wrap_ring_key(master, 1, os.urandom(32))
+    blob = KeyRing(master).new_ring_key(1)
+    assert not b.opens_ring_key(master, 2, blob)
     with pytest.raises(DecryptionFailed):
-        b.unwrap_ring_key(master, 2, blob)
+        KeyRing(master).add(2, blob)
 
 
-def test_keyring_lazy_load_from_storage(master, data_key):
+def test_rewrap_ring_key_moves_a_ring_key_to_another_master_key(master):
+    new = b.master_key_from_bytes(os.urandom(32))
+    blob = KeyRing(master).new_ring_key(1)
+    sealed = b.seal_secret(KeyRing(master, {1: blob}), 1, CTX, FIELD, SECRET)
+    moved = b.rewrap_ring_key(master, new, 1, blob)
+    assert moved != blob and b.opens_ring_key(new, 1, moved) and not b.opens_ring_key(master, 1, moved)
+    assert b.open_secret(KeyRing(new, {1: moved}), CTX, FIELD, sealed) == SECRET  # the same ring key
+    with pytest.raises(DecryptionFailed):
+        b.rewrap_ring_key(new, master, 1, blob)  # `new` does not open it
+    with pytest.raises(DecryptionFailed):
+        b.rewrap_ring_key(master, new, 2, blob)  # bound to version 1
+
+
+def test_keyring_lazy_load_from_storage(master):
     r1 = KeyRing(master)
     stored = {}
     for v in (1, 2):
         stored[v] = r1.new_ring_key(v)
         r1.add(v, stored[v])
-    blob = b.wrap_data_key(r1, 2, data_key, CTX)
+    sealed = b.seal_secret(r1, 2, CTX, FIELD, SECRET)
     r2 = KeyRing(master, stored)
     assert r2.current_version == 2 and len(r2) == 2
-    assert b.unwrap_data_key(r2, 2, blob, CTX) == data_key
+    assert b.open_secret(r2, CTX, FIELD, sealed) == SECRET
 
 
 def test_keyring_version_rules(master):
@@ -272,25 +306,11 @@ def test_keyring_version_rules(master):
     ring.add(2, blob2)
     ring.add(2, blob2)  # idempotent
     with pytest.raises(BarrierError):
-        ring.add(2, b.wrap_ring_key(master, 2, os.urandom(32)))
+        ring.add(2, KeyRing(master).new_ring_key(2))
 
 
-def test_record_use_limit(master):
-    ring = KeyRing(master, usage_limit=3)
-    ring.add(1, ring.new_ring_key(1))
-    assert [ring.record_use(1) for _ in range(4)] == [False, False, True, True]
-    assert ring.uses(1) == 4 and ring.uses(2) == 0
-    assert b.DEFAULT_USAGE_LIMIT < 2**32
-    with pytest.raises(BarrierError):
-        KeyRing(master, usage_limit=0)
-
-
-def test_wrap_data_key_counts_use(master):
-    ring = KeyRing(master, usage_limit=2)
-    ring.add(1, ring.new_ring_key(1))
-    b.wrap_data_key(ring, 1, b.new_data_key(), CTX)
-    assert ring.uses(1) == 1
-    assert ring.record_use(1) is True
+def test_the_usage_limit_stays_below_the_aes_gcm_bound():
+    assert b.DEFAULT_USAGE_LIMIT < b.USAGE_BOUND == 2**32
 
 
 # ---------------------------------------------------------------- repr / pickling
@@ -299,7 +319,8 @@ def test_wrap_data_key_counts_use(master):
 def test_repr_hides_key_bytes(master, ring):
     raw = os.urandom(32)
     mk = b.master_key_from_bytes(raw)
-    for obj in (mk, ring):
+    sealer = b.LogSealer(mk)
+    for obj in (mk, ring, sealer):
         for text in (repr(obj), str(obj)):
             assert raw.hex() not in text and repr(raw) not in text
             assert base64.b64encode(raw).decode() not in text
@@ -326,131 +347,6 @@ def test_master_key_from_bytes_validation():
             b.master_key_from_bytes(bad)
 
 
-# ---------------------------------------------------------------- master key files
-
-
-def write_key(path, content: bytes, mode=0o600):
-    path.write_bytes(content)
-    os.chmod(path, mode)
-    return path
-
-
-def prod_line(raw=None):
-    return b"rsmk1:" + base64.b64encode(raw or os.urandom(32)) + b"\n"
-
-
-def test_dev_generates_0600_and_reuses(tmp_path):
-    path = tmp_path / "keys" / "master.key"
-    mk = b.load_master_key(path, profile="dev", create_if_missing=True)
-    assert mk.generated is True and mk.is_dev is True
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    content = path.read_bytes()
-    assert content.startswith(b"rsdev1:") and content.endswith(b"\n")
-    assert len(base64.b64decode(content[len(b"rsdev1:"):].strip())) == 32
-    assert [p.name for p in path.parent.iterdir()] == ["master.key"]  # no temp left over
-
-    again = b.load_master_key(path, profile="dev", create_if_missing=True)
-    assert again.generated is False and again.is_dev
-    assert again.key_id == mk.key_id
-    assert path.read_bytes() == content
-    # a ring wrapped by the first load unwraps with the second
-    blob = b.wrap_ring_key(mk, 1, os.urandom(32))
-    b.unwrap_ring_key(again, 1, blob)
-
-
-def test_dev_missing_without_create(tmp_path):
-    with pytest.raises(MasterKeyError):
-        b.load_master_key(tmp_path / "nope", profile="dev", create_if_missing=False)
-
-
-def test_dev_accepts_production_key(tmp_path):
-    path = write_key(tmp_path / "k", prod_line())
-    mk = b.load_master_key(path, profile="dev", create_if_missing=True)
-    assert mk.is_dev is False and mk.generated is False
-
-
-def test_production_loads_production_key(tmp_path):
-    raw = os.urandom(32)
-    path = write_key(tmp_path / "k", prod_line(raw), 0o400)
-    mk = b.load_master_key(path, profile="production", create_if_missing=False)
-    assert mk.is_dev is False
-    assert mk.key_id == b.master_key_from_bytes(raw).key_id
-    assert b.format_master_key_file(raw, dev=False) == prod_line(raw)
-
-
-def test_production_refuses_dev_key(tmp_path):
-    path = tmp_path / "k"
-    b.load_master_key(path, profile="dev", create_if_missing=True)
-    with pytest.raises(MasterKeyError, match="(?i)dev"):
-        b.load_master_key(path, profile="production", create_if_missing=True)
-
-
-def test_production_refuses_missing_and_never_generates(tmp_path):
-    path = tmp_path / "k"
-    with pytest.raises(MasterKeyError):
-        b.load_master_key(path, profile="production", create_if_missing=True)
-    assert not path.exists()
-
-
-@pytest.mark.parametrize("content", [
-    b"rsmk1:" + base64.b64encode(os.urandom(16)) + b"\n",  # short
-    b"rsmk1:" + base64.b64encode(os.urandom(31)) + b"\n",  # one byte short
-    b"rsmk1:" + base64.b64encode(os.urandom(33)) + b"\n",  # long
-    b"rsmk1:\n",
-])
-def test_production_refuses_wrong_length(tmp_path, content):
-    path = write_key(tmp_path / "k", content)
-    with pytest.raises(MasterKeyError):
-        b.load_master_key(path, profile="production", create_if_missing=False)
-
-
-@pytest.mark.parametrize("content", [
-    b"",
-    b"\n",
-    b"garbage",
-    base64.b64encode(os.urandom(32)),  # no prefix
-    b"rsmk1:!!!not-base64!!!\n",
-    b"rsmk2:" + base64.b64encode(os.urandom(32)),
-    os.urandom(64),
-    prod_line() + prod_line(),  # two lines
-    b"x" * 100_000,
-])
-def test_production_refuses_garbage(tmp_path, content):
-    path = write_key(tmp_path / "k", content)
-    with pytest.raises(MasterKeyError) as ei:
-        b.load_master_key(path, profile="production", create_if_missing=False)
-    assert str(path) in str(ei.value)
-    if len(content) > 12:
-        assert content[6:].strip().decode("latin-1") not in str(ei.value)
-
-
-@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o610])
-def test_production_refuses_group_or_other_access(tmp_path, mode):
-    path = write_key(tmp_path / "k", prod_line(), mode)
-    with pytest.raises(MasterKeyError, match="group/other"):
-        b.load_master_key(path, profile="production", create_if_missing=False)
-
-
-def test_production_refuses_directory(tmp_path):
-    d = tmp_path / "dir"
-    d.mkdir(mode=0o700)
-    with pytest.raises(MasterKeyError):
-        b.load_master_key(d, profile="production", create_if_missing=False)
-
-
-def test_unknown_profile(tmp_path):
-    with pytest.raises(MasterKeyError):
-        b.load_master_key(tmp_path / "k", profile="prod", create_if_missing=True)
-
-
-def test_master_key_error_message_has_no_key(tmp_path):
-    raw = os.urandom(32)
-    path = write_key(tmp_path / "k", b"rsdev1:" + base64.b64encode(raw) + b"\n")
-    with pytest.raises(MasterKeyError) as ei:
-        b.load_master_key(path, profile="production", create_if_missing=False)
-    assert base64.b64encode(raw).decode() not in str(ei.value)
-
-
 # --- log head seal ---------------------------------------------------------------------------------------------
 def test_log_seal_is_bound_to_the_master_key_and_to_every_part_of_the_head(master):
     sealer = b.LogSealer(master)
@@ -470,3 +366,74 @@ def test_log_sealer_shows_and_pickles_no_key_material(master):
     assert repr(sealer) == f"LogSealer(key_id={master.key_id!r})" and str(sealer) == repr(sealer)
     with pytest.raises(TypeError):
         pickle.dumps(sealer)
+
+
+# --- the barrier is the only code that sees a plaintext key ------------------------------------------------------
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+BARRIER = SERVICES / "depot" / "barrier.py"
+# what holds a plaintext key in the barrier's objects (MasterKey, KeyRing, LogSealer)
+KEY_ATTRIBUTES = {"_key", "_keys", "_master"}
+# symmetric encryption and key derivation: the barrier's tools (a password hash, authz's scrypt, is no key use)
+KEY_MODULES = ("cryptography.hazmat.primitives.ciphers", "cryptography.hazmat.primitives.kdf.hkdf",
+               "cryptography.hazmat.primitives.kdf.concatkdf", "cryptography.hazmat.primitives.kdf.kbkdf",
+               "cryptography.hazmat.primitives.hmac", "cryptography.hazmat.primitives.cmac", "cryptography.fernet")
+KEY_NAMES = {"AESGCM", "AESGCMSIV", "AESCCM", "AESOCB3", "AESSIV", "ChaCha20Poly1305", "Cipher", "HKDF",
+             "HKDFExpand", "Fernet"}
+HMAC_WITHOUT_KEY = {"compare_digest"}  # the only use of the hmac module that holds no key
+
+
+def key_uses(path: Path) -> list[str]:
+    """Every place in a module that touches a barrier object's key or uses a key primitive."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        where = f"{path.relative_to(SERVICES.parent)}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Attribute) and node.attr in KEY_ATTRIBUTES:
+            found.append(f"{where}: .{node.attr}")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hmac" \
+                and node.attr not in HMAC_WITHOUT_KEY:
+            found.append(f"{where}: hmac.{node.attr}")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {alias.name for alias in node.names}
+            if module.startswith(KEY_MODULES) or names & KEY_NAMES or (module == "hmac" and names - HMAC_WITHOUT_KEY):
+                found.append(f"{where}: from {module} import {', '.join(sorted(names))}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(KEY_MODULES):
+                    found.append(f"{where}: import {alias.name}")
+        elif isinstance(node, ast.Name) and node.id in KEY_NAMES:
+            found.append(f"{where}: {node.id}")
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "barrier" \
+                and node.attr.startswith("_"):
+            found.append(f"{where}: barrier.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "services.depot.barrier" \
+                and any(alias.name.startswith("_") for alias in node.names):
+            found.append(f"{where}: a private name of the barrier")
+    return found
+
+
+def test_only_the_barrier_sees_a_plaintext_key():
+    modules = sorted(p for p in SERVICES.rglob("*.py") if p != BARRIER)
+    assert len(modules) > 20 and SERVICES / "depot" / "keyring.py" in modules
+    assert key_uses(BARRIER), "the scan finds nothing even in the barrier: it is broken"
+    assert [use for path in modules for use in key_uses(path)] == []
+
+
+# what the barrier offers: blobs, plaintext secrets and opaque key objects in and out, never a plaintext key
+PUBLIC = {
+    "BarrierError", "DecryptionFailed", "MasterKeyError",  # errors
+    "KEY_SIZE", "BLOB_VERSION", "NONCE_SIZE", "TAG_SIZE", "USAGE_BOUND", "DEFAULT_USAGE_LIMIT",  # figures
+    "MasterKey", "master_key_from_bytes",  # raw bytes in (from the key's file), an opaque key out
+    "KeyRing",  # wrapped ring keys in and out (new_ring_key, add)
+    "EntryContext", "Sealed", "seal_secret", "open_secret", "reseal_secret",  # secrets in, blobs out; and back
+    "opens_ring_key", "rewrap_ring_key",  # wrapped ring keys in, a verdict or a wrapped ring key out
+    "LogSealer",  # a head in, its seal out
+}
+
+
+def test_the_barrier_offers_no_operation_on_plaintext_keys():
+    assert set(b.__all__) == PUBLIC
+    defined = {name for name, value in vars(b).items() if not name.startswith("_")
+               and getattr(value, "__module__", b.__name__) == b.__name__ and (callable(value) or name.isupper())}
+    assert defined <= PUBLIC, defined - PUBLIC

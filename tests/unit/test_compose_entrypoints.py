@@ -76,12 +76,12 @@ def test_certs_cli_writes_private_keys_0600_and_keeps_an_existing_ca(tmp_path):
 
 def test_make_secrets_writes_usable_secrets_once(tmp_path):
     from services.connections.connector_file import load_or_create_signing_key
-    from services.depot import barrier
+    from services.depot import masterkeyfile
 
     out = tmp_path / "secrets"
     made = make_secrets.generate(out)
     assert set(made) == {*make_secrets.PASSWORDS, "depot_master_key", "connections_signing_key"}
-    key = barrier.load_master_key(out / "depot_master_key", profile="production", create_if_missing=False)
+    key = masterkeyfile.load_master_key(out / "depot_master_key", profile="production", create_if_missing=False)
     assert not key.is_dev
     load_or_create_signing_key(out / "connections_signing_key")
     passwords = {(out / name).read_text() for name in make_secrets.PASSWORDS}

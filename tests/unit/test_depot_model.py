@@ -7,13 +7,13 @@ import datetime as dt
 import pytest
 
 from services.depot import model
-from services.depot.entries import kind_problem
 from services.depot.settings import DepotSettings
 from services.kit.config import ServiceConfig
 from services.kit.validate import Violations
 
 NOW = dt.datetime(2030, 1, 1, 12, tzinfo=dt.timezone.utc)
-LIMITS = model.Limits("1234", "5678", NOW, dt.timedelta(days=90))
+LIMITS = model.Limits("1234", "5678", NOW, dt.timedelta(days=90),
+                      connection_types=frozenset({"R3_SUPPORT"}))  # what connections confirmed
 GOOD = model.EntryFields(user_name="SUPPORT1", client="001", server="ap01", notes="tab\tand\nlines",
                          expire_time=NOW + dt.timedelta(days=1), connection_type="connectionTypes/R3_SUPPORT",
                          restricted_incident="customers/1234/incidents/abc",
@@ -75,8 +75,8 @@ def test_secret_kind_and_reason_rules():
     assert "is required" in model.secret_problem("")
     assert model.secret_problem("x" * 1024) is None and "1024" in model.secret_problem("x" * 1025)
     assert model.secret_problem(" \x00 odd but allowed ") is None
-    assert "is required" in kind_problem("") and "unknown value 7" in kind_problem("7")
-    assert kind_problem(model.OTHER) is None
+    assert "is required" in model.kind_problem("") and "unknown value 7" in model.kind_problem("7")
+    assert model.kind_problem(model.OTHER) is None
     assert model.reason_problem("r" * 500) is None and "500" in model.reason_problem("r" * 501)
     assert "control" in model.reason_problem("a\nb")
 

@@ -38,30 +38,28 @@ def master():
 
 async def process(url: str, master: barrier.MasterKey) -> tuple[Store, KeyService]:
     """One depot process's view of the database: its own engine, write lock and unwrapped ring."""
-    store = Store(Database(url), barrier.LogSealer(master))
+    store = Store(Database(url))
     keys = KeyService(master, DepotSettings(master_key_file=None))  # type: ignore[arg-type]
     await keys.load(store, NOW)
     return store, keys
 
 
 async def add_entry(store: Store, keys: KeyService, entry_id: str, secret: str) -> EntryRow:
-    async def work(session):
-        sealed = await keys.seal(session, "1234", "5678", entry_id, secret)
-        row = EntryRow(entry_id=entry_id, customer="1234", system_number="5678", installation="1", kind="OTHER",
-                       connection_type="", user_name="u", client="", server="", notes="", connection="",
-                       restricted_incident="", expire_time=NOW, creator="users/a", create_time=NOW, updater="users/a",
-                       update_time=NOW, etag="e", key_version=sealed.key_version,
-                       wrapped_data_key=sealed.wrapped_data_key, secret_ciphertext=sealed.ciphertext,
-                       expiry_logged=False, unreadable=False)
-        session.add(row)
-        return row
+    async def work(tx):
+        sealed = await keys.seal(tx, "1234", "5678", entry_id, secret)
+        return await tx.add_entry(dict(
+            entry_id=entry_id, customer="1234", system_number="5678", installation="1", kind="OTHER",
+            connection_type="", user_name="u", client="", server="", notes="", connection="", restricted_incident="",
+            expire_time=NOW, creator="users/a", create_time=NOW, updater="users/a", update_time=NOW, etag="e",
+            key_version=sealed.key_version, wrapped_data_key=sealed.wrapped_data_key,
+            secret_ciphertext=sealed.ciphertext, expiry_logged=False, unreadable=False))
     return await store.write(work)
 
 
 async def open_secret(store: Store, keys: KeyService, entry_id: str) -> str:
-    async with store.read() as session:
-        row = (await session.execute(select(EntryRow).where(EntryRow.entry_id == entry_id))).scalar_one()
-        return await keys.open(session, row)
+    async with store.read() as tx:
+        row = (await tx.session.execute(select(EntryRow).where(EntryRow.entry_id == entry_id))).scalar_one()
+        return await keys.open(tx, row)
 
 
 async def test_seal_open_tamper_and_reseal(database_url, master):
@@ -80,11 +78,11 @@ async def test_seal_open_tamper_and_reseal(database_url, master):
         await add_entry(store, keys, "e2", "second")
         await keys.rotate(store, NOW)
 
-        async def move(session):
-            rows = (await session.execute(select(EntryRow).order_by(EntryRow.entry_id))).scalars().all()
+        async def move(tx):
+            rows = (await tx.session.execute(select(EntryRow).order_by(EntryRow.entry_id))).scalars().all()
             with pytest.raises(SecretUnreadable):
-                await keys.reseal(session, rows[0], 2)
-            sealed = await keys.reseal(session, rows[1], 2)
+                await keys.reseal(tx, rows[0], 2)
+            sealed = await keys.reseal(tx, rows[1], 2)
             rows[1].key_version, rows[1].wrapped_data_key = sealed.key_version, sealed.wrapped_data_key
             rows[1].secret_ciphertext = sealed.ciphertext
 
@@ -125,11 +123,13 @@ async def test_two_processes_appending_to_one_chain_never_fork_it(database_url, 
     second, _ = await process(database_url, master)
     try:
         event = audit.Event(audit.CREATE, "users/a", detail="concurrent")
-        await asyncio.gather(*[audit.record(store, "1234", event, NOW) for store in (first, second) * 15])
-        verdict = await audit.verify(first, "1234")
+        sealer = barrier.LogSealer(master)
+        await asyncio.gather(*[audit.record(store, sealer, "1234", event, NOW) for store in (first, second) * 15])
+        verdict = await audit.verify(first, sealer, "1234")
         assert verdict.valid and verdict.events_checked == 30
-        async with first.read() as session:
-            sequences = (await session.execute(select(LogEventRow.sequence).order_by(LogEventRow.sequence))).scalars()
+        async with first.read() as tx:
+            sequences = (await tx.session.execute(
+                select(LogEventRow.sequence).order_by(LogEventRow.sequence))).scalars()
             assert list(sequences) == list(range(1, 31))
     finally:
         await first.close()

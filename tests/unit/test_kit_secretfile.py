@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from services.depot import barrier
+from services.depot import masterkeyfile
 from services.depot.barrier import MasterKeyError
 from services.kit import secretfile
 from services.kit.secretfile import write_secret_file
@@ -71,26 +71,26 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 def test_the_dev_master_key_is_written_by_it_and_a_lost_race_loads_the_winner(tmp_path, monkeypatch):
     path = tmp_path / "keys" / "master.key"
-    winner = barrier.load_master_key(path, profile="dev", create_if_missing=True)
+    winner = masterkeyfile.load_master_key(path, profile="dev", create_if_missing=True)
     calls = []
-    real = barrier.write_secret_file
+    real = masterkeyfile.write_secret_file
 
     def recorded(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(barrier, "write_secret_file", recorded)
-    assert barrier._create_dev_key_file(path) is None  # lost the race: the existing key stays
+    monkeypatch.setattr(masterkeyfile, "write_secret_file", recorded)
+    assert masterkeyfile._create_dev_key_file(path) is None  # lost the race: the existing key stays
     assert calls == [{"replace": False}]
-    assert barrier.load_master_key(path, profile="dev", create_if_missing=True).key_id == winner.key_id
+    assert masterkeyfile.load_master_key(path, profile="dev", create_if_missing=True).key_id == winner.key_id
 
 
 def test_a_dev_master_key_that_cannot_be_written_is_a_master_key_error_naming_the_file(tmp_path, monkeypatch):
     def read_only(path, data, *, replace=True):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(barrier, "write_secret_file", read_only)
+    monkeypatch.setattr(masterkeyfile, "write_secret_file", read_only)
     path = tmp_path / "master.key"
     with pytest.raises(MasterKeyError, match=f"cannot create master key file {path}: Read-only file system"):
-        barrier.load_master_key(path, profile="dev", create_if_missing=True)
+        masterkeyfile.load_master_key(path, profile="dev", create_if_missing=True)
     assert not path.exists()

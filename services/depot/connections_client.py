@@ -1,5 +1,5 @@
 """What the depot asks the connections service, always with the caller's token: does this system exist (and
-its installation number), is this an incident of that system."""
+its installation number), is this an incident of that system, is this a connection type of the catalog."""
 from __future__ import annotations
 
 import contextvars
@@ -53,3 +53,14 @@ class Connections:
             if field:
                 raise InvalidArgument(field, f"is an incident of another system ({response.incident.system})")
             raise FailedPrecondition(f"{incident} is an incident of {response.incident.system}, not of {system}")
+
+    async def connection_type_exists(self, name: str) -> bool:
+        """Whether `name` ("connectionTypes/{code}", well formed) is a connection type of the catalog."""
+        try:
+            await clients.call(self._stub.GetConnectionType, connections_pb2.GetConnectionTypeRequest(name=name),
+                               service="connections", default_timeout=self._deadline_s)
+        except DomainError as err:
+            if err.code == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+        return True

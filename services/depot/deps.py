@@ -1,10 +1,11 @@
-"""What the depot's handlers work with."""
+"""What the depot's use cases work with: its store, keys, log sealer, clock, settings and connections client."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.depot.barrier import LogSealer
+from services.depot.connections_client import Connections
 from services.depot.keyring import KeyService
-from services.depot.remote import Connections
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
 from services.kit.clock import Clock
@@ -14,6 +15,7 @@ from services.kit.clock import Clock
 class Depot:
     store: Store
     keys: KeyService
+    sealer: LogSealer  # seals every log head a write moves (barrier.LogSealer)
     clock: Clock
     settings: DepotSettings
     connections: Connections
