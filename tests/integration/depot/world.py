@@ -1,12 +1,12 @@
-"""Shared setup of the depot's integration tests (this module holds no tests): a customer with one system, a
-user of every kind the depot's rules name, engineers with and without an in-process incident, and helpers."""
+"""Shared setup of the depot's integration tests (its fixture `world` is in conftest.py): a customer with one
+system, a user of every kind the depot's rules name, engineers with and without an in-process incident, and
+helpers."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
-import pytest_asyncio
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
@@ -165,16 +165,14 @@ def app(suite):
     return suite.running["depot"].app
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(suite) -> World:
-    await restart_depot(suite)
-    yield await build_world(suite)
+_engines: dict[str, Engine] = {}
+
+
+def dispose_sql_engine(suite) -> None:
+    """Close the engine `sql` opened on the suite's depot database, if any."""
     engine = _engines.pop(suite.db_url["depot"], None)
     if engine is not None:
         engine.dispose()
-
-
-_engines: dict[str, Engine] = {}
 
 
 def sql(suite, statement: str, **params):

@@ -20,8 +20,7 @@ from services.kit import names
 from services.kit.errors import NotFound
 from services.kit import localsqlite
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, fresh_customer, sql, \
-    world  # noqa: F401
+from tests.integration.depot.world import SAPROUTER, World, app, entry_id, fresh_customer, sql
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -16,7 +16,7 @@ from services.depot import audit, chain
 from services.kit.clock import as_utc
 from services.kit.validate import to_timestamp
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import SAPROUTER, World, fresh_customer, sql, world  # noqa: F401
+from tests.integration.depot.world import SAPROUTER, World, fresh_customer, sql
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -9,8 +9,9 @@ import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from tests.helpers import expect_error, status_details
-from tests.integration.test_depot_world import DATABASE, OTHER, SAPROUTER, SERVER_OS, SYSTEM_USER, World, \
-    restart_depot, sql, world  # noqa: F401
+from tests.integration.depot.world import (
+    DATABASE, OTHER, SAPROUTER, SERVER_OS, SYSTEM_USER, World, restart_depot, sql
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

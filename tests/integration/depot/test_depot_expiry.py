@@ -10,8 +10,7 @@ import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, fresh_customer, restart_depot, \
-    sql, world  # noqa: F401
+from tests.integration.depot.world import SAPROUTER, World, app, entry_id, fresh_customer, restart_depot, sql
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

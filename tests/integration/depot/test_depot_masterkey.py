@@ -17,7 +17,7 @@ from remotesupport.depot.v1 import depot_pb2 as dp
 from services.depot import barrier, masterkey
 from services.depot.masterkeyfile import load_master_key
 from services.depot.settings import DepotSettings
-from tests.integration.test_depot_world import World, fresh_customer, sql, world  # noqa: F401
+from tests.integration.depot.world import World, fresh_customer, sql
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]

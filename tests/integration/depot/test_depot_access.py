@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import DATABASE, PRINCIPALS, SAPROUTER, SERVER_OS, World, world  # noqa: F401
+from tests.integration.depot.world import DATABASE, PRINCIPALS, SAPROUTER, SERVER_OS, World
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

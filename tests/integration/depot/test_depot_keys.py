@@ -15,8 +15,7 @@ from services.depot import barrier
 from services.depot.masterkeyfile import load_at_start, load_master_key
 from services.depot.settings import DepotSettings
 from tests.helpers import expect_error
-from tests.integration.test_depot_world import SAPROUTER, World, app, entry_id, restart_depot, sql, \
-    world  # noqa: F401
+from tests.integration.depot.world import SAPROUTER, World, app, entry_id, restart_depot, sql
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
