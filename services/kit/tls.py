@@ -20,6 +20,7 @@ from typing import Iterator
 import grpc
 
 from services.kit.errors import PermissionDenied
+from services.kit.principals import SERVICE_ACCOUNT
 
 SERVICE_ACCOUNT_PREFIX = "users/svc-"
 
@@ -141,7 +142,7 @@ def service_of(user: str) -> str | None:
 
 def require_service_peer(context: grpc.aio.ServicerContext, subject_user: str, subject_kind: str) -> None:
     """Refuse a service account's call unless the client certificate names that service."""
-    if subject_kind != "SERVICE_ACCOUNT":
+    if subject_kind != SERVICE_ACCOUNT:
         return
     service = service_of(subject_user) or subject_user
     if service not in peer_names(context):

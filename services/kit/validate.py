@@ -1,9 +1,7 @@
 """Request validation helpers: collect every field violation, then raise one INVALID_ARGUMENT."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import re
 
 from google.protobuf import timestamp_pb2
@@ -78,22 +76,6 @@ def page_size(value: int, field: str = "page_size") -> int:
     if value > MAX_PAGE_SIZE:
         raise InvalidArgument(field, f"must be at most {MAX_PAGE_SIZE}")
     return value or DEFAULT_PAGE_SIZE
-
-
-def encode_page_token(cursor: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode()
-
-
-def decode_page_token(token: str, field: str = "page_token") -> dict | None:
-    if not token:
-        return None
-    try:
-        cursor = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep to be ours
-        raise InvalidArgument(field, "is not a token this service issued") from None
-    if not isinstance(cursor, dict):
-        raise InvalidArgument(field, "is not a token this service issued")
-    return cursor
 
 
 def mask_paths(mask, allowed: set[str], field: str = "update_mask") -> list[str]:
