@@ -43,5 +43,5 @@ async def during(operation, clients: int, duration: float, targets: dict[str, in
             continue
         with open(path) as handle:
             out[name] = stats.top_frames(stats.parse_collapsed(handle), limit=15)
-        out[name]["file"] = str(path)
+        out[name]["file"] = str(path.relative_to(path.parents[1]))  # inside the run's work dir (BENCH_KEEP=1 keeps it)
     return out

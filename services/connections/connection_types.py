@@ -139,7 +139,7 @@ class ConnectionTypes:
         if after is not None:
             last = self._by_code.get(after[0])
             if last is None or last not in listed:
-                raise InvalidArgument("page_token", "is not a page token this service issued")
+                raise InvalidArgument("page_token", "is not a page token of this list")
             start = listed.index(last) + 1
         page = listed[start:start + size]
         more = start + size < len(listed)

@@ -89,7 +89,7 @@ async def create_incident(store: Store, clock: Clock, actor: Actor, customer: st
                           ) -> IncidentRow:
     _validate(values)
     now = clock.now()
-    async with store.writing() as uow:
+    async with store.write() as uow:
         if await uow.system(customer, values.system_number) is None:
             raise InvalidArgument("incident.system", "names no registered system of this customer")
         row = IncidentRow(id=model.new_id(), customer=customer, system_number=values.system_number,
@@ -101,7 +101,7 @@ async def create_incident(store: Store, clock: Clock, actor: Actor, customer: st
 
 
 async def get_incident(store: Store, customer: str, incident_id: str) -> IncidentRow:
-    async with store.reading() as uow:
+    async with store.read() as uow:
         return await find_incident(uow, customer, incident_id)
 
 
@@ -112,7 +112,7 @@ async def list_incidents(store: Store, customer: str, status: IncidentStatus | N
              "system": names.system(customer, system_number) if system_number else "",
              "order": "create_time desc, id desc"}
     after = _PAGE_TOKENS.read(token, scope)
-    async with store.reading() as uow:
+    async with store.read() as uow:
         rows, more = await uow.incidents_page(customer, status, system_number, tuple(after) if after else None, size)
     return rows, _PAGE_TOKENS.issue([rows[-1].create_time, rows[-1].id], scope) if more else ""
 
@@ -166,7 +166,7 @@ class IncidentWorkflow:
         before: Assignment | None = None
         touched = False
         try:
-            async with self.store.writing() as uow:
+            async with self.store.write() as uow:
                 row = await find_incident(uow, customer, incident_id, lock=True)
                 before = assignment_of(row)
                 status, processor = decide(row)
@@ -213,26 +213,26 @@ class IncidentWorkflow:
 
     async def _write_note(self, customer: str, incident_id: str) -> str:
         note = model.new_id()
-        async with self.store.writing() as uow:
+        async with self.store.write() as uow:
             uow.add(AssignmentCheckRow(id=note, incident_id=incident_id, customer=customer,
                                        create_time=self.clock.now()))
         return note
 
     async def _drop_note(self, note: str) -> None:
-        async with self.store.writing() as uow:
+        async with self.store.write() as uow:
             await uow.drop_note(note)
 
     async def reconcile_assignments(self, grace: dt.timedelta, limit: int = 100) -> int:
         """Bring authz in line with the stored status of each incident with a note older than `grace`;
         returns how many were reconciled. Notes whose reconciliation fails stay for the next sweep."""
         cutoff = self.clock.now() - grace
-        async with self.store.reading() as uow:
+        async with self.store.read() as uow:
             notes = await uow.notes_before(cutoff, limit)
         done = 0
         for note in notes:
             incident = f"customers/{note.customer}/incidents/{note.incident_id}"
             try:
-                async with self.store.writing() as uow:
+                async with self.store.write() as uow:
                     row = await uow.incident_by_id(note.incident_id, lock=True)
                     await self._push(incident, assignment_of(row) if row is not None else None)
                     await uow.drop_note(note.id)

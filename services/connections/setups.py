@@ -40,7 +40,7 @@ async def set_up_connection(store: Store, clock: Clock, actor: Actor, customer: 
     validate_setup_parameters(spec, params)
     stored = json.dumps({key: value for key, value in sorted(params.items()) if value != ""})
     now = clock.now()
-    async with store.writing() as uow:
+    async with store.write() as uow:
         system = await find_system(uow, customer, number, lock=True)
         row = await uow.setup(system, spec.code)
         created = row is None
@@ -58,7 +58,7 @@ async def list_setups(store: Store, customer: str, number: str, size: int, token
     """One page of the system's set-ups, by type code."""
     scope = {"parent": names.system(customer, number), "order": "type_code"}
     after = _PAGE_TOKENS.read(token, scope)
-    async with store.reading() as uow:
+    async with store.read() as uow:
         system = await find_system(uow, customer, number)
         rows, more = await uow.setups_page(system, after[0] if after else None, size)
     return rows, system, _PAGE_TOKENS.issue([rows[-1].type_code], scope) if more else ""
@@ -66,7 +66,7 @@ async def list_setups(store: Store, customer: str, number: str, size: int, token
 
 async def delete_setup(store: Store, clock: Clock, customer: str, number: str, code: str) -> None:
     """Remove a set-up; refused while a window of its type is open or scheduled."""
-    async with store.writing() as uow:
+    async with store.write() as uow:
         system = await find_system(uow, customer, number, lock=True)
         row = await uow.setup(system, code)
         if row is None:

@@ -1,9 +1,9 @@
 """The connections database: its units of work and every query - the only module that talks SQL.
 
-`Store.writing()` is a unit of work whose read-check-write is atomic: on SQLite it takes the database's write
+`Store.write()` is a unit of work whose read-check-write is atomic: on SQLite it takes the database's write
 lock with its first statement (BEGIN IMMEDIATE; the driver would otherwise begin only at the first write, after
 the checking reads), so writers run one after another; on PostgreSQL the queries that check lock their rows
-(`lock=True`: SELECT ... FOR UPDATE, which SQLite ignores). `Store.reading()` is a plain transaction.
+(`lock=True`: SELECT ... FOR UPDATE, which SQLite ignores). `Store.read()` is a plain transaction.
 
 On a SQLite file the system a request names is read on a query-only connection on the calling thread
 (services.kit.localsqlite: the authorization of nearly every call reads it); when that connection cannot answer,
@@ -47,13 +47,13 @@ class Store:
         await self.db.close()
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[UnitOfWork]:
+    async def read(self) -> AsyncIterator[UnitOfWork]:
         """A transaction for reads."""
         async with self.db.unit_of_work() as session:
             yield UnitOfWork(session)
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[UnitOfWork]:
+    async def write(self) -> AsyncIterator[UnitOfWork]:
         """A transaction that writes: committed when the block ends, rolled back if it raises, atomic with the
         reads it checks (see the module docstring)."""
         async with self.db.unit_of_work() as session:
@@ -72,7 +72,7 @@ class Store:
 
     async def engine_system(self, customer: str, number: str) -> SystemRow | None:
         """`system` read through the engine."""
-        async with self.reading() as uow:
+        async with self.read() as uow:
             return await uow.system(customer, number)
 
     async def installation(self, customer: str, number: str) -> str:

@@ -6,7 +6,9 @@ from dataclasses import dataclass, fields
 from services.connections import model
 from services.connections.store import Store, UnitOfWork
 from services.connections.tables import SystemRow
-from services.kit import names
+from services.kit import auth, names
+from services.kit import permissions as p
+from services.kit.auth import Resource
 from services.kit.clock import Clock
 from services.kit.errors import AlreadyExists, EtagMismatch, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.paging import STR, PageTokens
@@ -76,7 +78,7 @@ async def _check_unique(uow: UnitOfWork, customer: str, values: SystemFields, ow
 async def create_system(store: Store, clock: Clock, customer: str, values: SystemFields) -> SystemRow:
     validate_fields(values)
     now = clock.now()
-    async with store.writing() as uow:
+    async with store.write() as uow:
         existing = await uow.system(customer, values.system_number)
         if existing is not None:
             raise AlreadyExists(f"system {system_name(existing)} already exists")
@@ -105,7 +107,7 @@ async def list_systems(store: Store, customer: str, query: str, size: int, token
         raise InvalidArgument("query", problem)
     scope = {"parent": names.customer(customer), "query": query, "order": "system_number"}
     after = _PAGE_TOKENS.read(token, scope)
-    async with store.reading() as uow:
+    async with store.read() as uow:
         rows, more = await uow.systems_page(customer, query, after[0] if after else None, size)
     return rows, _PAGE_TOKENS.issue([rows[-1].system_number], scope) if more else ""
 
@@ -118,7 +120,12 @@ def check_etag(etag: str, row_etag: str, what: str) -> None:
 async def update_system(store: Store, clock: Clock, customer: str, number: str, values: SystemFields,
                         paths: list[str], etag: str) -> SystemRow:
     validate_fields(values, only=set(paths))
-    async with store.writing() as uow:
+    if "installation_number" in paths:
+        # moving a system to another installation needs the right on that installation too
+        await auth.current().require(p.SYSTEMS_WRITE, Resource(
+            customer=names.customer(customer), system=names.system(customer, number),
+            installation=values.installation_number))
+    async with store.write() as uow:
         row = await find_system(uow, customer, number, lock=True)
         check_etag(etag, row.etag, system_name(row))
         merged = SystemFields(**{f.name: getattr(values if f.name in paths else row, f.name) for f in fields(values)})
@@ -136,7 +143,7 @@ async def update_system(store: Store, clock: Clock, customer: str, number: str, 
 async def delete_system(store: Store, clock: Clock, customer: str, number: str, etag: str) -> None:
     """Delete a system with its set-ups; refused while a window is open or scheduled or an incident of it
     is not confirmed. Its past windows and confirmed incidents stay on record."""
-    async with store.writing() as uow:
+    async with store.write() as uow:
         row = await find_system(uow, customer, number, lock=True)
         check_etag(etag, row.etag, system_name(row))
         window = await uow.active_window(row, clock.now())

@@ -76,7 +76,7 @@ async def open_connection(store: Store, clock: Clock, actor: Actor, customer: st
     start = request.start or now
     _validate_open(request, start, now)
     code = request.spec.code
-    async with store.writing() as uow:
+    async with store.write() as uow:
         system = await find_system(uow, customer, number, lock=True)
         if await uow.setup(system, code) is None:
             raise FailedPrecondition(f"connection type {code} is not set up for system {system_name(system)}; "
@@ -109,7 +109,7 @@ async def _find_window(uow: UnitOfWork, system: SystemRow, window_id: str, *, lo
 async def close_connection(store: Store, clock: Clock, actor: Actor, customer: str, number: str,
                            window_id: str) -> WindowRow:
     """Close an open or scheduled window now."""
-    async with store.writing() as uow:
+    async with store.write() as uow:
         system = await find_system(uow, customer, number)
         row = await _find_window(uow, system, window_id, lock=True)
         now = clock.now()
@@ -124,7 +124,7 @@ async def close_connection(store: Store, clock: Clock, actor: Actor, customer: s
 
 async def get_connection(store: Store, customer: str, number: str, window_id: str
                          ) -> tuple[WindowRow, SystemRow]:
-    async with store.reading() as uow:
+    async with store.read() as uow:
         system = await find_system(uow, customer, number)
         return await _find_window(uow, system, window_id), system
 
@@ -135,7 +135,7 @@ async def list_connections(store: Store, clock: Clock, customer: str, number: st
     scope = {"parent": names.system(customer, number), "state": state.value if state else "",
              "order": "start_time desc, id desc"}
     after = _PAGE_TOKENS.read(token, scope)
-    async with store.reading() as uow:
+    async with store.read() as uow:
         system = await find_system(uow, customer, number)
         rows, more = await uow.windows_page(system, state, clock.now(), tuple(after) if after else None, size)
     return rows, _PAGE_TOKENS.issue([rows[-1].start_time, rows[-1].id], scope) if more else ""
@@ -149,7 +149,7 @@ async def record_expired(store: Store, clock: Clock, batch: int = SWEEP_BATCH) -
     now = clock.now()
     recorded: list[str] = []
     while True:
-        async with store.writing() as uow:
+        async with store.write() as uow:
             due = await uow.record_expired(now, batch)
         for row in due:
             name = window_name(row)

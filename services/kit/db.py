@@ -66,10 +66,20 @@ def _prepare_sqlite_file(url: str) -> None:
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             except FileExistsError:
                 pass
-        os.chmod(path, 0o600)
-        for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if side.exists():
-                os.chmod(side, 0o600)
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            _owner_only(file)
+
+
+def _owner_only(path: Path) -> None:
+    """Mode 0600 for a database file that exists; one this process may not change (another user's, on a shared
+    volume) is left as it is, with a warning if others can read it."""
+    try:
+        if path.exists():
+            os.chmod(path, 0o600)
+    except PermissionError:
+        if path.stat().st_mode & 0o077:
+            logger.warning("database file %s is readable by others and not ours to change (mode %o)", path,
+                           path.stat().st_mode & 0o777)
 
 
 def migrate(url: str, migrations_dir: Path, attributes: dict | None = None, revision: str = "head") -> None:

@@ -32,12 +32,12 @@ REASON_BY_CODE: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
     grpc.StatusCode.CANCELLED: "CANCELLED",
 }
-FALLBACK_REASON = "INTERNAL"  # any other code (UNKNOWN, INTERNAL, UNIMPLEMENTED, ...)
+DEFAULT_REASON = "INTERNAL"  # any other code (UNKNOWN, INTERNAL, UNIMPLEMENTED, ...)
 
 
 def reason_for(code: grpc.StatusCode, sent: str = "") -> str:
     """The reason an error from another service carries on: the one it sent if ours, else its code's."""
-    return sent if sent in REASONS else REASON_BY_CODE.get(code, FALLBACK_REASON)
+    return sent if sent in REASONS else REASON_BY_CODE.get(code, DEFAULT_REASON)
 
 
 class DomainError(Exception):
@@ -202,4 +202,4 @@ def _status_details(err: grpc.RpcError) -> status_pb2.Status | None:
 
 
 assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-assert set(REASON_BY_CODE.values()) | {FALLBACK_REASON} <= REASONS
+assert set(REASON_BY_CODE.values()) | {DEFAULT_REASON} <= REASONS

@@ -3,7 +3,8 @@
 A token is opaque to the caller: the cursor (the sort key of the last item served) plus a fingerprint of the
 request it continues - its parent, filters and order - so a token replayed with other parameters is refused
 (INVALID_ARGUMENT naming `page_token`), and a cursor is checked against the kinds of values the list sorts by
-before any of it reaches a query. Nothing a caller can put in a token ends in INTERNAL.
+before any of it reaches a query. Nothing a caller can put in a token ends in INTERNAL. Tokens are not signed: a
+caller who builds one by hand only pages, from a position of its choice, the results of a request it may send.
 
     tokens = PageTokens(STR, TIME, INT)           # what the list orders by, in order
     after = tokens.read(request.page_token, scope)  # None for the first page
@@ -27,7 +28,7 @@ from services.kit.errors import InvalidArgument
 FIELD = "page_token"
 MAX_TOKEN_LENGTH = 4096
 _INT64 = (-(2**63), 2**63 - 1)
-_NOT_OURS = "is not a page token this service issued"
+_NOT_OURS = "is not a page token of this list"
 _OTHER_REQUEST = "belongs to another request (repeat every other parameter unchanged)"
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# A folder beside the repository, or a path that exists only on some machine.
-OUTSIDE = re.compile(r"\.\./shared\b|(?<![\w.])/(?:work|root|home|Users)/[\w.-]|/tmp/pytest-of-")
+# A folder beside the repository, or a path that exists only on some machine (a home, a checkout, the temporary
+# folder of a test or benchmark run).
+OUTSIDE = re.compile(r"\.\./shared\b|(?<![\w.])/(?:work|root|home|Users)/[\w.-]|/tmp/(?:pytest-of-|rs-)")
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 THIS_FILE = "tests/unit/test_self_contained.py"
 
@@ -64,11 +65,13 @@ def test_nothing_refers_outside_the_repository(clone):
 def test_the_check_finds_what_it_looks_for(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("See [design](../../shared/DESIGN.md) and [b](b.md), [ok](a.md).\n")
-    (tmp_path / "x.py").write_text('SEED = "../shared/seed/x.txt"\nPATH = "/work/main/var"\nOK = "/var/lib/rs"\n')
+    (tmp_path / "x.py").write_text('SEED = "../shared/seed/x.txt"\nPATH = "/work/main/var"\nOK = "/var/lib/rs"\n'
+                                   'RUN = "/tmp/rs-bench-mq0pjwkm/profiles"\n')
     assert outside_references(tmp_path, ["docs/a.md", "x.py"]) == [
         "docs/a.md:1: See [design](../../shared/DESIGN.md) and [b](b.md), [ok](a.md).",
         "docs/a.md:1: link ../../shared/DESIGN.md does not resolve inside the repository",
         "docs/a.md:1: link b.md does not resolve inside the repository",
         'x.py:1: SEED = "../shared/seed/x.txt"',
         'x.py:2: PATH = "/work/main/var"',
+        'x.py:4: RUN = "/tmp/rs-bench-mq0pjwkm/profiles"',
     ]

@@ -101,7 +101,7 @@ def test_the_reasons_the_code_sends_are_exactly_errors_proto():
 
     _all_modules()
     sent = {errors.DomainError.reason} | {cls.reason for cls in _subclasses(errors.DomainError)}
-    sent |= set(errors.REASON_BY_CODE.values()) | {errors.FALLBACK_REASON}
+    sent |= set(errors.REASON_BY_CODE.values()) | {errors.DEFAULT_REASON}
     assert sent == errors.REASONS
 
 
