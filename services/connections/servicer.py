@@ -95,7 +95,8 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
         code = names.parse("connection_type", request.connection_type, "connection_type")["code"]
         spec = self.connection_types.referenced(code, "connection_type")
         row, owner, created = await setups.set_up_connection(self.store, self.clock, _actor(), parts["customer"],
-                                                             parts["system"], spec, dict(request.parameters))
+                                                             parts["system"], spec, dict(request.parameters),
+                                                             validate_only=request.validate_only)
         return pb.SetUpConnectionResponse(connection_setup=convert.setup(row, owner), created=created)
 
     async def ListConnectionSetups(self, request, context):
@@ -123,13 +124,13 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
             start=_time(request.start_time, "start_time"), end=_time(request.end_time, "end_time"),
             incident_id=incident["incident"] if incident else None, reason=request.reason)
         row = await windows.open_connection(self.store, self.clock, _actor(), parts["customer"], parts["system"],
-                                            open_request)
+                                            open_request, validate_only=request.validate_only)
         return pb.OpenConnectionResponse(connection=convert.window(row, self.clock.now()))
 
     async def CloseConnection(self, request, context):
         parts = names.parse("connection", request.name, "name")
         row = await windows.close_connection(self.store, self.clock, _actor(), parts["customer"], parts["system"],
-                                             parts["connection"])
+                                             parts["connection"], validate_only=request.validate_only)
         return pb.CloseConnectionResponse(connection=convert.window(row, self.clock.now()))
 
     async def GetConnection(self, request, context):

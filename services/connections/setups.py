@@ -34,13 +34,14 @@ def validate_setup_parameters(spec: ConnectionTypeSpec, params: dict[str, str]) 
 
 
 async def set_up_connection(store: Store, clock: Clock, actor: Actor, customer: str, number: str,
-                            spec: ConnectionTypeSpec, params: dict[str, str]) -> tuple[SetupRow, SystemRow, bool]:
+                            spec: ConnectionTypeSpec, params: dict[str, str], *, validate_only: bool = False
+                            ) -> tuple[SetupRow, SystemRow, bool]:
     """Store the set-up of `spec` for the system; a second set-up of the same type updates the first.
-    Returns (set-up, system, created)."""
+    Returns (set-up, system, created); with `validate_only`, what it would return, and nothing is stored."""
     validate_setup_parameters(spec, params)
     stored = json.dumps({key: value for key, value in sorted(params.items()) if value != ""})
     now = clock.now()
-    async with store.write() as uow:
+    async with store.write(validate_only) as uow:
         system = await find_system(uow, customer, number, lock=True)
         row = await uow.setup(system, spec.code)
         created = row is None

@@ -53,13 +53,19 @@ class Store:
             yield UnitOfWork(session)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[UnitOfWork]:
+    async def write(self, validate_only: bool = False) -> AsyncIterator[UnitOfWork]:
         """A transaction that writes: committed when the block ends, rolled back if it raises, atomic with the
-        reads it checks (see the module docstring)."""
+        reads it checks (see the module docstring). With `validate_only` (AIP-163) every check and statement runs
+        as it would, and the transaction is rolled back at the end: nothing changes; the rows read or made keep
+        the values they had (detached), for the answer."""
         async with self.db.unit_of_work() as session:
             if session.bind.dialect.name == "sqlite":
                 await session.execute(text("BEGIN IMMEDIATE"))
             yield UnitOfWork(session)
+            if validate_only:
+                await session.flush()
+                session.expunge_all()
+                await session.rollback()
 
     async def system(self, customer: str, number: str) -> SystemRow | None:
         """The system customers/{customer}/systems/{number} (its columns as attributes), or None."""

@@ -69,14 +69,15 @@ async def _check_incident(uow: UnitOfWork, system: SystemRow, incident_id: str) 
 
 
 async def open_connection(store: Store, clock: Clock, actor: Actor, customer: str, number: str,
-                          request: OpenRequest) -> WindowRow:
+                          request: OpenRequest, *, validate_only: bool = False) -> WindowRow:
     """Open a window. The overlap check and the insert run under the system's row lock (PostgreSQL) or
-    the database write lock (SQLite), so two overlapping windows can never both be stored."""
+    the database write lock (SQLite), so two overlapping windows can never both be stored. With `validate_only`,
+    every check runs and nothing is opened."""
     now = clock.now()
     start = request.start or now
     _validate_open(request, start, now)
     code = request.spec.code
-    async with store.write() as uow:
+    async with store.write(validate_only) as uow:
         system = await find_system(uow, customer, number, lock=True)
         if await uow.setup(system, code) is None:
             raise FailedPrecondition(f"connection type {code} is not set up for system {system_name(system)}; "
@@ -95,7 +96,8 @@ async def open_connection(store: Store, clock: Clock, actor: Actor, customer: st
                         incident_id=request.incident_id or None, reason=request.reason, opener=actor.user,
                         create_time=now, closed_by_sweep=False)
         uow.add(row)
-    log(logger, logging.INFO, "connection opened", connection=window_name(row), opener=actor.user)
+    if not validate_only:
+        log(logger, logging.INFO, "connection opened", connection=window_name(row), opener=actor.user)
     return row
 
 
@@ -107,9 +109,9 @@ async def _find_window(uow: UnitOfWork, system: SystemRow, window_id: str, *, lo
 
 
 async def close_connection(store: Store, clock: Clock, actor: Actor, customer: str, number: str,
-                           window_id: str) -> WindowRow:
-    """Close an open or scheduled window now."""
-    async with store.write() as uow:
+                           window_id: str, *, validate_only: bool = False) -> WindowRow:
+    """Close an open or scheduled window now (with `validate_only`: check that it could be, and change nothing)."""
+    async with store.write(validate_only) as uow:
         system = await find_system(uow, customer, number)
         row = await _find_window(uow, system, window_id, lock=True)
         now = clock.now()
@@ -118,7 +120,8 @@ async def close_connection(store: Store, clock: Clock, actor: Actor, customer: s
             raise FailedPrecondition(f"connection {window_name(row)} is already {state.value}")
         row.closer = actor.user
         row.close_time = now
-    log(logger, logging.INFO, "connection closed", connection=window_name(row), closer=actor.user)
+    if not validate_only:
+        log(logger, logging.INFO, "connection closed", connection=window_name(row), closer=actor.user)
     return row
 
 
