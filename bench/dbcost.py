@@ -141,7 +141,7 @@ async def main(decisions_n: int, many: int, out: Path) -> None:
     count_hops(counters)
     await users.create_customer(store, clock, CUSTOMER, "Bench customer")
     await users.create_user(store, clock, user_id=USER, kind=CUSTOMER_USER, customer=CUSTOMER,
-                               display_name="Bench user", email="", password="bench horse battery", kdf_log2_n=10)
+                               display_name="Bench user", email="", password="bench horse battery", kdf=authz.kdf)
     await grants.grant(store, clock, USER, policy.EDIT_MY, [], "users/admin")
     token, _ = await sessions.mint_token(store, clock, USER, dt.timedelta(hours=2))
     resource = Resource(customer=f"customers/{CUSTOMER}", system=f"customers/{CUSTOMER}/systems/1",

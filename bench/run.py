@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import httpclient, load, peers, report, stats, suite
+from bench import httpclient, load, loginflood, peers, report, stats, suite
 from bench.probe import METHOD as PROBE_METHOD
 from bench.probe import Request as ProbeRequest
 from bench.probe import Response as ProbeResponse
@@ -53,6 +53,7 @@ COMPARISONS = [
      "ref_scenario": "list", "ref": "small", "ref_label": "small"},
     {"label": "Check: many vs 10 principals", "scenario": "check-scale", "ours": "many", "ours_label": "many",
      "ref_scenario": "check-scale", "ref": "few", "ref_label": "few"},
+    loginflood.COMPARISON,
 ]
 
 
@@ -450,6 +451,8 @@ class Bench:
         if self.wanted("check"):
             await self.check_ours(ours, fx)
             await self.check_cerbos(fx)
+        if self.wanted("loginflood"):
+            await loginflood.check_during_login_flood(self, ours, fx)
         if self.wanted("reveal") or self.wanted("create"):
             await self.depot_ours(ours, fx)
             await self.depot_openbao()
@@ -572,8 +575,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs, 1 and 4 clients, scale 0.01")
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of Check and Reveal (extra runs)")
-    parser.add_argument("--only", default="", help="comma list of: floor,check,reveal,create,gateway,list,"
-                                                   "check-scale,sweep,verify")
+    parser.add_argument("--only", default="", help="comma list of: floor,check,loginflood,reveal,create,gateway,"
+                                                   "list,check-scale,sweep,verify")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.{md,json,png} go")
     args = parser.parse_args()
     bench = Bench(args)

@@ -1,6 +1,7 @@
 """The decision point: token -> principal -> grants (-> assignments) -> rules, from ONE statement per decision
-(services.authz.store's decision read). No KDF on this path; nothing is cached: every decision reads the rows
-as committed."""
+(services.authz.store's decision read; under load on the engine, one for the decisions waiting at the same
+moment, services.authz.overload). No KDF on this path; nothing is cached: every decision reads the rows as
+committed."""
 from __future__ import annotations
 
 import datetime as dt

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from services.authz import model
+from services.authz.policy import USER_ADMIN
 from services.authz.store import Queries, Store
 from services.authz.tables import GrantRow
 from services.kit.clock import Clock
@@ -13,7 +14,9 @@ GRANT_PAGES = PageTokens(STR)  # ListAuthorizations is ordered by authorization 
 
 async def grant(store: Store, clock: Clock, user_id: str, authorization: str, installations: list[str],
                 granted_by: str) -> GrantRow:
-    """Grant `authorization` to a customer user; granting it again replaces its installations."""
+    """Grant `authorization` to a customer user; granting it again replaces its installations (but USER_ADMIN
+    of the customer's last enabled user administrator is not narrowed to installations: it would end its
+    administration of the customer's users)."""
     installations = model.check_installations(installations)
 
     async def write(queries: Queries) -> GrantRow:
@@ -21,6 +24,9 @@ async def grant(store: Store, clock: Clock, user_id: str, authorization: str, in
         if user is None:
             raise model.NoSuchUser(user_id)
         model.check_grantee(user.kind, user.customer)
+        if authorization == USER_ADMIN and installations:
+            model.check_keeps_a_user_admin(user_id, user.customer, await queries.locked_user_admins(user.customer),
+                                           "narrowing its USER_ADMIN to installations")
         row = await queries.grant(user_id, authorization)
         if row is None:
             row = GrantRow(user_id=user_id, authorization=authorization, customer=user.customer,
@@ -35,7 +41,14 @@ async def grant(store: Store, clock: Clock, user_id: str, authorization: str, in
 
 
 async def revoke(store: Store, user_id: str, authorization: str) -> None:
+    """Revoke a grant; USER_ADMIN of the customer's last enabled user administrator is refused
+    (model.check_keeps_a_user_admin)."""
     async with store.write() as queries:
+        if authorization == USER_ADMIN:
+            user = await queries.principal(user_id)
+            if user is not None and user.customer:
+                admins = await queries.locked_user_admins(user.customer)
+                model.check_keeps_a_user_admin(user_id, user.customer, admins, "revoking its USER_ADMIN")
         if not await queries.delete_grant(user_id, authorization):
             if await queries.principal(user_id) is None:
                 raise model.NoSuchUser(user_id)

@@ -3,12 +3,16 @@ assigned or changed, and when a login lock ends. Pure functions and small types;
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+
 from services.authz.passwords import MAX_PASSWORD, MIN_PASSWORD
 from services.kit.clock import as_utc
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
 from services.kit.principals import CUSTOMER_USER, PLATFORM_ADMIN, SERVICE_ACCOUNT, SUPPORT_ENGINEER
 from services.kit.validate import Violations
 
@@ -26,6 +30,9 @@ SERVICE_TOKEN_TTL = dt.timedelta(days=30)  # CreateServiceToken's default ...
 MAX_SERVICE_TOKEN_TTL = dt.timedelta(days=365)  # ... and its maximum
 
 LOGIN_REFUSED = "invalid user ID or password, or the user is disabled or locked"
+LOGIN_SHED = "too many logins are being checked at once; retry in a moment"
+DECISIONS_BUSY = "the authorization service is overloaded; retry in a moment"
+LOGIN_RATE_LIMITED = "too many login attempts for this user ID or from this address; retry in {seconds} s"
 USER_FIELDS = {"display_name", "email", "disabled", "password"}  # what UpdateUser may change
 
 
@@ -35,6 +42,14 @@ class LoginLock:
 
     max_failures: int = 5
     duration: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class LoginRate:
+    """At most `burst` login attempts at once, refilled at `per_min` a minute (0: no limit)."""
+
+    per_min: int
+    burst: int
 
 
 def lock_end(locked_until: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
@@ -58,6 +73,48 @@ class LoginRefused(Unauthenticated):
 
     def __init__(self) -> None:
         super().__init__(LOGIN_REFUSED)
+
+
+class RetryLater(ResourceExhausted):
+    """RESOURCE_EXHAUSTED with google.rpc.RetryInfo: the caller may try again after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(self.retry_after_s * 1e9))
+        return super().details() + [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class LoginShed(RetryLater):
+    """A Login attempt that found every place of the password check taken: refused before anything is read."""
+
+    def __init__(self) -> None:
+        super().__init__(LOGIN_SHED, 1.0)
+
+
+class LoginRateLimited(RetryLater):
+    """A Login attempt beyond its user ID's or its address's rate: refused before anything is read, so the
+    answer is the same whether or not the user exists."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(LOGIN_RATE_LIMITED.format(seconds=math.ceil(retry_after_s)), retry_after_s)
+
+
+class DecisionsBusy(RetryLater):
+    """A decision that found the database busy until its caller's deadline drew near (services.authz.overload)."""
+
+    def __init__(self) -> None:
+        super().__init__(DECISIONS_BUSY, 0.1)
+
+
+class LastUserAdmin(FailedPrecondition):
+    def __init__(self, user_id: str, customer: str, change: str) -> None:
+        super().__init__(f"users/{user_id} is the last enabled user administrator of customers/{customer}; "
+                         f"{change} would leave the customer without one: grant USER_ADMIN to another enabled user "
+                         "of the customer first")
 
 
 # --- what a request's values must look like ------------------------------------------------------------
@@ -145,6 +202,13 @@ def check_change_allowed(kind: str, paths: list[str], disabled: bool) -> None:
         raise FailedPrecondition("service accounts have no password; use CreateServiceToken")
     if kind == PLATFORM_ADMIN and "disabled" in paths and disabled:
         raise FailedPrecondition("the platform admin cannot be disabled")
+
+
+def check_keeps_a_user_admin(user_id: str, customer: str, user_admins: set[str], change: str) -> None:
+    """A customer always keeps one enabled user administrator: `change` may not take the last one away
+    (`user_admins`: the customer's enabled holders of USER_ADMIN for the whole customer, as committed)."""
+    if user_admins == {user_id}:
+        raise LastUserAdmin(user_id, customer, change)
 
 
 def check_installations(installations: list[str]) -> list[str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
 from services.authz import assignments, convert, grants, model, sessions, users
 from services.authz.decisions import DecisionService
+from services.authz.kdf import KdfPool
 from services.authz.settings import AuthzSettings
 from services.authz.store import Store
+from services.authz.throttle import LoginThrottle
 from services.kit import auth, names
 from services.kit.auth import Resource
 from services.kit.clock import Clock
@@ -23,16 +25,20 @@ def _check_permission(field: str, permission: str) -> None:
 
 
 class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
-    def __init__(self, store: Store, clock: Clock, decisions: DecisionService, settings: AuthzSettings) -> None:
+    def __init__(self, store: Store, clock: Clock, decisions: DecisionService, settings: AuthzSettings,
+                 kdf: KdfPool, login_throttle: LoginThrottle) -> None:
         self.store = store
         self.clock = clock
         self.decisions = decisions
         self.settings = settings
+        self.kdf = kdf
+        self.login_throttle = login_throttle
 
     # --- sessions and tokens ----------------------------------------------------------------------------
     async def Login(self, request, context):
-        token, expires, row = await sessions.login(self.store, self.clock, self.settings, request.user_id,
-                                                   request.password)
+        token, expires, row = await sessions.login(self.store, self.clock, self.settings, self.kdf,
+                                                   self.login_throttle, request.user_id, request.password,
+                                                   context.peer())
         return authz_pb2.LoginResponse(access_token=token, expire_time=to_timestamp(expires),
                                        user=convert.user_proto(row, self.clock.now()))
 
@@ -62,8 +68,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         customer = names.parse("customer", u.customer, "user.customer")["customer"] if u.customer else ""
         row = await users.create_user(
             self.store, self.clock, user_id=u.user_id, kind=convert.kind_of(u.kind), customer=customer,
-            display_name=u.display_name, email=u.email, password=request.initial_password,
-            kdf_log2_n=self.settings.kdf_log2_n)
+            display_name=u.display_name, email=u.email, password=request.initial_password, kdf=self.kdf)
         return authz_pb2.CreateUserResponse(user=convert.user_proto(row, self.clock.now()))
 
     async def GetUser(self, request, context):
@@ -85,7 +90,7 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         row = await users.update_user(
             self.store, self.clock, user_id, paths, display_name=request.user.display_name,
             email=request.user.email, disabled=request.user.disabled, new_password=request.new_password,
-            caller_is_self_only=self_only, kdf_log2_n=self.settings.kdf_log2_n)
+            caller_is_self_only=self_only, kdf=self.kdf)
         return authz_pb2.UpdateUserResponse(user=convert.user_proto(row, self.clock.now()))
 
     # --- authorizations ---------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Sessions: Login and Logout, the failed-login lock, and the bearer tokens of users and service accounts."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 
 from services.authz import model
-from services.authz.passwords import new_token, token_hash, verify_password
+from services.authz.kdf import KdfPool
+from services.authz.passwords import new_token, token_hash
 from services.authz.settings import AuthzSettings
 from services.authz.store import Queries, Store
 from services.authz.tables import PrincipalRow, TokenRow
+from services.authz.throttle import LoginThrottle
 from services.kit.clock import Clock, as_utc
 from services.kit.errors import NotFound
 from services.kit.principals import SERVICE_ACCOUNT
@@ -24,12 +25,24 @@ def _add_token(queries: Queries, user_id: str, now: dt.datetime, ttl: dt.timedel
     return token
 
 
-async def login(store: Store, clock: Clock, settings: AuthzSettings, user_id: str,
-                password: str) -> tuple[str, dt.datetime, PrincipalRow]:
-    """A new token for the right password of an enabled, unlocked user. A wrong password counts against the
-    user; at login_lock.max_failures in a row the user is locked for login_lock.duration. Every refusal is the
-    same UNAUTHENTICATED and costs one KDF run, so neither the answer nor its time tells which check failed."""
+async def login(store: Store, clock: Clock, settings: AuthzSettings, kdf: KdfPool, throttle: LoginThrottle,
+                user_id: str, password: str, peer: str) -> tuple[str, dt.datetime, PrincipalRow]:
+    """A new token for the right password of an enabled, unlocked user.
+
+    Before anything is read: an attempt beyond the rate of its user ID or of its peer (`peer`, the caller's
+    context.peer()), or one that finds no free place for the password check (kdf.KdfPool), is refused at once
+    with RESOURCE_EXHAUSTED, the same whether or not the user exists, and counts no failure. An admitted
+    attempt with a wrong password counts against the user; at login_lock.max_failures in a row the user is
+    locked for login_lock.duration. Every admitted refusal is the same UNAUTHENTICATED and costs one KDF run,
+    so neither the answer nor its time tells which check failed."""
     model.check_login(user_id, password)
+    throttle.count(user_id, peer)
+    with kdf.place():
+        return await _checked_login(store, clock, settings, kdf, user_id, password)
+
+
+async def _checked_login(store: Store, clock: Clock, settings: AuthzSettings, kdf: KdfPool, user_id: str,
+                         password: str) -> tuple[str, dt.datetime, PrincipalRow]:
     row = None
     if not model.CONTROL.search(user_id):  # no user ID has one: an unknown user, found without asking the database
         async with store.read() as queries:
@@ -38,8 +51,7 @@ async def login(store: Store, clock: Clock, settings: AuthzSettings, user_id: st
     locked = row is not None and model.lock_end(row.locked_until, now) is not None
     # a locked user's password is checked as any other (same cost) and the answer ignored; an unknown user's
     # costs one KDF run at the service's own cost
-    right = await asyncio.to_thread(verify_password, password, row.password_hash if row else None,
-                                    settings.kdf_log2_n)
+    right = await kdf.verify(password, row.password_hash if row else None)
     ok = right and not locked
     if row is not None and not locked and not ok:
         await _failed_login(store, row.user_id, now, settings.login_lock)

@@ -2,7 +2,10 @@
 
 - `Store.read()` / `Store.write()`: one unit of work, its queries as the methods of `Queries`; a write commits
   when its block ends and rolls back if it raises (nothing half-written). An insert that meets an existing
-  key raises DuplicateKey; `Store.upsert` runs a write once more after one.
+  key raises DuplicateKey; `Store.upsert` runs a write once more after one. A write's checking reads and its
+  writes are atomic: on SQLite it takes the database's write lock with its first statement (BEGIN IMMEDIATE),
+  so writes run one after another; on PostgreSQL the reads that check lock their rows (`for_update`,
+  `locked_user_admins`).
 - `Store.decision_rows`: the decision point's ONE statement per decision (token -> principal -> grants
   (-> assignments)), indexed lookups only. On a SQLite file in WAL mode it runs with the stdlib sqlite3
   module on the calling thread, on a query-only connection to the same file (LocalSqliteReader: a WAL read of
@@ -10,22 +13,30 @@
   bench/README.md); every statement is its own read transaction and sees every write committed before it
   began, by this process or any other. On PostgreSQL (and SQLite in memory, not in WAL mode, or while the
   local read is unavailable) it runs on the async engine in autocommit: one statement, one snapshot, one
-  round trip."""
+  round trip - and under load one statement for the decisions waiting at the same moment
+  (services.authz.overload: DECISION_SLOTS statements at once, each for up to DECISION_BATCH decisions)."""
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
-from sqlalchemy import bindparam, delete, null, select, update
+from sqlalchemy import bindparam, delete, null, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.authz.overload import ReadBatches
+from services.authz.policy import USER_ADMIN
 from services.authz.tables import AssignmentRow, CustomerRow, GrantRow, PrincipalRow, TokenRow
 from services.kit.db import Database
 from services.kit.localsqlite import LocalSqlite, LocalUnavailable, compile_sql
 
 T = TypeVar("T")
+# Decision statements on the engine at once (well inside the kit's pool of 10, beyond which the engine opens and
+# closes a connection per use; the rest is left to units of work), decisions one of them reads at most, and
+# decisions that may wait for one.
+DECISION_SLOTS, DECISION_BATCH, DECISIONS_WAITING = 4, 64, 1024
+DecisionKey = tuple[bool, str, "str | None"]  # (with_assignments, token hash, second token hash or None)
 
 
 class DuplicateKey(Exception):
@@ -59,6 +70,19 @@ class Queries:
         if customer:
             query = query.where(PrincipalRow.customer == customer)
         return list((await self.session.execute(query)).scalars())
+
+    async def locked_user_admins(self, customer: str) -> set[str]:
+        """The user IDs of the customer's enabled user administrators (customer users holding USER_ADMIN for
+        the whole customer, not for some installations only), read after locking the customer's row (FOR NO
+        KEY UPDATE on PostgreSQL, which leaves inserts that reference the row free; in a SQLite write the
+        database's write lock is held already): changes that may take one away run one after another, each
+        seeing what the one before it committed."""
+        await self.session.execute(select(CustomerRow.number).where(CustomerRow.number == customer)
+                                   .with_for_update(key_share=True))
+        query = (select(PrincipalRow.user_id).join(GrantRow, GrantRow.user_id == PrincipalRow.user_id)
+                 .where(PrincipalRow.customer == customer, PrincipalRow.disabled.is_(False),
+                        GrantRow.authorization == USER_ADMIN, GrantRow.installations == ""))
+        return set((await self.session.execute(query)).scalars())
 
     async def count_failed_login(self, user_id: str) -> int:
         """Add one to the user's failed logins in a row (atomically: concurrent attempts all count); the new
@@ -108,19 +132,24 @@ class Queries:
 
 
 # --- the decision statement --------------------------------------------------------------------------------
-def decision_statement(with_assignments: bool, pair: bool = False):
+def decision_statement(with_assignments: bool, hashes: str = "one"):
     """Rows of (expires_at, revoked, user_id, kind, customer, disabled, authorization, grant customer,
     installations, incident, system) for the token hash `:h`: one per grant of the token's user (one with
     NULL grant columns when it has none), and with `with_assignments` one more per support assignment of it.
-    No row: no such token. With `pair`, for the hashes `:h` and `:h2` at once, each row led by its token hash."""
+    No row: no such token. With `hashes` "pair", for the hashes `:h` and `:h2` at once, and with "many", for
+    the list `:hs`: each row led by its token hash."""
     token, principal = TokenRow.__table__, PrincipalRow.__table__
     grant, assignment = GrantRow.__table__, AssignmentRow.__table__
     hashed = bindparam("h", type_=token.c.token_hash.type)
-    which = token.c.token_hash.in_([hashed, bindparam("h2", type_=token.c.token_hash.type)]) if pair \
-        else token.c.token_hash == hashed
+    if hashes == "one":
+        which = token.c.token_hash == hashed
+    elif hashes == "pair":
+        which = token.c.token_hash.in_([hashed, bindparam("h2", type_=token.c.token_hash.type)])
+    else:
+        which = token.c.token_hash.in_(bindparam("hs", expanding=True))
     head = (token.c.expires_at, token.c.revoked, principal.c.user_id, principal.c.kind, principal.c.customer,
             principal.c.disabled)
-    if pair:
+    if hashes != "one":
         head = (token.c.token_hash, *head)
     owner = token.join(principal, principal.c.user_id == token.c.user_id)
     grants = (select(*head, grant.c.authorization, grant.c.customer.label("grant_customer"),
@@ -135,11 +164,28 @@ def decision_statement(with_assignments: bool, pair: bool = False):
     return grants.union_all(assignments)
 
 
-DECISION_STATEMENTS = [(flag, pair) for flag in (False, True) for pair in (False, True)]
+LOCAL_STATEMENTS = [(flag, hashes) for flag in (False, True) for hashes in ("one", "pair")]
+_INCIDENT = 10  # the incident column of a "many" row (None on a grant row)
 
 
 def _params(hashed: str, hashed2: str | None) -> dict[str, str]:
     return {"h": hashed} if hashed2 is None else {"h": hashed, "h2": hashed2}
+
+
+def rows_of_keys(rows: list, keys: list[DecisionKey]) -> dict[DecisionKey, list]:
+    """The rows of a "many" statement (read with assignments if any key wanted them) as each key's own
+    statement would have given them: without the leading hash for one token, with it for a pair."""
+    by_hash: dict[str, list] = {}
+    for row in rows:
+        by_hash.setdefault(row[0], []).append(row)
+    out = {}
+    for key in keys:
+        with_assignments, hashed, hashed2 = key
+        mine = [r for h in dict.fromkeys((hashed, hashed2)) if h is not None for r in by_hash.get(h, ())]
+        if not with_assignments:
+            mine = [r for r in mine if r[_INCIDENT] is None]
+        out[key] = [tuple(r[1:]) for r in mine] if hashed2 is None else [tuple(r) for r in mine]
+    return out
 
 
 class LocalSqliteReader(LocalSqlite):
@@ -147,12 +193,12 @@ class LocalSqliteReader(LocalSqlite):
 
     def __init__(self, path: str, writer_pragmas: tuple[str, ...] = ()) -> None:
         super().__init__(path, writer_pragmas)
-        self.sql = {key: compile_sql(decision_statement(*key)) for key in DECISION_STATEMENTS}
+        self.sql = {key: compile_sql(decision_statement(*key)) for key in LOCAL_STATEMENTS}
 
     def rows(self, with_assignments: bool, hashed: str, hashed2: str | None = None) -> list:
         """The statement's rows (for two hashes at once with `hashed2`); LocalUnavailable when the engine must
         read them."""
-        return self.read(self.sql[(with_assignments, hashed2 is not None)], _params(hashed, hashed2))
+        return self.read(self.sql[(with_assignments, "one" if hashed2 is None else "pair")], _params(hashed, hashed2))
 
 
 # --- the store -------------------------------------------------------------------------------------------
@@ -162,8 +208,10 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.local = LocalSqliteReader.for_database(db)  # None: every decision is read through the engine
-        self._decision_statements = {key: decision_statement(*key) for key in DECISION_STATEMENTS}
+        self._batch_statements = {flag: decision_statement(flag, "many") for flag in (False, True)}
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._decision_reads = ReadBatches(self._engine_decision_rows, DECISION_SLOTS, DECISION_BATCH,
+                                           DECISIONS_WAITING)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Queries]:
@@ -173,9 +221,12 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Queries]:
-        """A unit of work: committed when the block ends, rolled back if it raises."""
+        """A unit of work: committed when the block ends, rolled back if it raises; atomic with the reads it
+        checks (see the module docstring)."""
         try:
             async with self.db.unit_of_work() as session:
+                if self.db.sqlite:
+                    await session.execute(text("BEGIN IMMEDIATE"))
                 yield Queries(session)
         except IntegrityError:
             raise DuplicateKey() from None
@@ -194,9 +245,15 @@ class Store:
         if self.local is not None:
             with contextlib.suppress(LocalUnavailable):  # the engine reads them instead
                 return self.local.rows(with_assignments, hashed, hashed2)
-        statement = self._decision_statements[(with_assignments, hashed2 is not None)]
+        return await self._decision_reads.get((with_assignments, hashed, hashed2))
+
+    async def _engine_decision_rows(self, keys: list[DecisionKey]) -> dict[DecisionKey, list]:
+        """The decision rows of `keys`, in one statement on the engine."""
+        with_assignments = any(key[0] for key in keys)
+        hashes = sorted({h for _, hashed, hashed2 in keys for h in (hashed, hashed2) if h is not None})
         async with self._autocommit.connect() as conn:
-            return (await conn.execute(statement, _params(hashed, hashed2))).all()
+            rows = (await conn.execute(self._batch_statements[with_assignments], {"hs": hashes})).all()
+        return rows_of_keys(rows, keys)
 
     async def close(self) -> None:
         if self.local is not None:

@@ -1,10 +1,8 @@
 """Customers and their users: create, read, list (a page at a time) and change them."""
 from __future__ import annotations
 
-import asyncio
-
 from services.authz import model
-from services.authz.passwords import hash_password
+from services.authz.kdf import KdfPool
 from services.authz.store import DuplicateKey, Store
 from services.authz.tables import CustomerRow, PrincipalRow
 from services.kit import auth
@@ -29,10 +27,10 @@ async def create_customer(store: Store, clock: Clock, number: str, display_name:
 
 
 async def create_user(store: Store, clock: Clock, *, user_id: str, kind: str, customer: str, display_name: str,
-                      email: str, password: str, kdf_log2_n: int) -> PrincipalRow:
+                      email: str, password: str, kdf: KdfPool) -> PrincipalRow:
     model.check_new_user(user_id=user_id, kind=kind, customer=customer, display_name=display_name, email=email,
                          password=password)
-    hashed = await asyncio.to_thread(hash_password, password, kdf_log2_n)
+    hashed = await kdf.hash(password)
     now = clock.now()
     row = PrincipalRow(user_id=user_id, kind=kind, customer=customer or None, display_name=display_name,
                        email=email, disabled=False, password_hash=hashed, created_at=now, updated_at=now)
@@ -77,16 +75,20 @@ async def acting_on_self_only(caller: auth.AuthContext, target: str) -> bool:
 
 async def update_user(store: Store, clock: Clock, user_id: str, paths: list[str], *, display_name: str, email: str,
                       disabled: bool, new_password: str, caller_is_self_only: bool,
-                      kdf_log2_n: int) -> PrincipalRow:
-    """Change the fields `paths` names; a new password ends a lock and every session of the user."""
+                      kdf: KdfPool) -> PrincipalRow:
+    """Change the fields `paths` names; a new password ends a lock and every session of the user. Disabling
+    the last enabled user administrator of a customer is refused (model.check_keeps_a_user_admin)."""
     model.check_user_update(paths, display_name=display_name, email=email, new_password=new_password,
                             caller_is_self_only=caller_is_self_only)
-    hashed = await asyncio.to_thread(hash_password, new_password, kdf_log2_n) if "password" in paths else None
+    hashed = await kdf.hash(new_password) if "password" in paths else None
     async with store.write() as queries:
         row = await queries.principal(user_id, for_update=True)
         if row is None:
             raise model.NoSuchUser(user_id)
         model.check_change_allowed(row.kind, paths, disabled)
+        if "disabled" in paths and disabled and not row.disabled and row.customer:
+            model.check_keeps_a_user_admin(user_id, row.customer, await queries.locked_user_admins(row.customer),
+                                           "disabling it")
         if "display_name" in paths:
             row.display_name = display_name
         if "email" in paths:

@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 from services.authz import assignments, grants, policy, sessions, store, users
 from services.authz.decisions import DecisionService
+from services.authz.kdf import KdfPool
+from services.authz.passwords import token_hash
 from services.authz.server import MIGRATIONS
 from services.authz.store import LocalSqliteReader, Store
 from services.authz.tables import TokenRow
@@ -39,15 +41,16 @@ class World:
         self.db, self.clock, self.url = db, clock, url
         self.store = Store(db)
         self.decisions = DecisionService(self.store, clock)
+        self.kdf = KdfPool(log2_n=4, workers=1, queue=0)
         self.user_token = self.engineer_token = ""
 
     async def setup(self) -> "World":
         st, clock = self.store, self.clock
         await users.create_customer(st, clock, CUSTOMER, "c")
         await users.create_user(st, clock, user_id=USER, kind=CUSTOMER_USER, customer=CUSTOMER,
-                                display_name="u", email="", password="correct horse battery", kdf_log2_n=4)
+                                display_name="u", email="", password="correct horse battery", kdf=self.kdf)
         await users.create_user(st, clock, user_id=ENGINEER, kind=SUPPORT_ENGINEER, customer="",
-                                display_name="e", email="", password="correct horse battery", kdf_log2_n=4)
+                                display_name="e", email="", password="correct horse battery", kdf=self.kdf)
         await grants.grant(st, clock, USER, policy.EDIT_MY, [], "users/admin")
         await grants.grant(st, clock, USER, policy.MAINTAIN, ["1"], "users/admin")
         self.user_token, _ = await sessions.mint_token(st, clock, USER, dt.timedelta(hours=1))
@@ -72,6 +75,7 @@ async def world(backend, tmp_path):
     try:
         yield await w.setup()
     finally:
+        w.kdf.close()
         await w.store.close()
         databases.drop_all()
 
@@ -91,11 +95,11 @@ async def test_every_committed_write_decides_the_next_decision(world):
     await grants.grant(w.store, w.clock, USER, policy.EDIT_MY, [], "users/admin")  # granted again
     assert await w.allowed(w.user_token)
     await users.update_user(w.store, w.clock, USER, ["disabled"], display_name="", email="", disabled=True,
-                            new_password="", caller_is_self_only=False, kdf_log2_n=4)  # user disabled
+                            new_password="", caller_is_self_only=False, kdf=w.kdf)  # user disabled
     decision = await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)
     assert not decision.allowed and not decision.authenticated
     await users.update_user(w.store, w.clock, USER, ["disabled"], display_name="", email="", disabled=False,
-                            new_password="", caller_is_self_only=False, kdf_log2_n=4)
+                            new_password="", caller_is_self_only=False, kdf=w.kdf)
     assert await w.allowed(w.user_token)
     await sessions.logout(w.store, w.user_token)  # token revoked
     assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
@@ -134,6 +138,27 @@ async def test_bulk_decisions_share_one_read_and_keep_their_order(world):
     assert [d.authenticated for d in await w.decisions.check_bulk("", [(P.SESSION, Resource())] * 2)] == [False] * 2
 
 
+async def test_decisions_read_together_get_the_rows_of_their_own_statements(world):
+    """Under load the engine reads waiting decisions in one statement (services.authz.overload): each gets the
+    rows its own statement would have read - with or without assignments, one token or a pair, unknown tokens
+    none."""
+    w = world
+    await assignments.set_assignment(w.store, w.clock, INCIDENT, ENGINEER, SYSTEM, CUSTOMER)
+    user, engineer = token_hash(w.user_token), token_hash(w.engineer_token)
+    keys = [(False, user, None), (True, engineer, None), (False, engineer, None), (True, user, engineer),
+            (False, engineer, user), (False, user, user), (True, "unknown", None)]
+    together = await w.store._engine_decision_rows(keys)
+    async with w.store._autocommit.connect() as conn:
+        for with_assignments, hashed, hashed2 in keys:
+            hashes = "one" if hashed2 is None else "pair"
+            params = {"h": hashed} if hashed2 is None else {"h": hashed, "h2": hashed2}
+            alone = (await conn.execute(store.decision_statement(with_assignments, hashes), params)).all()
+            assert sorted(map(tuple, alone), key=repr) == sorted(together[(with_assignments, hashed, hashed2)],
+                                                                 key=repr), (with_assignments, hashed, hashed2)
+    assert together[(True, engineer, None)] != together[(False, engineer, None)]  # the assignment row
+    assert together[(True, "unknown", None)] == []
+
+
 async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
     if backend != "sqlite":
         pytest.skip("another process writing the same SQLite file")
@@ -148,6 +173,7 @@ async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
         await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, path], check=True)
         assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
     finally:
+        w.kdf.close()
         await w.store.close()
 
 
