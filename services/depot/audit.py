@@ -1,6 +1,7 @@
 """The depot's log ("Show Log"): appending events to a customer's hash chain, listing and verifying it."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from services.depot.barrier import LogSealer
 from services.depot.store import Store, Tx
 from services.kit.errors import DataLoss
 from services.kit.logs import request_id_var
+from services.kit.paging import INT, PageTokens
 
 # Actions and outcomes (the names of the proto's LogAction / LogOutcome without their prefix).
 CREATE, UPDATE, SECRET_OVERWRITE, REVEAL, REVEAL_DENIED, DELETE = (
@@ -20,6 +22,7 @@ DEPOT_ACTOR = "services/depot"  # the actor of the sweep and of key rotation
 logger = logging.getLogger(__name__)
 DETAIL_MAX = 1000
 VERIFY_BATCH = 10_000
+EVENT_PAGES = PageTokens(INT)  # ListLogEvents: after the event's sequence, in the order asked for
 EventValues = chain.EventValues  # an event as stored (what the chain covers)
 
 
@@ -59,13 +62,7 @@ async def append(tx: Tx, sealer: LogSealer, customer: str, event: Event, now: dt
     """Append `event` to the customer's chain inside the caller's transaction, and seal the new head with
     `sealer`. If it cannot be written the caller's transaction fails with AUDIT_UNAVAILABLE, so nothing it logs
     is done without its event."""
-    last_sequence, last_hash, known = await _head(tx, sealer, customer)
-    row = event_values(customer, last_sequence, last_hash, event, now)
-    await tx.add_events([row])
-    await tx.set_log_head(customer, row.sequence, row.hash, sealer.seal(customer, row.sequence, row.hash),
-                          new=not known)
-    return row
-
+    return (await append_many(tx, sealer, customer, [event], now))[0]
 
 
 def event_values(customer: str, last_sequence: int, last_hash: str, event: Event, now: dt.datetime) -> EventValues:
@@ -76,11 +73,13 @@ def event_values(customer: str, last_sequence: int, last_hash: str, event: Event
     return values._replace(hash=chain.link(last_hash, values))
 
 
-async def append_many(tx: Tx, sealer: LogSealer, customer: str, events: list[Event], now: dt.datetime) -> int:
+async def append_many(tx: Tx, sealer: LogSealer, customer: str, events: list[Event],
+                      now: dt.datetime) -> list[EventValues]:
     """Append `events`, in order, to the customer's chain inside the caller's transaction: the head locked and
-    moved once, the events inserted in one statement. Same failures as `append`. Returns how many."""
+    moved once, the events inserted in one statement, the new head sealed. Same failures as `append`. Returns
+    the events as stored."""
     if not events:
-        return 0
+        return []
     sequence, last_hash, known = await _head(tx, sealer, customer)
     rows = []
     for event in events:
@@ -89,7 +88,7 @@ async def append_many(tx: Tx, sealer: LogSealer, customer: str, events: list[Eve
         sequence, last_hash = values.sequence, values.hash
     await tx.add_events(rows)
     await tx.set_log_head(customer, sequence, last_hash, sealer.seal(customer, sequence, last_hash), new=not known)
-    return len(rows)
+    return rows
 
 
 async def record(store: Store, sealer: LogSealer, customer: str, event: Event, now: dt.datetime) -> EventValues:
@@ -107,11 +106,18 @@ class Filters:
     newest_first: bool = False
 
 
-async def list_events(store: Store, customer: str, filters: Filters, cursor: int, size: int) -> list:
-    """At most `size` events of a customer in sequence order, oldest first, or newest first with
-    `filters.newest_first`; past the sequence `cursor` (the last one of the previous page; 0: from the start)."""
+async def list_events(store: Store, customer: str, filters: Filters, page_token: str, size: int) \
+        -> tuple[list, str]:
+    """A page of at most `size` events of a customer in sequence order, oldest first, or newest first with
+    `filters.newest_first`, and the next page's token ("" when this is the last); a token is valid only with
+    the filters and order it was issued for."""
+    scope = {"parent": f"customers/{customer}", **dataclasses.asdict(filters)}
+    cursor = EVENT_PAGES.read(page_token, scope)
     async with store.read() as tx:
-        return await tx.events_page(customer, filters, cursor, size)
+        rows = await tx.events_page(customer, filters, cursor[0] if cursor else 0, size + 1)
+    if len(rows) <= size:
+        return rows, ""
+    return rows[:size], EVENT_PAGES.issue([rows[size - 1].sequence], scope)
 
 
 UNSEALED = ("the log head's seal does not match its last event: the log was rewritten outside the depot "

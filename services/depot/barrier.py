@@ -5,7 +5,7 @@ this module, and no plaintext key leaves it: callers hand in and get back blobs,
 opaque :class:`MasterKey`, :class:`KeyRing` and :class:`LogSealer` (whose ``repr`` shows no key and which
 refuse to be pickled)::
 
-    master key (outside the DB: its file is read by masterkeyfile.py)
+    master key (outside the DB: its file's contents are parsed here, read and written by masterkeyfile.py)
       └─ wraps ring keys v1, v2, ...      AAD = b"rs-ring|v=<version>"
            └─ ring key v wraps each entry's data key   AAD binds entry + version
                 └─ data key encrypts each secret field  AAD binds entry + field + version
@@ -21,10 +21,11 @@ Every encryption is AES-256-GCM (``cryptography``'s AESGCM) with a fresh random 
 so no underlying exception (which could carry bytes) is chained.
 
 With random nonces one key must not encrypt more than :data:`USAGE_BOUND` times (NIST SP 800-38D section 8.3).
-The depot counts every encryption under a ring key in its database, in the transaction that makes it and never
-past the key's usage limit (services/depot/store.py: a conditional claim, or the key's row locked while its room
-is read), and rotates the ring at that limit, :data:`DEFAULT_USAGE_LIMIT` unless RS_DEPOT_KEY_USAGE_LIMIT says
-otherwise. A data key encrypts its entry's secret once per write.
+The depot counts the encryptions under a ring key in its database, claimed in the transaction that stores what
+they made and never past the key's usage limit (services/depot/store.py: a conditional claim), and rotates the
+ring at that limit, :data:`DEFAULT_USAGE_LIMIT` unless RS_DEPOT_KEY_USAGE_LIMIT says otherwise. An encryption
+whose transaction rolls back is not counted: its ciphertext is never stored or sent, so its nonce can meet no
+other ciphertext an attacker sees. A data key encrypts its entry's secret once per write.
 
 Python cannot reliably wipe ``bytes`` from memory; unwrapped keys live in process memory for the lifetime of
 the objects holding them.
@@ -32,6 +33,8 @@ the objects holding them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -48,6 +51,7 @@ __all__ = [
     "BarrierError",
     "DecryptionFailed",
     "MasterKeyError",
+    "MasterKeyFileMalformed",
     "KEY_SIZE",
     "BLOB_VERSION",
     "NONCE_SIZE",
@@ -56,6 +60,8 @@ __all__ = [
     "DEFAULT_USAGE_LIMIT",
     "MasterKey",
     "master_key_from_bytes",
+    "master_key_from_file",
+    "new_dev_master_key",
     "KeyRing",
     "EntryContext",
     "Sealed",
@@ -87,6 +93,10 @@ class DecryptionFailed(BarrierError):
 
 class MasterKeyError(BarrierError):
     """Master key missing, malformed, wrong size, badly protected, or dev key in production."""
+
+
+class MasterKeyFileMalformed(MasterKeyError):
+    """A master key file's contents are not one line in its format (the message says which, never the key)."""
 
 
 # --------------------------------------------------------------------------- #
@@ -157,11 +167,49 @@ class MasterKey:
 
 
 def master_key_from_bytes(key: bytes, *, is_dev: bool = False, generated: bool = False) -> MasterKey:
-    """The :class:`MasterKey` of 32 raw bytes (read from its file, or fetched from a KMS)."""
+    """The :class:`MasterKey` of 32 raw bytes (e.g. fetched from a KMS)."""
     try:
         return MasterKey(key, is_dev=is_dev, generated=generated)
     except BarrierError as exc:
         raise MasterKeyError(str(exc)) from None
+
+
+# A master key's file: one line, the prefix then the base64 of the key's 32 bytes.
+_PRODUCTION_KEY_PREFIX, _DEV_KEY_PREFIX = "rsmk1:", "rsdev1:"
+
+
+def master_key_from_file(contents: bytes) -> MasterKey:
+    """The :class:`MasterKey` a key file holds: one line ``rsmk1:<base64 of 32 bytes>`` (production) or
+    ``rsdev1:...`` (dev). :class:`MasterKeyFileMalformed` if it is not such a line, :class:`MasterKeyError` if
+    the key is not 32 bytes."""
+    malformed = MasterKeyFileMalformed(f"expected one line '{_PRODUCTION_KEY_PREFIX}<base64 of {KEY_SIZE} bytes>'")
+    try:
+        text = bytes(contents).decode("ascii").rstrip("\r\n")
+    except (TypeError, UnicodeDecodeError):
+        raise malformed from None
+    if "\n" in text or "\r" in text:
+        raise malformed
+    text = text.strip()
+    prefix = next((p for p in (_PRODUCTION_KEY_PREFIX, _DEV_KEY_PREFIX) if text.startswith(p)), None)
+    if prefix is None:
+        raise malformed
+    try:
+        key = base64.b64decode(text[len(prefix):], validate=True)
+    except (binascii.Error, ValueError):
+        raise malformed from None
+    return master_key_from_bytes(key, is_dev=prefix == _DEV_KEY_PREFIX)
+
+
+def _master_key_file(key: MasterKey) -> bytes:
+    """The contents of the file that holds ``key``, as :func:`master_key_from_file` reads them."""
+    prefix = _DEV_KEY_PREFIX if key.is_dev else _PRODUCTION_KEY_PREFIX
+    return (prefix + base64.b64encode(key._key).decode("ascii") + "\n").encode("ascii")
+
+
+def new_dev_master_key() -> tuple[MasterKey, bytes]:
+    """A freshly generated dev master key (``generated``) and the contents of the file to keep it in."""
+    key = MasterKey(os.urandom(KEY_SIZE), is_dev=True, generated=True)
+    return key, _master_key_file(key)
 
 
 # --------------------------------------------------------------------------- #

@@ -10,9 +10,11 @@ from services.kit import names
 from services.kit import permissions as P
 from services.kit.clock import as_utc
 from services.kit.errors import EtagMismatch, PermissionDenied
+from services.kit.paging import INT, PageTokens
 from services.kit.validate import Violations
 
 LIST_SCAN_FACTOR = 4  # engineers' lists skip hidden entries; read this many rows per wanted one at a time
+ENTRY_PAGES = PageTokens(INT)  # ListLogonData: after the entry's primary key (creation order)
 
 
 async def _limits(depot: Depot, customer: str, system: str, connection_type: str) -> model.Limits:
@@ -71,10 +73,13 @@ async def get(depot: Depot, parts: dict[str, str]) -> Entry:
     return row
 
 
-async def list_entries(depot: Depot, parent: dict[str, str], kind: str, after: int, size: int) \
-        -> tuple[list[Entry], int]:
-    """A page of the system's unexpired entries the caller may see, in creation order, and the cursor of the
-    next page (0 when this is the last)."""
+async def list_entries(depot: Depot, parent: dict[str, str], kind: str, page_token: str, size: int) \
+        -> tuple[list[Entry], str]:
+    """A page of the system's unexpired entries the caller may see, in creation order, and the next page's
+    token ("" when this is the last); a token is valid only with the system and kind it was issued for."""
+    scope = {"parent": names.system(parent["customer"], parent["system"]), "kind": kind}
+    cursor = ENTRY_PAGES.read(page_token, scope)
+    after = cursor[0] if cursor else 0
     who = access.caller()
     chunk = size + 1 if not who.is_engineer else (size + 1) * LIST_SCAN_FACTOR
     page: list[Entry] = []
@@ -93,8 +98,8 @@ async def list_entries(depot: Depot, parent: dict[str, str], kind: str, after: i
                 break
             after = rows[-1].pk
     if len(page) > size:
-        return page[:size], page[size - 1].pk
-    return page, 0
+        return page[:size], ENTRY_PAGES.issue([page[size - 1].pk], scope)
+    return page, ""
 
 
 async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields, paths: list[str], secret: str,

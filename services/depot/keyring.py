@@ -1,5 +1,5 @@
 """The depot's ring keys: stored wrapped in the database, opened by the barrier, and what the depot does with
-them - seal and open entries' secrets, count every encryption against the usage limit, rotate. Every key
+them - seal and open entries' secrets, count the encryptions they store against the usage limit, rotate. Every key
 operation is a barrier call; no key is seen here."""
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ class SecretUnreadable(Exception):
 
 
 class KeyWorn(Exception):
-    """Sealing found the active ring key at its usage limit; the write is rolled back, the key rotated, and the
-    write run again (see KeyService.write_sealing)."""
+    """Sealing found no room left under the active ring key's usage limit for the write's encryptions; the write
+    is rolled back, the key rotated, and the write run again (see KeyService.write_sealing)."""
 
     def __init__(self, version: int) -> None:
         super().__init__(f"ring key version {version} reached its usage limit")
@@ -147,12 +147,12 @@ class KeyService:
         raise KeyUnavailable("the ring key was worn out by concurrent writes faster than it could be rotated; "
                              "try again")
 
-    async def rotate(self, store: Store, now: dt.datetime) -> RingKeyRow:
+    async def rotate(self, store: Store, now: dt.datetime) -> KeyStatus:
         """Add the next ring key, as requested (RotateKey, first start); it becomes active, and re-wrapping moves
-        every entry off the older keys. Stored first, used after."""
+        every entry off the older keys. Stored first, used after. Returns the new key's status."""
         row = await self._rotate(store, now, None)
         assert row is not None
-        return row
+        return KeyStatus(row.version, ACTIVE, row.create_time, 0, row.encryptions)
 
     async def _rotate(self, store: Store, now: dt.datetime, replacing: int | None) -> RingKeyRow | None:
         """Add the next ring key; with `replacing` (a worn key), only while that version is still the active one

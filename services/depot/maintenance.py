@@ -55,8 +55,10 @@ async def sweep_once(depot: Depot) -> int:
 async def rewrap_once(depot: Depot) -> int:
     """Move up to one batch of entries onto the active ring key, from the keys older than the newest one a
     rotation was requested for (keys the depot added at the usage limit continue that rotation: their entries
-    stay). The moves' encryptions are claimed against the active key's usage limit like any write's: only as
-    many entries move as it has room for, and a worn key is rotated first. An entry whose ciphertext fails
+    stay). Only as many entries move as the active key has room for, read without locking its row (so writes
+    never wait for a batch); the moves' encryptions are claimed at the end like any write's, and if writes took
+    the room meanwhile the claim refuses: the batch is rolled back and the key, worn, rotated before the batch
+    runs again (as when the key has no room at all). An entry whose ciphertext fails
     authentication stays where it is, is marked unreadable and logged (DECRYPT_FAILED). Returns how many
     entries were handled (0: nothing left to do)."""
     now = depot.clock.now()
@@ -89,7 +91,7 @@ async def rewrap_once(depot: Depot) -> int:
                                         "secret_ciphertext": sealed.ciphertext})
             moved += 1
         if moved and not await tx.claim(active, moved, limit):
-            raise KeyWorn(active)  # cannot be: the room was read under the key's row lock
+            raise KeyWorn(active)  # writes took the room since it was read: roll the batch back, rotate, again
         return handled
 
     return await depot.keys.write_sealing(depot.store, depot.clock.now, work)

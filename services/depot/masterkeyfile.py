@@ -1,11 +1,11 @@
-"""The master key's file: its format, reading it (and generating a dev one), and loading it at start.
+"""The master key's file: reading it (and writing a generated dev one) with the right modes, and loading it at
+start.
 
-One line, ``rsmk1:<base64 of 32 bytes>`` for a production key or ``rsdev1:...`` for a dev key. The bytes read
-go straight to barrier.master_key_from_bytes; what comes back is an opaque barrier.MasterKey."""
+The file is one line, ``rsmk1:<base64 of 32 bytes>`` for a production key or ``rsdev1:...`` for a dev key; its
+contents are opaque here: the barrier parses them (barrier.master_key_from_file) and makes a dev key's
+(barrier.new_dev_master_key), and what comes back is an opaque barrier.MasterKey."""
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import os
 import stat
@@ -19,44 +19,17 @@ from services.kit.secretfile import write_secret_file
 
 PROFILE_DEV = "dev"
 PROFILE_PRODUCTION = "production"
-_DEV_PREFIX = "rsdev1:"
-_PROD_PREFIX = "rsmk1:"
 _MAX_KEY_FILE = 4096
 logger = logging.getLogger(__name__)
 
 
-def format_master_key_file(key: bytes, *, dev: bool) -> bytes:
-    """File contents for a master key: ``rsdev1:<b64>\\n`` or ``rsmk1:<b64>\\n``."""
-    if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_SIZE:
-        raise MasterKeyError(f"master key must be {KEY_SIZE} bytes")
-    prefix = _DEV_PREFIX if dev else _PROD_PREFIX
-    return (prefix + base64.b64encode(bytes(key)).decode("ascii") + "\n").encode("ascii")
-
-
 def _parse_master_key_file(data: bytes, path: Path) -> barrier.MasterKey:
-    bad = MasterKeyError(f"master key file {path} is malformed (expected one line "
-                         f"'{_PROD_PREFIX}<base64 of {KEY_SIZE} bytes>')")
     try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        raise bad from None
-    text = text.rstrip("\r\n")
-    if "\n" in text or "\r" in text:
-        raise bad
-    text = text.strip()
-    if text.startswith(_DEV_PREFIX):
-        is_dev, b64 = True, text[len(_DEV_PREFIX):]
-    elif text.startswith(_PROD_PREFIX):
-        is_dev, b64 = False, text[len(_PROD_PREFIX):]
-    else:
-        raise bad
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if len(raw) != KEY_SIZE:
-        raise MasterKeyError(f"master key in {path} must be {KEY_SIZE} bytes")
-    return barrier.master_key_from_bytes(raw, is_dev=is_dev)
+        return barrier.master_key_from_file(data)
+    except barrier.MasterKeyFileMalformed as exc:
+        raise MasterKeyError(f"master key file {path} is malformed ({exc})") from None
+    except MasterKeyError:  # one line in the format, but not a key of the right size
+        raise MasterKeyError(f"master key in {path} must be {KEY_SIZE} bytes") from None
 
 
 def _read_key_file(path: Path, *, production: bool) -> Optional[bytes]:
@@ -95,10 +68,9 @@ def _create_dev_key_file(path: Path) -> Optional[barrier.MasterKey]:
     """Create a dev key file with mode 0600 (services.kit.secretfile): ``path`` either does not exist or is
     complete, and an existing file is never overwritten. Returns None if another process won the race (the
     caller then loads that file)."""
-    raw = os.urandom(KEY_SIZE)
-    key = barrier.master_key_from_bytes(raw, is_dev=True, generated=True)
+    key, contents = barrier.new_dev_master_key()
     try:
-        created = write_secret_file(path, format_master_key_file(raw, dev=True), replace=False)
+        created = write_secret_file(path, contents, replace=False)
     except OSError as exc:
         raise MasterKeyError(f"cannot create master key file {path}: {exc.strerror}") from None
     return key if created else None
@@ -135,7 +107,7 @@ def load_master_key(path: Union[str, Path], *, profile: str, create_if_missing: 
         key = _parse_master_key_file(data, path)
         if production and key.is_dev:
             raise MasterKeyError(
-                f"master key file {path} holds a DEV key ({_DEV_PREFIX}...); the production "
+                f"master key file {path} holds a DEV key (rsdev1:...); the production "
                 f"profile refuses dev keys"
             )
         return key

@@ -7,17 +7,21 @@ user, the platform admin."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
 from services.depot import access, audit, model
 from services.depot.deps import Depot
 from services.depot.keyring import SecretUnreadable
-from services.depot.store import Entry, Tx
+from services.depot.store import DatabaseRefused, Entry, Tx
 from services.kit import auth
 from services.kit import permissions as P
 from services.kit.clock import as_utc
-from services.kit.errors import DataLoss, InvalidArgument, NotFound
+from services.kit.errors import AuditUnavailable, DataLoss, InvalidArgument, NotFound
+
+UNLOGGED = "the reveal could not be logged, so nothing was revealed"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
     restricted view. Permission is decided before existence, both permissions in the call's one round trip to
     authz (the method's policy is `handler_decides`). The REVEAL event is written in the transaction that
     decrypts: if it cannot be committed, nothing is returned. A refusal is logged (REVEAL_DENIED) before it is
-    sent; a ciphertext that fails authentication is logged (DECRYPT_FAILED) and is DATA_LOSS."""
+    sent; a ciphertext that fails authentication is logged (DECRYPT_FAILED) and is DATA_LOSS. Any database
+    error while logging or decrypting is AUDIT_UNAVAILABLE: nothing was revealed."""
     ctx = auth.current()
     found = await access.find(depot, parts)
     target = access.resource(found) if found else await access.system_resource(depot, parts)
@@ -67,6 +72,8 @@ async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
                    "the stored secret failed authentication (altered or moved ciphertext); nothing was revealed")
         raise DataLoss(f"the stored secret of {access.name_of(row)} failed authentication and was not revealed; "
                        "overwrite it with a new secret") from None
+    except DatabaseRefused as err:
+        raise _unlogged(err) from None
 
 
 async def logged_secret(tx: Tx, depot: Depot, pk: int, now: dt.datetime, event: Callable[[Entry], audit.Event],
@@ -93,5 +100,16 @@ def _event(row: Entry, who: access.Caller, incident: str, action: str, outcome: 
 
 async def _log(depot: Depot, row: Entry, who: access.Caller, incident: str, action: str, outcome: str,
                detail: str) -> None:
-    await audit.record(depot.store, depot.sealer, row.customer, _event(row, who, incident, action, outcome, detail),
-                       depot.clock.now())
+    try:
+        await audit.record(depot.store, depot.sealer, row.customer,
+                           _event(row, who, incident, action, outcome, detail), depot.clock.now())
+    except DatabaseRefused as err:
+        raise _unlogged(err) from None
+
+
+def _unlogged(err: DatabaseRefused) -> AuditUnavailable:
+    """A database error met while logging a reveal or its refusal (never its text: it quotes the statement and
+    its parameters)."""
+    logger.error("the depot's database failed a reveal's transaction or the logging of a refused one (%s); "
+                 "nothing was revealed", type(err.orig or err).__name__)
+    return AuditUnavailable(UNLOGGED)

@@ -5,24 +5,11 @@ from __future__ import annotations
 from typing import Callable
 
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
-from services.depot import access, audit, convert, entries, keyring, model, reveal, views
+from services.depot import access, audit, convert, entries, model, reveal, views
 from services.depot.deps import Depot
 from services.kit import names
 from services.kit.errors import InvalidArgument
-from services.kit.paging import INT, PageTokens
 from services.kit.validate import mask_paths, page_size
-
-ENTRY_PAGES = PageTokens(INT)  # ListLogonData: after the entry's primary key (creation order)
-EVENT_PAGES = PageTokens(INT)  # ListLogEvents: after the event's sequence, in the order asked for
-
-
-def _after(tokens: PageTokens, token: str, scope: dict) -> int:
-    cursor = tokens.read(token, scope)
-    return cursor[0] if cursor else 0
-
-
-def _next_token(tokens: PageTokens, after: int, scope: dict) -> str:
-    return tokens.issue([after], scope) if after else ""
 
 
 class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
@@ -46,11 +33,9 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
         kind = convert.kind_name(request.kind)
         if kind and kind not in model.KINDS:
             raise InvalidArgument("kind", f"has unknown value {kind}")
-        scope = {"parent": request.parent, "kind": kind}
-        rows, after = await entries.list_entries(self.depot, parent, kind,
-                                                 _after(ENTRY_PAGES, request.page_token, scope), size)
+        rows, next_token = await entries.list_entries(self.depot, parent, kind, request.page_token, size)
         return depot_pb2.ListLogonDataResponse(logon_data=[convert.logon_data_pb(r) for r in rows],
-                                               next_page_token=_next_token(ENTRY_PAGES, after, scope))
+                                               next_page_token=next_token)
 
     async def UpdateLogonData(self, request, context):
         parts = names.parse("logon_data", request.logon_data.name, "logon_data.name")
@@ -80,16 +65,10 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
     async def ListLogEvents(self, request, context):
         customer = names.parse("customer", request.parent, "parent")["customer"]
         filters = convert.log_filters(request, customer)
-        size = page_size(request.page_size)
-        scope = {"parent": request.parent, "system": request.system, "logon_data": request.logon_data,
-                 "actor": request.actor, "start": [request.start_time.seconds, request.start_time.nanos],
-                 "end": [request.end_time.seconds, request.end_time.nanos],
-                 "order": "desc" if filters.newest_first else "asc"}  # a token of one order is refused by the other
-        rows = await audit.list_events(self.depot.store, customer, filters,
-                                       _after(EVENT_PAGES, request.page_token, scope), size + 1)
-        after = rows[size - 1].sequence if len(rows) > size else 0
-        return depot_pb2.ListLogEventsResponse(events=[convert.event_pb(r) for r in rows[:size]],
-                                               next_page_token=_next_token(EVENT_PAGES, after, scope))
+        rows, next_token = await audit.list_events(self.depot.store, customer, filters, request.page_token,
+                                                   page_size(request.page_size))
+        return depot_pb2.ListLogEventsResponse(events=[convert.event_pb(r) for r in rows],
+                                               next_page_token=next_token)
 
     async def VerifyLog(self, request, context):
         customer = names.parse("customer", request.parent, "parent")["customer"]
@@ -99,10 +78,9 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
                                            problem=verdict.problem)
 
     async def RotateKey(self, request, context):
-        row = await self.depot.keys.rotate(self.depot.store, self.depot.clock.now())
+        status = await self.depot.keys.rotate(self.depot.store, self.depot.clock.now())
         self.on_rotated()  # re-wrapping starts in the background
-        return depot_pb2.RotateKeyResponse(key=convert.key_pb(keyring.KeyStatus(
-            row.version, keyring.ACTIVE, row.create_time, 0, row.encryptions)))
+        return depot_pb2.RotateKeyResponse(key=convert.key_pb(status))
 
     async def GetKeyStatus(self, request, context):
         statuses, active = await self.depot.keys.status(self.depot.store)

@@ -38,6 +38,9 @@ WRITE_ATTEMPTS = 3
 # What a database says when it cannot be written or reached (read-only, disk full, connection lost): the
 # driver's errors as SQLAlchemy wraps them. Integrity errors are not among them (they are the caller's).
 UNAVAILABLE = (OperationalError, InternalError, InterfaceError)
+# Any error of the driver, as SQLAlchemy wraps it (those above and the rest: a bad value, a broken schema, an
+# integrity error), for a caller to whom every one means the same (the reveal: not logged, so not revealed).
+DatabaseRefused = DBAPIError
 LOG_UNWRITTEN = "the depot log could not be written; nothing was done"
 logger = logging.getLogger(__name__)
 
@@ -260,10 +263,9 @@ class EngineTx:
         return row
 
     async def ring_room(self, version: int, limit: int) -> int:
-        """How many encryptions ring key `version` may still make, its row locked for the transaction (so the
-        number holds until a claim in this transaction)."""
-        used = (await self.session.execute(select(_RING.c.encryptions).where(_RING.c.version == version)
-                                           .with_for_update())).scalar()
+        """How many encryptions ring key `version` may still make, as of now. Read without a lock, so concurrent
+        writers may take some of it meanwhile: only a claim counts them against the limit."""
+        used = (await self.session.execute(select(_RING.c.encryptions).where(_RING.c.version == version))).scalar()
         return 0 if used is None else max(0, limit - used)
 
     async def rewrap_floor(self) -> int:

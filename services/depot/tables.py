@@ -47,10 +47,11 @@ class EntryRow(Base):
 
 
 class RingKeyRow(Base):
-    """A ring key, wrapped by the master key. The highest version is active. `encryptions` counts what was
-    encrypted under it (in the transaction that encrypts, never past the usage limit). `requested`: added by a
-    rotation someone asked for (RotateKey, or the first start), whose re-wrapping moves every entry off the
-    older keys; False for a key the depot added because the one before it reached its usage limit."""
+    """A ring key, wrapped by the master key. The highest version is active. `encryptions` counts the
+    encryptions under it that were stored: claimed in the transaction that stores them, never past the usage
+    limit (one whose transaction rolled back is not counted: its ciphertext was never stored). `requested`:
+    added by a rotation someone asked for (RotateKey, or the first start), whose re-wrapping moves every entry
+    off the older keys; False for a key the depot added because the one before it reached its usage limit."""
 
     __tablename__ = "ring_keys"
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

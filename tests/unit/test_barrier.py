@@ -420,11 +420,64 @@ def test_only_the_barrier_sees_a_plaintext_key():
     assert [use for path in modules for use in key_uses(path)] == []
 
 
+# what makes, encodes or decodes a key's bytes: randomness and base64 (the depot's other modules need neither)
+KEY_BYTES_MODULES = {"base64", "binascii", "secrets"}
+KEY_BYTES_OS = {"urandom", "getrandom"}
+
+
+def key_bytes_handling(source: str, where: str) -> list[str]:
+    """Every place in a module's source that generates random bytes or base64-encodes or decodes bytes."""
+    found = []
+    for node in ast.walk(ast.parse(source, where)):
+        at = f"{where}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import):
+            found += [f"{at}: import {a.name}" for a in node.names if a.name.split(".")[0] in KEY_BYTES_MODULES]
+        elif isinstance(node, ast.ImportFrom):
+            module = (node.module or "").split(".")[0]
+            names = {alias.name for alias in node.names}
+            if module in KEY_BYTES_MODULES or (module == "os" and names & KEY_BYTES_OS):
+                found.append(f"{at}: from {node.module} import {', '.join(sorted(names))}")
+        elif isinstance(node, ast.Attribute) and node.attr in KEY_BYTES_OS:
+            found.append(f"{at}: .{node.attr}")
+    return found
+
+
+def test_only_the_barrier_makes_encodes_or_decodes_a_key_in_the_depot():
+    modules = sorted(p for p in (SERVICES / "depot").rglob("*.py") if p != BARRIER)
+    assert SERVICES / "depot" / "masterkeyfile.py" in modules
+    assert key_bytes_handling(BARRIER.read_text(), "barrier.py"), "the scan finds nothing even in the barrier"
+    # what masterkeyfile.py did before the barrier parsed and generated its master keys
+    assert len(key_bytes_handling("import base64, binascii\nraw = base64.b64decode(b64, validate=True)\n"
+                                  "raw = os.urandom(KEY_SIZE)\nfrom secrets import token_bytes\n", "old")) == 4
+    assert [use for path in modules
+            for use in key_bytes_handling(path.read_text(), str(path.relative_to(SERVICES.parent)))] == []
+
+
+def test_a_generated_dev_master_key_is_read_back_from_its_file_contents():
+    key, contents = b.new_dev_master_key()
+    assert key.is_dev and key.generated and contents.startswith(b"rsdev1:") and contents.endswith(b"\n")
+    again = b.master_key_from_file(contents)
+    assert again.key_id == key.key_id and again.is_dev and not again.generated
+    assert b.new_dev_master_key()[0].key_id != key.key_id
+    raw = os.urandom(32)
+    line = b"rsmk1:" + base64.b64encode(raw) + b"\n"
+    assert not b.master_key_from_file(line).is_dev and b.master_key_from_file(line).key_id == \
+        b.master_key_from_bytes(raw).key_id
+    for malformed in (b"", b"rsmk1", b"rsmk1:!!\n", line + line, b"rsmk2:" + line[6:], "rsmk1:x"):
+        with pytest.raises(b.MasterKeyFileMalformed):
+            b.master_key_from_file(malformed)
+    with pytest.raises(MasterKeyError) as short:
+        b.master_key_from_file(b"rsmk1:" + base64.b64encode(raw[:16]))
+    assert not isinstance(short.value, b.MasterKeyFileMalformed)
+
+
 # what the barrier offers: blobs, plaintext secrets and opaque key objects in and out, never a plaintext key
 PUBLIC = {
-    "BarrierError", "DecryptionFailed", "MasterKeyError",  # errors
+    "BarrierError", "DecryptionFailed", "MasterKeyError", "MasterKeyFileMalformed",  # errors
     "KEY_SIZE", "BLOB_VERSION", "NONCE_SIZE", "TAG_SIZE", "USAGE_BOUND", "DEFAULT_USAGE_LIMIT",  # figures
-    "MasterKey", "master_key_from_bytes",  # raw bytes in (from the key's file), an opaque key out
+    "MasterKey", "master_key_from_bytes",  # raw bytes in (e.g. from a KMS), an opaque key out
+    "master_key_from_file",  # a key file's contents in, an opaque key out
+    "new_dev_master_key",  # a generated dev key out, opaque, with the contents of its file (to be written once)
     "KeyRing",  # wrapped ring keys in and out (new_ring_key, add)
     "EntryContext", "Sealed", "seal_secret", "open_secret", "reseal_secret",  # secrets in, blobs out; and back
     "opens_ring_key", "rewrap_ring_key",  # wrapped ring keys in, a verdict or a wrapped ring key out

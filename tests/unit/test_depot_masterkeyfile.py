@@ -57,7 +57,7 @@ def test_production_loads_production_key(tmp_path):
     mk = f.load_master_key(path, profile="production", create_if_missing=False)
     assert mk.is_dev is False
     assert mk.key_id == b.master_key_from_bytes(raw).key_id
-    assert f.format_master_key_file(raw, dev=False) == prod_line(raw)
+    assert b._master_key_file(b.master_key_from_bytes(raw)) == prod_line(raw)  # the barrier's writer of the format
 
 
 def test_production_refuses_dev_key(tmp_path):

@@ -3,15 +3,17 @@ ring key versions and re-wrapping, the master key's start-up rules, a reveal tha
 planted secret that must appear nowhere in plaintext."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 
 import grpc
 import pytest
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from remotesupport.depot.v1 import depot_pb2 as dp
-from services.depot import barrier
+from services.depot import audit, barrier
 from services.depot.masterkeyfile import load_at_start, load_master_key
 from services.depot.settings import DepotSettings
 from tests.helpers import expect_error
@@ -200,6 +202,44 @@ async def test_rewrapping_never_takes_a_ring_key_past_its_usage_limit(world):
     assert await depot.rewrap_once() == 0  # the keys filled by the re-wrap keep their entries
 
 
+async def test_writes_that_take_the_room_while_a_batch_is_resealed_send_the_batch_to_a_new_key(world, monkeypatch):
+    """Re-wrapping reads the active key's room without locking its row, so writes never wait for a batch (on
+    PostgreSQL a locked row would hold the writes below until the batch commits): when they take that room
+    meanwhile, the batch's claim refuses, nothing of the batch is kept, the key is rotated as worn and the batch
+    moves onto the next key, and no key goes past its limit."""
+    depot = app(world.suite)
+    on_old = [await world.create("creator", secret=f"raced-{i}") for i in range(3)]
+    rotated = (await world.depot.RotateKey(dp.RotateKeyRequest(), metadata=world.md("platform_admin"))).key.version
+    limit = 1000
+    real_reseal, raced = depot.depot.keys.reseal, []
+
+    async def reseal_while_writes_take_the_room(tx, row, to_version):
+        if not raced:  # other transactions' writes claim all but one encryption of the active key's room
+            raced.append(to_version)
+            await asyncio.wait_for(asyncio.to_thread(
+                sql, world.suite, "UPDATE ring_keys SET encryptions = :used WHERE version = :version",
+                used=limit - 1, version=to_version), timeout=10)  # a write waiting for the batch would time out
+        return await real_reseal(tx, row, to_version)
+
+    monkeypatch.setattr(depot.depot.keys, "reseal", reseal_while_writes_take_the_room)
+    depot.settings.key_usage_limit = limit
+    try:
+        for _ in range(100):
+            if not await depot.rewrap_once():
+                break
+        else:
+            pytest.fail("re-wrapping never finished")
+        status = await key_status(world)
+    finally:
+        depot.settings.key_usage_limit = barrier.DEFAULT_USAGE_LIMIT
+    made = {v.version: v.encryptions for v in status.versions if v.version >= rotated}
+    assert raced == [rotated] and made[rotated] == limit - 1, made  # the refused batch counted nothing
+    assert rotated + 1 in made and max(made.values()) <= limit, made
+    for i, entry in enumerate(on_old):
+        assert (await world.get("creator", entry.name)).key_version == rotated + 1
+        assert (await world.reveal("creator", entry.name)).secret == f"raced-{i}"
+
+
 # --- the master key -----------------------------------------------------------------------------------------
 async def test_the_ring_survives_a_restart_with_the_same_master_key(world):
     entry = await world.create("creator", secret="survives")
@@ -287,6 +327,32 @@ async def test_nothing_is_revealed_or_written_when_the_log_cannot_be_written(wor
     assert len(await world.list("edit_all")) == entries_before and len(await world.events()) == events_before
     assert await world.get("creator", entry.name) == entry
     assert (await world.reveal("creator", entry.name)).secret == "unlogged-secret"
+
+
+@pytest.mark.parametrize("error", [DataError, ProgrammingError, IntegrityError])
+async def test_any_database_error_while_a_reveal_is_logged_reveals_nothing_and_is_audit_unavailable(
+        world, monkeypatch, error):
+    """Not only an unwritable database: any error of the database while the reveal is logged and decrypted (a bad
+    value, a broken schema, a constraint at commit) means its event may not stand, so nothing is revealed; and a
+    refusal that cannot be logged is refused alike."""
+    entry = await world.create("creator", secret="refused-secret")
+    events_before = await world.events(logon_data=entry.name)
+
+    async def refused(*args, **kwargs):
+        raise error("SELECT ... WHERE secret = ?", {"secret": "refused-secret"}, Exception("refused-secret"))
+
+    unlogged = "the reveal could not be logged, so nothing was revealed"
+    with monkeypatch.context() as patched:
+        patched.setattr(app(world.suite).depot.keys, "open", refused)
+        err = await expect_error(world.reveal("creator", entry.name), grpc.StatusCode.UNAVAILABLE,
+                                 "AUDIT_UNAVAILABLE", message=unlogged)
+        assert "refused-secret" not in err.details() and "SELECT" not in err.details()
+    with monkeypatch.context() as patched:
+        patched.setattr(audit, "record", refused)
+        await expect_error(world.reveal("other_edit_my", entry.name), grpc.StatusCode.UNAVAILABLE,
+                           "AUDIT_UNAVAILABLE", message=unlogged)
+    assert await world.events(logon_data=entry.name) == events_before  # the REVEAL's event was rolled back
+    assert (await world.reveal("creator", entry.name)).secret == "refused-secret"
 
 
 # --- secrets stay secret ------------------------------------------------------------------------------------
