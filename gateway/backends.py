@@ -25,6 +25,16 @@ LIST_PAGE_SIZE = 1000
 NEVER_SENT = "failed to connect to all addresses"
 
 
+async def checked(*calls: Awaitable) -> list:
+    """Run `calls` together (validate_only pre-flights of a composite call's steps) and return their answers;
+    when any failed, raise the failure of the earliest one in the order given (after all have finished)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 def answered(error: DomainError) -> bool:
     """True when the call's outcome is known to be "nothing done": the called service sent the error, or the
     call never left (no connection could be made). False when it is unknown (the deadline passed on the

@@ -1,7 +1,9 @@
 """PrepareRemoteAccess: set up (when parameters are given), open a window, issue its service connector and
-store logon data for it — all or nothing. Each step registers how to undo it before it runs; when a step
-fails, the registered undos run in reverse and the caller gets the failing step's status. A step whose
-outcome is unknown (its answer never arrived) is undone by looking for what it may have made."""
+store logon data for it — all or nothing. First every step is asked with validate_only (its authorization, input
+and state, as the service that owns it decides): a refusal there ends the call before any effect. Then each step
+registers how to undo it before it runs; when a step fails, the registered undos run in reverse and the caller
+gets the failing step's status. A step whose outcome is unknown (its answer never arrived) is undone by looking
+for what it may have made."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +13,7 @@ from typing import Awaitable, Callable
 import grpc
 
 from gateway import convert
-from gateway.backends import Backends, answered
+from gateway.backends import Backends, answered, checked
 from gateway.model import ACTIVE, Abandoned, Target, TooLate, prepare_target
 from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
@@ -112,15 +114,14 @@ class Flow:
     async def steps(self) -> gpb.PrepareRemoteAccessResponse:
         b, req, t = self.b, self.request, self.target
         before = await self.current_setup()
+        setting_up = bool(req.parameters) or before is None  # not set up yet: set up now
+        await self.preflight(setting_up)
         setup = before
-        if req.parameters or before is None:  # not set up yet: set up now (the service checks the parameters)
+        if setting_up:
             setup = await self.set_up(before)
         self.check_abandoned()
         opened = await attempt(self.undo, f"close connection of {t.connection_type}", self.close_window,
-                               b.call("connections", b.connections.OpenConnection, cpb.OpenConnectionRequest(
-                                   parent=t.system, connection_type=t.connection_type,
-                                   start_time=req.start_time if req.HasField("start_time") else None,
-                                   end_time=req.end_time, incident=req.incident, reason=req.reason)))
+                               b.call("connections", b.connections.OpenConnection, self.open_request()))
         window = opened.connection
         self.window = window.name
         self.check_abandoned()
@@ -131,6 +132,33 @@ class Flow:
             self.check_abandoned()
             out.logon_data.CopyFrom(await self.store_logon_data(window))
         return out
+
+    async def preflight(self, setting_up: bool) -> None:
+        """Every step asked with validate_only before the first effect (AIP-163): its authorization, its input
+        and the state it needs, as the owning service decides them; the first refusal ends the call with nothing
+        done. The window is checked only when its type is set up already (otherwise opening it depends on the
+        set-up this call makes; a refusal then is undone like any later failure)."""
+        b, req, t = self.b, self.request, self.target
+        checks = []
+        if setting_up:
+            checks.append(b.call("connections", b.connections.SetUpConnection, cpb.SetUpConnectionRequest(
+                parent=t.system, connection_type=t.connection_type, parameters=dict(req.parameters),
+                validate_only=True)))
+        else:
+            checks.append(b.call("connections", b.connections.OpenConnection, self.open_request(validate_only=True)))
+        if req.HasField("logon_data"):
+            planned = cpb.Connection(end_time=req.end_time)  # the window is not there yet: no name to bind to
+            checks.append(b.call("depot", b.depot.CreateLogonData, dpb.CreateLogonDataRequest(
+                parent=t.system, logon_data=convert.logon_data_for(req, planned, t.connection_type),
+                secret=req.secret, validate_only=True)))
+        await checked(*checks)  # in step order: the earliest step's refusal is the answer
+
+    def open_request(self, *, validate_only: bool = False) -> cpb.OpenConnectionRequest:
+        req, t = self.request, self.target
+        return cpb.OpenConnectionRequest(
+            parent=t.system, connection_type=t.connection_type,
+            start_time=req.start_time if req.HasField("start_time") else None, end_time=req.end_time,
+            incident=req.incident, reason=req.reason, validate_only=validate_only)
 
     async def current_setup(self) -> cpb.ConnectionSetup | None:
         """The set-up of the type as it is before this call (read only; to restore it on undo)."""

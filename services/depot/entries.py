@@ -26,8 +26,10 @@ async def _limits(depot: Depot, customer: str, system: str, connection_type: str
     return model.Limits(customer, system, depot.clock.now(), depot.settings.max_expiry, known)
 
 
-async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.EntryFields, secret: str) -> Entry:
-    """Store a new entry for a system the connections service confirms, its secret sealed, and log it."""
+async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.EntryFields, secret: str, *,
+                 validate_only: bool = False) -> Entry:
+    """Store a new entry for a system the connections service confirms, its secret sealed, and log it (with
+    `validate_only`: all of it rolled back, the entry it would have stored returned)."""
     customer, system = parent["customer"], parent["system"]
     v = Violations()
     problem = model.kind_problem(kind)
@@ -64,7 +66,7 @@ async def create(depot: Depot, parent: dict[str, str], kind: str, fields: model.
         await audit.append(tx, depot.sealer, customer, event(row), now)
         return row
 
-    return await depot.keys.write_sealing(depot.store, depot.clock.now, work, local=True)
+    return await depot.keys.write_sealing(depot.store, depot.clock.now, work, local=True, validate_only=validate_only)
 
 
 async def get(depot: Depot, parts: dict[str, str]) -> Entry:
@@ -149,8 +151,9 @@ async def update(depot: Depot, parts: dict[str, str], changes: model.EntryFields
     return await depot.keys.write_sealing(depot.store, depot.clock.now, work)
 
 
-async def delete(depot: Depot, parts: dict[str, str], etag: str) -> None:
-    """Delete an entry with its data key (its ciphertext becomes unreadable for good) and log it."""
+async def delete(depot: Depot, parts: dict[str, str], etag: str, *, validate_only: bool = False) -> None:
+    """Delete an entry with its data key (its ciphertext becomes unreadable for good) and log it (with
+    `validate_only`: check that it could be, and change nothing)."""
     who = access.caller()
     row = await access.load_readable(depot, parts)
     incident = await access.access_incident(depot, who, row)
@@ -165,7 +168,7 @@ async def delete(depot: Depot, parts: dict[str, str], etag: str) -> None:
             audit.DELETE, who.user, system=access.system_name(current), logon_data=access.name_of(current),
             incident=incident, detail=f"deleted {current.kind} entry"), now)
 
-    await depot.store.write(work)
+    await depot.store.write(work, validate_only=validate_only)
 
 
 def _check_etag(row: Entry, etag: str) -> None:

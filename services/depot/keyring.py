@@ -136,12 +136,12 @@ class KeyService:
             raise SecretUnreadable(f"ring key version {version} does not open") from None
 
     async def write_sealing(self, store: Store, now: Callable[[], dt.datetime], work: Callable[[Tx], Awaitable[T]],
-                            *, local: bool = False) -> T:
+                            *, local: bool = False, validate_only: bool = False) -> T:
         """Run a write that encrypts under the active ring key; when it meets a worn key, rotate that key (once,
-        whoever is first) and run the write again. `local`: as Store.write."""
+        whoever is first) and run the write again. `local`, `validate_only`: as Store.write."""
         for _ in range(SEAL_ATTEMPTS):
             try:
-                return await store.write(work, local=local)
+                return await store.write(work, local=local, validate_only=validate_only)
             except KeyWorn as worn:
                 await self.rotate_worn(store, now(), worn.version)
         raise KeyUnavailable("the ring key was worn out by concurrent writes faster than it could be rotated; "

@@ -20,7 +20,8 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
     async def CreateLogonData(self, request, context):
         parent = names.parse("system", request.parent, "parent")
         row = await entries.create(self.depot, parent, convert.kind_name(request.logon_data.kind),
-                                   convert.entry_fields(request.logon_data), request.secret)
+                                   convert.entry_fields(request.logon_data), request.secret,
+                                   validate_only=request.validate_only)
         return depot_pb2.CreateLogonDataResponse(logon_data=convert.logon_data_pb(row))
 
     async def GetLogonData(self, request, context):
@@ -45,7 +46,8 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
         return depot_pb2.UpdateLogonDataResponse(logon_data=convert.logon_data_pb(row))
 
     async def DeleteLogonData(self, request, context):
-        await entries.delete(self.depot, names.parse("logon_data", request.name, "name"), request.etag)
+        await entries.delete(self.depot, names.parse("logon_data", request.name, "name"), request.etag,
+                             validate_only=request.validate_only)
         return depot_pb2.DeleteLogonDataResponse()
 
     async def RevealLogonData(self, request, context):

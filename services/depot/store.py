@@ -464,6 +464,14 @@ def _run_now(work: Awaitable[T]) -> T:
 # --------------------------------------------------------------------------------------------------------- #
 
 
+class _Rehearsed(Exception):
+    """Carries a validate_only write's answer out of its transaction, which it rolls back on the way."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__("validate_only: rolled back")
+        self.answer = answer
+
+
 class Store:
     """Writes are serialized in this process: every write appends to a customer's log chain, SQLite has one
     writer anyway, and on PostgreSQL the log head's row lock serializes writers of other processes."""
@@ -499,11 +507,22 @@ class Store:
         async with self.read() as tx:
             return await tx.entry_by_id(entry_id)
 
-    async def write(self, work: Callable[[Tx], Awaitable[T]], *, local: bool = False) -> T:
+    async def write(self, work: Callable[[Tx], Awaitable[T]], *, local: bool = False,
+                    validate_only: bool = False) -> T:
         """Run `work` in one transaction: committed if it returns, rolled back if it raises (nothing
         half-written). `local`: `work` uses only Tx, and runs on the local writer where there is one (under the
         same write lock, so no engine transaction of this process is open meanwhile); where it cannot, on the
-        engine."""
+        engine. `validate_only` (AIP-163): `work` runs whole, every check and statement as it would, and is
+        rolled back; its answer is returned."""
+        if validate_only:
+            async def rehearse(tx: Tx) -> T:
+                raise _Rehearsed(await work(tx))
+
+            try:
+                await self.write(rehearse, local=local)
+            except _Rehearsed as done:
+                return done.answer
+            raise AssertionError("a rehearsal always rolls back")
         if local and self.local is not None:
             async with self._write_lock:
                 try:

@@ -157,20 +157,19 @@ async def test_prepare_keeps_an_explicit_expiry_and_connection_type(world):
     assert response.logon_data.connection == response.connection.name
 
 
-async def test_prepare_undoes_everything_when_the_logon_data_is_invalid(world):
+async def test_prepare_refuses_invalid_logon_data_before_any_effect(world):
     w, md = world, world.suite.md(world.full)
     system = await w.new_system()
     bad = dpb.LogonData(kind=dpb.LOGON_DATA_KIND_SYSTEM_USER, user_name="DDIC", client="12x")
     err = await expect_error(w.gw.PrepareRemoteAccess(w.prepare_request(system, logon_data=bad), metadata=md),
                              grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "logon_data.client")
     assert "undo_incomplete" not in status_details(err)[2]
-    assert await w.active_windows(system) == [], "the window opened in the call is closed again"
-    assert await w.setups(system) == [], "the set-up created in the call is deleted again"
+    assert await w.setups(system) == [], "no set-up was made"
     assert await w.entries(system) == []
     windows = (await w.connections.ListConnections(cpb.ListConnectionsRequest(parent=system),
                                                    metadata=md)).connections
-    assert [x.state for x in windows] == [cpb.CONNECTION_STATE_CLOSED]
-    # nothing half-prepared stands in the way of trying again with the same time frame
+    assert list(windows) == [], "no window was opened (and closed again): the depot refused first"
+    # nothing stands in the way of trying again with the same time frame
     ok = await w.gw.PrepareRemoteAccess(w.prepare_request(system), metadata=md)
     assert ok.connection.state == cpb.CONNECTION_STATE_OPEN
 
@@ -324,8 +323,9 @@ async def test_end_deleting_another_users_entry_needs_edit_all(world):
     err = await expect_error(w.gw.EndRemoteAccess(gpb.EndRemoteAccessRequest(
         connection=prepared.connection.name, delete_logon_data=True), metadata=w.suite.md(w.my)),
         grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
-    assert "deleted_logon_data" not in status_details(err)[2]
-    assert await w.active_windows(system) == [], "the window is closed even so"
+    assert "deleted_logon_data" not in status_details(err)[2] and "closed_connection" not in status_details(err)[2]
+    assert [x.name for x in await w.active_windows(system)] == [prepared.connection.name], \
+        "refused before the window was closed"
     assert [e.name for e in await w.entries(system)] == [prepared.logon_data.name]
 
 
@@ -415,3 +415,35 @@ async def test_overview_errors(world):
     empty = await w.gw.GetSystemOverview(gpb.GetSystemOverviewRequest(system=system), metadata=md)
     assert empty.system.name == system and not empty.omitted
     assert not empty.connections and not empty.connection_setups and not empty.logon_data and not empty.log_events
+
+
+# --- all or nothing: every step checked before the first effect (validate_only) -----------------------------
+async def test_prepare_refused_by_any_step_changes_nothing(world):
+    """Each step's refusal, in the order the steps run: the set-up, the window (type set up already), the logon
+    data - each ends the call with nothing set up, opened or stored."""
+    w, md = world, world.suite.md(world.full)
+    system = await w.new_system()
+    await expect_error(w.gw.PrepareRemoteAccess(w.prepare_request(system, parameters={"bogus": "1"}), metadata=md),
+                       grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameters.bogus")
+    assert (await w.setups(system), await w.entries(system)) == ([], [])
+    await w.connections.SetUpConnection(cpb.SetUpConnectionRequest(
+        parent=system, connection_type=SSH, parameters={"host": "10.1.2.3"}), metadata=md)
+    await expect_error(w.gw.PrepareRemoteAccess(w.prepare_request(system, parameters={}, end_time=w.later(days=400)),
+                                                metadata=md), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    await expect_error(w.gw.PrepareRemoteAccess(w.prepare_request(system, parameters={}, secret=""), metadata=md),
+                       grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "secret")
+    windows = (await w.connections.ListConnections(cpb.ListConnectionsRequest(parent=system),
+                                                   metadata=md)).connections
+    assert (list(windows), await w.entries(system)) == ([], [])
+
+
+async def test_end_refused_to_close_deletes_nothing(world):
+    w = world
+    system = await w.new_system()
+    prepared = await w.gw.PrepareRemoteAccess(w.prepare_request(system), metadata=w.suite.md(w.full))
+    await expect_error(w.gw.EndRemoteAccess(gpb.EndRemoteAccessRequest(
+        connection=prepared.connection.name, delete_logon_data=True), metadata=w.suite.md(w.member)),
+        grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
+    assert [x.name for x in await w.active_windows(system)] == [prepared.connection.name]
+    assert [e.name for e in await w.entries(system)] == [prepared.logon_data.name]
+

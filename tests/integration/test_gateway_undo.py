@@ -1,5 +1,6 @@
 """gateway: PrepareRemoteAccess leaves no half-prepared access behind — not when its last step fails because
-the depot is down, and not when the caller goes away (deadline spent) at any point of the flow."""
+the depot is down, and not when the caller goes away (deadline spent) at any point of the flow; EndRemoteAccess
+failing after its first effect says what it did."""
 from __future__ import annotations
 
 import datetime as dt
@@ -122,3 +123,36 @@ async def test_an_answer_that_would_reach_its_caller_too_late_is_undone_not_sent
     monkeypatch.setattr(prepare, "DELIVERY_MARGIN_S", 0.01)
     done = await gw(suite).PrepareRemoteAccess(request(suite, system), metadata=md, timeout=30)
     assert done.connection.state == cpb.CONNECTION_STATE_OPEN
+
+
+async def test_end_failing_after_the_close_names_what_was_done(suite, world, monkeypatch):
+    """A failure after the first effect (the depot goes away between the checks and the deletions) is reported as
+    the partial outcome it is: the window is closed, the answer says so, and a retry deletes the entry."""
+    from gateway import end_access
+
+    md = suite.md(world["token"])
+    system = await new_system(suite, world)
+    prepared = await gw(suite).PrepareRemoteAccess(request(suite, system), metadata=md)
+    real_delete = end_access.delete
+
+    async def depot_gone_before_deleting(b, name, *, validate_only=False):
+        if not validate_only:
+            await suite.stop_service("depot")
+        return await real_delete(b, name, validate_only=validate_only)
+
+    monkeypatch.setattr(end_access, "delete", depot_gone_before_deleting)
+    try:
+        err = await expect_error(gw(suite).EndRemoteAccess(gpb.EndRemoteAccessRequest(
+            connection=prepared.connection.name, delete_logon_data=True), metadata=md, timeout=30),
+            grpc.StatusCode.UNAVAILABLE)
+    finally:
+        monkeypatch.undo()
+        await suite.start_service("depot")  # on a new port: the gateway is restarted to find it
+        await suite.stop_service("gateway")
+        await suite.start_service("gateway", build=gateway.server.build)
+    assert status_details(err)[2].get("closed_connection") == prepared.connection.name
+    windows, _ = await left_behind(suite, world, system)
+    assert windows == []
+    again = await gw(suite).EndRemoteAccess(gpb.EndRemoteAccessRequest(
+        connection=prepared.connection.name, delete_logon_data=True), metadata=md)
+    assert list(again.deleted_logon_data) == [prepared.logon_data.name]
