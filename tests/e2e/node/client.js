@@ -1,4 +1,5 @@
-// A Node.js client of the suite: loads the .proto files from protos/ (no generated code) and calls the
+// A Node.js client of the suite: loads the .proto files from protos/ (no generated code; the google/api
+// annotations they import from gen/third_party, where `make gen` copies them) and calls the
 // gateway. Usage: node client.js <gateway address> <customer number> <token>
 // Prints one JSON line: the connection types it listed and the status of a forbidden call.
 const path = require("path");
@@ -7,9 +8,10 @@ const loader = require("@grpc/proto-loader");
 
 const [address, customer, token] = process.argv.slice(2);
 const root = path.resolve(__dirname, "../../../protos");
+const thirdParty = path.resolve(__dirname, "../../../gen/third_party");
 const definition = loader.loadSync(
   ["remotesupport/connections/v1/connections.proto", "remotesupport/authz/v1/authz.proto"],
-  { includeDirs: [root], keepCase: true, longs: String, enums: String, defaults: true });
+  { includeDirs: [root, thirdParty], keepCase: true, longs: String, enums: String, defaults: true });
 const api = grpc.loadPackageDefinition(definition).remotesupport;
 const connections = new api.connections.v1.ConnectionsService(address, grpc.credentials.createInsecure());
 
