@@ -10,11 +10,11 @@ from services.kit import names
 from services.kit import permissions as P
 from services.kit.clock import as_utc
 from services.kit.errors import EtagMismatch, PermissionDenied
-from services.kit.paging import INT, PageTokens
+from services.kit.paging import INT32, PageTokens
 from services.kit.validate import Violations
 
 LIST_SCAN_FACTOR = 4  # engineers' lists skip hidden entries; read this many rows per wanted one at a time
-ENTRY_PAGES = PageTokens(INT)  # ListLogonData: after the entry's primary key (creation order)
+ENTRY_PAGES = PageTokens(INT32)  # ListLogonData: after the entry's primary key (an Integer column; creation order)
 
 
 async def _limits(depot: Depot, customer: str, system: str, connection_type: str) -> model.Limits:

@@ -6,7 +6,7 @@ request it continues - its parent, filters and order - so a token replayed with 
 before any of it reaches a query. Nothing a caller can put in a token ends in INTERNAL. Tokens are not signed: a
 caller who builds one by hand only pages, from a position of its choice, the results of a request it may send.
 
-    tokens = PageTokens(STR, TIME, INT)           # what the list orders by, in order
+    tokens = PageTokens(STR, TIME, INT)           # what the list orders by, in order (INT32 for an Integer column)
     after = tokens.read(request.page_token, scope)  # None for the first page
     ...
     next_token = tokens.issue([last.name, last.create_time, last.id], scope) if more else ""
@@ -33,15 +33,19 @@ _OTHER_REQUEST = "belongs to another request (repeat every other parameter uncha
 
 
 def _str(value: object) -> str:
-    if not isinstance(value, str) or len(value) > 1024:
+    """Text a database column can hold: valid UTF-8 (no lone surrogate), no NUL (PostgreSQL refuses it)."""
+    if not isinstance(value, str) or len(value) > 1024 or "\x00" in value:
         raise ValueError
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
     return value
 
 
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
-        raise ValueError
-    return value
+def _integer(low: int, high: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError
+        return value
+    return check
 
 
 def _time(value: object) -> dt.datetime:
@@ -51,7 +55,8 @@ def _time(value: object) -> dt.datetime:
 
 
 STR: Callable[[object], object] = _str
-INT: Callable[[object], object] = _int
+INT: Callable[[object], object] = _integer(*_INT64)  # a BigInteger column
+INT32: Callable[[object], object] = _integer(-(2**31), 2**31 - 1)  # an Integer column (PostgreSQL's integer)
 TIME: Callable[[object], object] = _time
 
 

@@ -52,7 +52,9 @@ ROWS: dict[int, tuple[str, str]] = {
          "RESOURCE_EXHAUSTED / UNAUTHENTICATED / a server default deadline; the server keeps serving normal "
          "clients"),
     15: ("generated requests (hypothesis) for every RPC of every service, >=200 each in CI, far more in make "
-         "proof", "0 INTERNAL, 0 crashes, 0 planted secrets in error details"),
+         "proof; forged page tokens for every List RPC; request bytes that are not the request message for every RPC",
+         "0 INTERNAL, 0 crashes, 0 planted secrets in error details; every forged page token OK or INVALID_ARGUMENT, "
+         "every request that does not decode INVALID_ARGUMENT naming its method"),
 }
 
 _lock = threading.Lock()

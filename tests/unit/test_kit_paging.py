@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.kit.errors import InvalidArgument
-from services.kit.paging import INT, STR, TIME, PageTokens
+from services.kit.paging import INT, INT32, STR, TIME, PageTokens
 
 TOKENS = PageTokens(TIME, INT)
 SCOPE = {"parent": "customers/1/systems/2", "filter": "open", "order_by": "start_time"}
@@ -45,6 +45,23 @@ def test_a_forged_cursor_is_invalid_argument(cursor):
     with pytest.raises(InvalidArgument) as err:
         TOKENS.read(forged({"a": cursor, "q": scope_hash}), SCOPE)
     assert err.value.violations[0][0] == "page_token"
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x00", "\udfff\ud800", "x\ud800"])
+def test_a_text_cursor_no_database_column_could_hold_is_invalid_argument(text):
+    """Found by proof row 15: a NUL (PostgreSQL refuses it) or a lone surrogate (not UTF-8) reached the query."""
+    tokens = PageTokens(STR)
+    with pytest.raises(InvalidArgument):
+        tokens.read(tokens.issue([text], {}), {})
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1, 2**53 + 1])
+def test_an_int32_cursor_is_bounded_to_its_column(value):
+    """Found by proof row 15: ListLogonData's cursor is an Integer primary key; past 32 bits PostgreSQL failed."""
+    tokens = PageTokens(INT32)
+    assert tokens.read(tokens.issue([2**31 - 1], {}), {}) == [2**31 - 1]
+    with pytest.raises(InvalidArgument):
+        tokens.read(tokens.issue([value], {}), {})
 
 
 def test_a_cursor_of_text_is_bounded():
