@@ -176,6 +176,20 @@ async def test_automatic_rotation_at_the_usage_limit(world):
     assert entry.key_version == active + 1
 
 
+async def rewrap_to_the_end(world, depot, *, limit: int):
+    """Re-wrap until nothing is left to move, with the ring keys' usage limit at `limit`; the key status then."""
+    depot.settings.key_usage_limit = limit
+    try:
+        for _ in range(100):
+            if not await depot.rewrap_once():
+                break
+        else:
+            pytest.fail("re-wrapping never finished")
+        return await key_status(world)
+    finally:
+        depot.settings.key_usage_limit = barrier.DEFAULT_USAGE_LIMIT
+
+
 async def test_rewrapping_never_takes_a_ring_key_past_its_usage_limit(world):
     """More entries on the rotated-away key than the usage limit: the re-wrap moves only as many as the active key
     has room for, rotates it when worn (as a write does) and goes on, so it finishes with every ring key within
@@ -184,16 +198,7 @@ async def test_rewrapping_never_takes_a_ring_key_past_its_usage_limit(world):
     on_old = [await world.create("creator", secret=f"limited-{i}") for i in range(12)]
     assert len({entry.key_version for entry in on_old}) == 1
     rotated = (await world.depot.RotateKey(dp.RotateKeyRequest(), metadata=world.md("platform_admin"))).key.version
-    depot.settings.key_usage_limit = 5
-    try:
-        for _ in range(100):
-            if not await depot.rewrap_once():
-                break
-        else:
-            pytest.fail("re-wrapping never finished")
-        status = await key_status(world)
-    finally:
-        depot.settings.key_usage_limit = barrier.DEFAULT_USAGE_LIMIT
+    status = await rewrap_to_the_end(world, depot, limit=5)
     made = {v.version: v.encryptions for v in status.versions if v.version >= rotated}
     assert len(made) >= 3 and max(made.values()) <= 5, made  # twelve entries need three keys of five
     for i, entry in enumerate(on_old):
@@ -222,16 +227,7 @@ async def test_writes_that_take_the_room_while_a_batch_is_resealed_send_the_batc
         return await real_reseal(tx, row, to_version)
 
     monkeypatch.setattr(depot.depot.keys, "reseal", reseal_while_writes_take_the_room)
-    depot.settings.key_usage_limit = limit
-    try:
-        for _ in range(100):
-            if not await depot.rewrap_once():
-                break
-        else:
-            pytest.fail("re-wrapping never finished")
-        status = await key_status(world)
-    finally:
-        depot.settings.key_usage_limit = barrier.DEFAULT_USAGE_LIMIT
+    status = await rewrap_to_the_end(world, depot, limit=limit)
     made = {v.version: v.encryptions for v in status.versions if v.version >= rotated}
     assert raced == [rotated] and made[rotated] == limit - 1, made  # the refused batch counted nothing
     assert rotated + 1 in made and max(made.values()) <= limit, made
