@@ -17,6 +17,7 @@ from services.kit.paging import INT, PageTokens
 CREATE, UPDATE, SECRET_OVERWRITE, REVEAL, REVEAL_DENIED, DELETE = (
     "CREATE", "UPDATE", "SECRET_OVERWRITE", "REVEAL", "REVEAL_DENIED", "DELETE")
 RESTRICTED_VIEW_CHANGE, EXPIRE, PURGE, DECRYPT_FAILED = ("RESTRICTED_VIEW_CHANGE", "EXPIRE", "PURGE", "DECRYPT_FAILED")
+REVEAL_DENIALS_COUNTED = "REVEAL_DENIALS_COUNTED"  # refused reveals of a caller outside the customer, counted
 SUCCESS, DENIED, FAILED = "SUCCESS", "DENIED", "FAILED"
 DEPOT_ACTOR = "services/depot"  # the actor of the sweep and of key rotation
 logger = logging.getLogger(__name__)
@@ -124,10 +125,13 @@ UNSEALED = ("the log head's seal does not match its last event: the log was rewr
             "(events and hashes recomputed), or the head was")
 
 
-async def verify(store: Store, sealer: LogSealer, customer: str) -> chain.Verdict:
+async def verify(store: Store, sealer: LogSealer, customer: str, kept: chain.LogHead | None = None) \
+        -> chain.Verdict:
     """Walk the customer's chain in sequence order, in batches, up to the first event that does not verify;
-    then the head: it must record the last event, and carry the seal only the depot can make."""
-    verifier = chain.Verifier()
+    then the head: it must record the last event, and carry the seal only the depot can make; then, with a
+    `kept` head (one an earlier verdict returned, kept by the customer), the log must still hold that event with
+    that hash: a log put back to an earlier state of itself, sealed and consistent, does not extend it."""
+    verifier = chain.Verifier(kept)
     async with store.read() as tx:
         head = await tx.log_head(customer, lock=False)
         last = 0
@@ -135,13 +139,13 @@ async def verify(store: Store, sealer: LogSealer, customer: str) -> chain.Verdic
             rows = await tx.chained_events(customer, last, VERIFY_BATCH)
             for row in rows:
                 if not verifier.feed(row):
-                    return verifier.finish(0, "")
+                    return verifier.against_kept(verifier.finish(0, ""))
             if len(rows) < VERIFY_BATCH:
                 break
             last = rows[-1].sequence
     if head is None:
-        return verifier.finish(0, chain.GENESIS)
+        return verifier.against_kept(verifier.finish(0, chain.GENESIS))
     verdict = verifier.finish(head.last_sequence, head.last_hash)
     if verdict.valid and not sealer.verifies(customer, head.last_sequence, head.last_hash, head.seal):
-        return chain.Verdict(False, verdict.events_checked, head.last_sequence, UNSEALED)
-    return verdict
+        verdict = chain.Verdict(False, verdict.events_checked, head.last_sequence, UNSEALED)
+    return verifier.against_kept(verdict)

@@ -76,22 +76,37 @@ def link(previous_hash: str, event: ChainedEvent) -> str:
     return hashlib.sha256(previous_hash.encode("ascii") + canonical(event)).hexdigest()
 
 
+class LogHead(NamedTuple):
+    """A position of a customer's log: an event's sequence and hash (what a customer keeps to find a rollback)."""
+
+    sequence: int
+    hash: str
+
+
 @dataclass(frozen=True)
 class Verdict:
     valid: bool
     events_checked: int
     first_broken_sequence: int = 0
     problem: str = ""
+    head: LogHead | None = None  # the newest event, when valid and there is one
+
+
+def _short(digest: str) -> str:
+    return digest[:16] + "..." if len(digest) > 16 else digest
 
 
 class Verifier:
-    """Feeds a customer's events in sequence order and stops at the first one that does not verify."""
+    """Feeds a customer's events in sequence order and stops at the first one that does not verify. With a
+    `kept` head, the log must also still extend it: hold event `kept.sequence`, verified, with `kept.hash`."""
 
-    def __init__(self) -> None:
+    def __init__(self, kept: LogHead | None = None) -> None:
         self.expected = 1
         self.previous = GENESIS
         self.checked = 0
         self.broken: Verdict | None = None
+        self.kept = kept
+        self.kept_found = ""  # the verified hash of event kept.sequence, once fed
 
     def feed(self, event: ChainedEvent) -> bool:
         """Check the next event; False once the chain is broken (stop feeding)."""
@@ -109,11 +124,33 @@ class Verifier:
         if link(self.previous, event) != event.hash:
             return self._break(seq, "its content does not match its hash: the event was edited")
         self.previous = event.hash
+        if self.kept is not None and seq == self.kept.sequence:
+            self.kept_found = event.hash
         self.expected += 1
         return True
 
+    def against_kept(self, verdict: Verdict) -> Verdict:
+        """The chain's `verdict` (finish's, or a later one), unless the log does not extend the kept head: of a
+        break in the chain and a kept head the log does not extend, the one at the lower position."""
+        kept = self.kept
+        if kept is None or (not verdict.valid and verdict.first_broken_sequence <= kept.sequence):
+            return verdict
+        if not self.kept_found:  # the chain verified past its end without reaching the kept event
+            last = self.expected - 1
+            return Verdict(False, self.checked, kept.sequence,
+                           f"the log holds {last} events, but the head you kept is event {kept.sequence}: the log "
+                           "was rolled back or truncated to an earlier state (events after it were removed), so it "
+                           "no longer extends the head you kept; an administrator must restore the log")
+        if self.kept_found != kept.hash:
+            return Verdict(False, self.checked, kept.sequence,
+                           f"event {kept.sequence} has the hash {_short(self.kept_found)}, but the head you kept "
+                           f"records {_short(kept.hash)}: the log was rewritten at or before event "
+                           f"{kept.sequence}, so it no longer extends the head you kept; an "
+                           "administrator must restore the log")
+        return verdict
+
     def finish(self, head_sequence: int, head_hash: str) -> Verdict:
-        """The verdict, comparing the last event with the customer's head."""
+        """The chain's verdict, comparing the last event with the customer's head."""
         if self.broken:
             return self.broken
         last = self.expected - 1
@@ -128,7 +165,7 @@ class Verifier:
         if head_hash != self.previous:
             return Verdict(False, self.checked, last,
                            "the newest event does not match the hash recorded by the log head: it was replaced")
-        return Verdict(True, self.checked)
+        return Verdict(True, self.checked, head=LogHead(last, self.previous) if last else None)
 
     def _break(self, sequence: int, problem: str) -> bool:
         self.broken = Verdict(False, self.checked, sequence, problem)

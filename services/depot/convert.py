@@ -3,11 +3,12 @@ views and ring keys."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from google.protobuf import timestamp_pb2
 
 from remotesupport.depot.v1 import depot_pb2
-from services.depot import access, audit, keyring, model, views
+from services.depot import access, audit, chain, keyring, model, views
 from services.depot.store import Entry
 from services.kit import names
 from services.kit.clock import as_utc
@@ -22,6 +23,7 @@ OUTCOME_NUMBER = {v.name.removeprefix("LOG_OUTCOME_"): v.number for v in depot_p
 KEY_STATE_NUMBER = {v.name.removeprefix("KEY_STATE_"): v.number for v in depot_pb2.KeyState.DESCRIPTOR.values}
 ACTOR_PATTERN_HINT = "must be users/{user_id} or services/depot"
 _LOG_ORDERS = {"": False, "sequence": False, "sequence asc": False, "sequence desc": True}
+_HASH = re.compile(r"[0-9a-f]{64}")  # a log event's hash as LogEvent.hash shows it
 
 
 def kind_name(number: int) -> str:
@@ -110,3 +112,26 @@ def log_filters(request: depot_pb2.ListLogEventsRequest, customer: str) -> audit
         v.add("order_by", 'must be "sequence" (oldest first) or "sequence desc" (newest first)')
     v.raise_if_any()
     return audit.Filters(request.system, request.logon_data, request.actor, start, end, bool(newest_first))
+
+
+def kept_head(request: depot_pb2.VerifyLogRequest) -> chain.LogHead | None:
+    """VerifyLog's kept head (None when not sent), checked: a positive sequence, a hash of 64 lower-case hex."""
+    if not request.HasField("kept_head"):
+        return None
+    kept = request.kept_head
+    v = Violations()
+    if kept.sequence <= 0:
+        v.add("kept_head.sequence", "must be positive: the sequence of the event a VerifyLog head named")
+    if not _HASH.fullmatch(kept.hash):
+        v.add("kept_head.hash", "must be the event's hash as the log shows it: 64 lower-case hex digits")
+    v.raise_if_any()
+    return chain.LogHead(kept.sequence, kept.hash)
+
+
+def verdict_pb(verdict: chain.Verdict) -> depot_pb2.VerifyLogResponse:
+    response = depot_pb2.VerifyLogResponse(valid=verdict.valid, events_checked=verdict.events_checked,
+                                           first_broken_sequence=verdict.first_broken_sequence,
+                                           problem=verdict.problem)
+    if verdict.head is not None:
+        response.head.CopyFrom(depot_pb2.LogHead(sequence=verdict.head.sequence, hash=verdict.head.hash))
+    return response

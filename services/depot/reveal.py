@@ -3,7 +3,8 @@
 The method's policy only authenticates the caller; this module makes both decisions itself (may the caller
 see this system's logon data, may it reveal this entry) so that a refused reveal of an existing entry is in
 the customer's log whoever asked - a colleague, an engineer outside the restricted view, another customer's
-user, the platform admin."""
+user, the platform admin. Those outside the customer are logged one by one up to a bound per hour, then counted
+(denials.py); a caller outside the customer gets the same refusal whether or not the entry exists."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from services.depot import access, audit, model
+from services.depot import access, audit, denials, model
 from services.depot.deps import Depot
 from services.depot.keyring import SecretUnreadable
 from services.depot.store import DatabaseRefused, Entry, Tx
@@ -36,8 +37,9 @@ async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
     restricted view. Permission is decided before existence, both permissions in the call's one round trip to
     authz (the method's policy is `handler_decides`). The REVEAL event is written in the transaction that
     decrypts: if it cannot be committed, nothing is returned. A refusal is logged (REVEAL_DENIED) before it is
-    sent; a ciphertext that fails authentication is logged (DECRYPT_FAILED) and is DATA_LOSS. Any database
-    error while logging or decrypting is AUDIT_UNAVAILABLE: nothing was revealed."""
+    sent (one to a caller outside the customer: logged, or past the hourly bound counted, denials.py); a
+    ciphertext that fails authentication is logged (DECRYPT_FAILED) and is DATA_LOSS. Any database error while
+    logging or decrypting is AUDIT_UNAVAILABLE: nothing was revealed (but see denials.py for outsiders)."""
     ctx = auth.current()
     found = await access.find(depot, parts)
     target = access.resource(found) if found else await access.system_resource(depot, parts)
@@ -46,7 +48,11 @@ async def reveal(depot: Depot, parts: dict[str, str], reason: str) -> Revealed:
         raise InvalidArgument("reason", problem)
     who = access.Caller(ctx.subject.user, ctx.subject.kind, may_read.incidents)
     if not may_read.allowed and found is not None:
-        await _log(depot, found, who, "", audit.REVEAL_DENIED, audit.DENIED, may_read.reason)
+        if denials.is_member(ctx.subject, found.customer):
+            await _log(depot, found, who, "", audit.REVEAL_DENIED, audit.DENIED, may_read.reason)
+        else:  # outside the customer: bounded per hour, and the same refusal as for a missing entry
+            await denials.refused(depot, found.customer,
+                                  _event(found, who, "", audit.REVEAL_DENIED, audit.DENIED, may_read.reason))
     may_read.raise_unless_allowed()
     row = await access.readable(depot, parts, found)
     incident = ""

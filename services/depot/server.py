@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from remotesupport.depot.v1 import depot_pb2_grpc
-from services.depot import maintenance, masterkeyfile
+from services.depot import denials, maintenance, masterkeyfile
 from services.depot.barrier import LogSealer
 from services.depot.connections_client import Connections
 from services.depot.deps import Depot
@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class DepotApp:
-    """The depot server plus its background work: the expiry sweep every `sweep_interval_s`, and re-wrapping
-    after a rotation (started at once by RotateKey). Tests drive both with `sweep_once()` / `rewrap_once()`."""
+    """The depot server plus its background work: the expiry sweep and the logging of counted refusals
+    (denials.py) every `sweep_interval_s`, and re-wrapping after a rotation (started at once by RotateKey). Tests
+    drive them with `sweep_once()`, `log_denial_counts_once()` and `rewrap_once()`."""
 
     authorizer = None  # ask the authz service
 
@@ -61,6 +62,9 @@ class DepotApp:
         metrics.sweep_done("expiry", purged, service="depot")
         return purged
 
+    async def log_denial_counts_once(self) -> int:
+        return await denials.log_counts(self.depot)
+
     async def rewrap_once(self) -> int:
         moved = await maintenance.rewrap_once(self.depot)
         metrics.sweep_done("rewrap", moved, service="depot")
@@ -72,6 +76,9 @@ class DepotApp:
                 purged = await self.sweep_once()
                 if purged:
                     logger.info("expiry sweep deleted %d expired entries", purged)
+                counts = await self.log_denial_counts_once()
+                if counts:
+                    logger.info("logged %d counts of refused reveals by callers outside the customer", counts)
                 while await self.rewrap_once():
                     await asyncio.sleep(0)  # let calls in between batches
             except Exception:  # noqa: BLE001 - the loop must outlive a failed pass; the next one retries

@@ -74,10 +74,8 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
 
     async def VerifyLog(self, request, context):
         customer = names.parse("customer", request.parent, "parent")["customer"]
-        verdict = await audit.verify(self.depot.store, self.depot.sealer, customer)
-        return depot_pb2.VerifyLogResponse(valid=verdict.valid, events_checked=verdict.events_checked,
-                                           first_broken_sequence=verdict.first_broken_sequence,
-                                           problem=verdict.problem)
+        verdict = await audit.verify(self.depot.store, self.depot.sealer, customer, convert.kept_head(request))
+        return convert.verdict_pb(verdict)
 
     async def RotateKey(self, request, context):
         status = await self.depot.keys.rotate(self.depot.store, self.depot.clock.now())

@@ -20,6 +20,9 @@ class DepotSettings:
     sweep_interval_s: float = 60.0
     rewrap_batch: int = 200
     key_usage_limit: int = barrier.DEFAULT_USAGE_LIMIT
+    # reveals refused to one caller outside a customer that are logged one by one per hour; past it they are
+    # counted, and the count is logged (LOG_ACTION_REVEAL_DENIALS_COUNTED)
+    foreign_denials_per_hour: int = 20
     background: bool = True  # run the expiry sweep and key re-wrapping on their own (tests drive them by hand)
 
     @classmethod
@@ -32,6 +35,7 @@ class DepotSettings:
             sweep_interval_s=env_float("RS_DEPOT_SWEEP_INTERVAL_S", 60.0),
             rewrap_batch=env_int("RS_DEPOT_REWRAP_BATCH", 200),
             key_usage_limit=env_int("RS_DEPOT_KEY_USAGE_LIMIT", barrier.DEFAULT_USAGE_LIMIT),
+            foreign_denials_per_hour=env_int("RS_DEPOT_FOREIGN_DENIALS_PER_HOUR", 20),
         )
         settings.check()
         return settings
@@ -48,3 +52,5 @@ class DepotSettings:
             raise SystemExit("configuration error: RS_DEPOT_REWRAP_BATCH must be at least 1")
         if not 1 <= self.key_usage_limit <= barrier.USAGE_BOUND:
             raise SystemExit(f"configuration error: RS_DEPOT_KEY_USAGE_LIMIT must be in 1..{barrier.USAGE_BOUND}")
+        if self.foreign_denials_per_hour < 1:
+            raise SystemExit("configuration error: RS_DEPOT_FOREIGN_DENIALS_PER_HOUR must be at least 1")

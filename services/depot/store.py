@@ -27,8 +27,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, InternalE
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot.chain import EventValues
-from services.depot.tables import EntryRow, KnownSystemRow, LogEventRow, LogHeadRow, RingKeyRow, ViewMemberRow, \
-    ViewRow
+from services.depot.tables import EntryRow, ForeignDenialRow, KnownSystemRow, LogEventRow, LogHeadRow, RingKeyRow, \
+    ViewMemberRow, ViewRow
 from services.kit.db import Database, sync_url
 from services.kit.errors import AuditUnavailable, Conflict, DependencyUnavailable
 from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable, compile_sql, converters
@@ -45,7 +45,7 @@ LOG_UNWRITTEN = "the depot log could not be written; nothing was done"
 logger = logging.getLogger(__name__)
 
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
-_RING, _KNOWN = RingKeyRow.__table__, KnownSystemRow.__table__
+_RING, _KNOWN, _DENIALS = RingKeyRow.__table__, KnownSystemRow.__table__, ForeignDenialRow.__table__
 # log_events' columns but pk, in EventValues order (what the chain covers)
 CHAINED_COLUMNS = [_EVENTS.c[name] for name in EventValues._fields]
 if {c.name for c in CHAINED_COLUMNS} != {c.name for c in _EVENTS.columns if c.name != "pk"}:
@@ -351,6 +351,45 @@ class EngineTx:
             select(*CHAINED_COLUMNS).where(LogEventRow.customer == customer, LogEventRow.sequence > after)
             .order_by(LogEventRow.sequence, LogEventRow.pk).limit(limit))
         return [EventValues._make(row) for row in rows]
+
+    # --- refused reveals of callers outside the customer -------------------------------------------------------
+    async def denial_window(self, customer: str, actor: str):
+        """The caller's current hour of refused reveals of the customer's entries (customer, actor, window_start,
+        logged, counted), locked for the rest of the transaction; None if there is none."""
+        return (await self.session.execute(select(_DENIALS).where(
+            _DENIALS.c.customer == customer, _DENIALS.c.actor == actor).with_for_update())).first()
+
+    async def start_denial_window(self, customer: str, actor: str, start: dt.datetime, *, new: bool) -> None:
+        """Begin the caller's hour at `start` with one refusal logged (`new`: it had none; another writer that
+        began one first is a LogConflict, and the unit of work runs again)."""
+        values = dict(window_start=start, logged=1, counted=0)
+        if new:
+            await self._log_write(insert(_DENIALS).values(customer=customer, actor=actor, **values))
+        else:
+            await self._log_write(update(_DENIALS).where(_DENIALS.c.customer == customer,
+                                                         _DENIALS.c.actor == actor).values(**values))
+
+    async def add_denial(self, customer: str, actor: str, *, logged: bool) -> None:
+        """One more refusal in the caller's current hour: logged one by one, or only counted."""
+        column = _DENIALS.c.logged if logged else _DENIALS.c.counted
+        await self._log_write(update(_DENIALS).where(_DENIALS.c.customer == customer, _DENIALS.c.actor == actor)
+                              .values({column: column + 1}))
+
+    async def ended_denial_windows(self, started_by: dt.datetime, skip_customers: Iterable[str],
+                                   limit: int) -> list:
+        """Up to `limit` hours of refusals begun by `started_by` (an hour ago: so passed), oldest first, but
+        those of `skip_customers`, locked (rows another transaction holds are skipped)."""
+        query = select(_DENIALS).where(_DENIALS.c.window_start <= started_by)
+        skip = list(skip_customers)
+        if skip:
+            query = query.where(_DENIALS.c.customer.not_in(skip))
+        return list((await self.session.execute(query.order_by(_DENIALS.c.window_start).limit(limit)
+                                                .with_for_update(skip_locked=True))).all())
+
+    async def delete_denial_windows(self, keys: list[tuple[str, str]]) -> None:
+        """Forget these (customer, actor) hours."""
+        if keys:
+            await self._log_write(delete(_DENIALS).where(sa.tuple_(_DENIALS.c.customer, _DENIALS.c.actor).in_(keys)))
 
 
 # --------------------------------------------------------------------------------------------------------- #

@@ -130,3 +130,17 @@ class LogHeadRow(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
     seal: Mapped[str] = mapped_column(String(64), server_default="")
+
+
+class ForeignDenialRow(Base):
+    """The hour in which one caller outside a customer (a user of another customer, an engineer without a
+    support assignment for the system, the platform admin) had reveals of the customer's entries refused:
+    `logged` of them were logged one by one, `counted` more (past the bound) only counted here, until a
+    REVEAL_DENIALS_COUNTED event carries the count into the log when the hour has passed."""
+
+    __tablename__ = "foreign_denials"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(80), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    logged: Mapped[int] = mapped_column(Integer)
+    counted: Mapped[int] = mapped_column(BigInteger)

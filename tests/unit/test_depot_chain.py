@@ -39,13 +39,14 @@ def build(n: int) -> list[Event]:
     return events
 
 
-def verdict(events: list[Event], head: tuple[int, str] | None = None) -> chain.Verdict:
-    verifier = chain.Verifier()
+def verdict(events: list[Event], head: tuple[int, str] | None = None,
+            kept: chain.LogHead | None = None) -> chain.Verdict:
+    verifier = chain.Verifier(kept)
     for event in events:
         if not verifier.feed(event):
             break
     head = head if head is not None else (events[-1].sequence, events[-1].hash) if events else (0, "")
-    return verifier.finish(*head)
+    return verifier.against_kept(verifier.finish(*head))
 
 
 def test_canonical_content_is_stable_and_excludes_the_hashes():
@@ -59,7 +60,8 @@ def test_canonical_content_is_stable_and_excludes_the_hashes():
 
 
 def test_an_intact_chain_and_an_empty_one_verify():
-    assert verdict(build(5)) == chain.Verdict(True, 5)
+    events = build(5)
+    assert verdict(events) == chain.Verdict(True, 5, head=chain.LogHead(5, events[-1].hash))
     assert verdict([]) == chain.Verdict(True, 0)
 
 
@@ -115,6 +117,43 @@ def test_events_beyond_the_head_or_a_replaced_newest_event():
     assert verdict(events, head=(3, events[2].hash)).first_broken_sequence == 4
     result = verdict(events, head=(4, "0" * 64))
     assert result.first_broken_sequence == 4 and "replaced" in result.problem
+
+
+# --- a head the customer kept ------------------------------------------------------------------------------
+def test_a_log_that_extends_the_kept_head_verifies():
+    events = build(8)
+    for kept in (5, 8):
+        assert verdict(events, kept=chain.LogHead(kept, events[kept - 1].hash)) == verdict(events)
+
+
+def test_a_log_rolled_back_below_the_kept_head_does_not_extend_it():
+    events = build(8)
+    result = verdict(events[:5], kept=chain.LogHead(8, events[7].hash))  # consistent: its own head is event 5
+    assert (result.valid, result.first_broken_sequence, result.head) == (False, 8, None)
+    assert "holds 5 events" in result.problem and "rolled back or truncated" in result.problem
+    assert verdict([], head=(0, ""), kept=chain.LogHead(1, events[0].hash)).first_broken_sequence == 1
+
+
+def test_a_log_rewritten_at_the_kept_event_does_not_extend_it():
+    events, other = build(8), build(9)
+    other[0].detail = "another first event"  # a whole other chain, consistent in itself
+    previous = chain.GENESIS
+    for event in other:
+        event.previous_hash, event.hash = previous, chain.link(previous, event)
+        previous = event.hash
+    result = verdict(other, kept=chain.LogHead(5, events[4].hash))
+    assert (result.valid, result.first_broken_sequence) == (False, 5)
+    assert f"records {events[4].hash[:16]}..." in result.problem and "rewritten at or before event 5" in result.problem
+
+
+def test_a_break_before_the_kept_event_is_reported_first_and_one_after_it_second():
+    events = build(8)
+    events[2].detail = "edited"
+    assert verdict(events, kept=chain.LogHead(6, events[5].hash)).first_broken_sequence == 3
+    events = build(8)
+    events[6].detail = "edited"
+    assert verdict(events, kept=chain.LogHead(4, events[3].hash)).first_broken_sequence == 7
+    assert verdict(events, kept=chain.LogHead(4, "0" * 64)).first_broken_sequence == 4
 
 
 @given(st.builds(chain.EventValues, customer=st.text(), sequence=st.integers(0, 2**62), action=st.text(),

@@ -188,7 +188,8 @@ async def test_local_reveals_mixed_with_engine_writes_leave_a_valid_log_in_order
     assert [e.sequence for e in events] == list(range(1, 10))
     assert events[0].previous_hash == "" and all(b.previous_hash == a.hash for a, b in zip(events, events[1:]))
     assert all(e.request_id for e in events)
-    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=9)
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=9,
+                                                     head=dp.LogHead(sequence=9, hash=events[-1].hash))
     assert head_sequence(w) == 9
     # on SQLite the creates and reveals are local and the engine wrote the two updates and the refusal;
     # on PostgreSQL the engine wrote all nine
@@ -207,7 +208,8 @@ async def test_concurrent_local_reveals_and_engine_writes_never_fork_the_chain(w
     assert [e.sequence for e in events] == list(range(1, 4 + 12 + 4 + 4 + 1))
     assert sum(e.action == A.LOG_ACTION_REVEAL for e in events) == 12
     assert {r.log_event for r in results[:12]} == {e.name for e in events if e.action == A.LOG_ACTION_REVEAL}
-    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=24)
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=24,
+                                                     head=dp.LogHead(sequence=24, hash=events[-1].hash))
 
 
 # --- (c) a failing local writer: the engine does the work, once ------------------------------------------------
@@ -265,7 +267,8 @@ async def test_a_local_writer_failing_mid_transaction_is_rolled_back_and_the_eng
     assert [e.sequence for e in events] == list(range(1, sequence_before + 2))  # one event, no gap, no twin
     assert events[-1].action == A.LOG_ACTION_REVEAL and events[-1].name == revealed.log_event
     assert events[-1].detail == "reason: half written"
-    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=sequence_before + 1)
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=sequence_before + 1, head=dp.LogHead(
+        sequence=sequence_before + 1, hash=events[-1].hash))
     local._resume_at = 0.0
 
 

@@ -3,9 +3,7 @@ VerifyLog checks, and a database that refuses to change it (and VerifyLog for wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -13,10 +11,9 @@ import sqlalchemy.exc
 
 from remotesupport.depot.v1 import depot_pb2 as dp
 from services.depot import audit, chain
-from services.kit.clock import as_utc
 from services.kit.validate import to_timestamp
 from tests.helpers import expect_error
-from tests.integration.depot.world import SAPROUTER, World, fresh_customer, sql
+from tests.integration.depot.world import SAPROUTER, World, attacker, fresh_customer, relink, sql, stored_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -180,7 +177,8 @@ async def test_concurrent_writers_never_fork_a_chain(world):
     await asyncio.gather(*[w.reveal("edit_all", e.name) for e in created])
     events = await w.events()
     assert [e.sequence for e in events] == list(range(1, 41))
-    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=40)
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=40,
+                                                     head=dp.LogHead(sequence=40, hash=events[-1].hash))
 
 
 # --- the chain under attack ---------------------------------------------------------------------------------
@@ -189,34 +187,6 @@ async def test_the_database_refuses_to_change_or_delete_an_event(world):
     for statement in ("UPDATE log_events SET detail = 'x'", "DELETE FROM log_events"):
         with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
             sql(world.suite, statement)
-
-
-@contextlib.contextmanager
-def attacker(world: World):
-    """Someone with full database rights, who first removes the append-only guard (and puts it back)."""
-    guards = ("update", "delete")
-    if world.suite.backend == "sqlite":
-        for verb in guards:
-            sql(world.suite, f"DROP TRIGGER log_events_no_{verb}")
-    else:
-        for verb in guards:
-            sql(world.suite, f"DROP TRIGGER log_events_no_{verb} ON log_events")
-    try:
-        yield lambda statement, **params: sql(world.suite, statement, **params)
-    finally:
-        for verb in guards:
-            if world.suite.backend == "sqlite":
-                sql(world.suite, f"CREATE TRIGGER log_events_no_{verb} BEFORE {verb.upper()} ON log_events "
-                                 "BEGIN SELECT RAISE(ABORT, 'the depot log is append-only'); END")
-            else:
-                sql(world.suite, f"CREATE TRIGGER log_events_no_{verb} BEFORE {verb.upper()} ON log_events "
-                                 "FOR EACH ROW EXECUTE FUNCTION log_events_append_only()")
-
-
-def stored_event(row, **changes) -> SimpleNamespace:
-    """A log_events row as chain.link reads it (its time as an aware datetime on both backends), with `changes`."""
-    when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
-    return SimpleNamespace(**{**row._mapping, "event_time": as_utc(when), **changes})
 
 
 def rehash(run, customer: str, sequence: int) -> None:
@@ -233,7 +203,8 @@ async def chain_of_five(world: World) -> World:
     for notes in ("a", "b", "c"):
         entry = await w.update("creator", entry, ["notes"], notes=notes)
     await w.reveal("creator", entry.name)
-    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=5)
+    assert (await verify(w)) == dp.VerifyLogResponse(valid=True, events_checked=5,
+                                                     head=dp.LogHead(sequence=5, hash=(await w.events())[-1].hash))
     return w
 
 
@@ -276,20 +247,6 @@ async def test_a_forged_event_appended_outside_the_depot_is_found(world):
                  "WHERE customer = :c AND sequence = 5", c=w.customer)
     verdict = await verify(w)
     assert not verdict.valid and verdict.first_broken_sequence == 6
-
-
-def relink(run, customer: str, first: int, **changes) -> None:
-    """Change event `first`, then recompute every hash from it to the newest and move the head's sequence and
-    hash along, as an attacker with full rights would; the head's seal stays the depot's old one."""
-    rows = run("SELECT * FROM log_events WHERE customer = :c AND sequence >= :s ORDER BY sequence", c=customer,
-               s=first)
-    previous = rows[0].previous_hash
-    for index, row in enumerate(rows):
-        event = stored_event(row, **(changes if index == 0 else {}), previous_hash=previous)
-        previous = chain.link(previous, event)
-        run("UPDATE log_events SET detail = :d, previous_hash = :p, hash = :h WHERE customer = :c AND sequence = :s",
-            d=event.detail, p=event.previous_hash, h=previous, c=customer, s=row.sequence)
-    run("UPDATE log_heads SET last_hash = :h WHERE customer = :c", h=previous, c=customer)
 
 
 async def assert_log_refused(w: World, entry: dp.LogonData) -> None:

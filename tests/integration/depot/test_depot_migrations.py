@@ -16,6 +16,7 @@ from services.kit.db import migrate, sync_url
 from tests.harness import Databases
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.timezone.utc)
+HEAD = "0004"  # the newest revision
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_the_start_that_upgrades_seals_every_stored_log_head(database):
                 "SELECT last_sequence, last_hash, seal FROM log_heads WHERE customer = '42'")).all()
             assert conn.execute(sa.text("SELECT count(*) FROM log_events")).scalar() == 2
         assert (sequence, stored_hash) == (2, last_hash) and sealer.verifies("42", 2, last_hash, seal)
-        assert revision(engine) == "0003"
+        assert revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -84,7 +85,10 @@ def test_a_new_database_needs_no_key(database):
     migrate(database, MIGRATIONS)  # nothing to seal yet: a bare upgrade (e.g. to inspect the schema) works
     engine = sa.create_engine(sync_url(database))
     try:
-        assert revision(engine) == "0003"
+        assert revision(engine) == HEAD
+        with engine.connect() as conn:  # 0004: the hours of refused reveals by callers outside a customer
+            assert {c["name"] for c in sa.inspect(conn).get_columns("foreign_denials")} == {
+                "customer", "actor", "window_start", "logged", "counted"}
     finally:
         engine.dispose()
 
@@ -104,6 +108,6 @@ def test_the_ring_keys_stored_before_0003_count_as_requested_rotations(database)
             rows = conn.execute(sa.text("SELECT version, encryptions, requested FROM ring_keys ORDER BY version")).all()
         assert [(version, encryptions, bool(requested)) for version, encryptions, requested in rows] == [
             (1, 7, True), (2, 0, True)]
-        assert revision(engine) == "0003"
+        assert revision(engine) == HEAD
     finally:
         engine.dispose()

@@ -3,16 +3,20 @@ system, a user of every kind the depot's rules name, engineers with and without 
 helpers."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from remotesupport.connections.v1 import connections_pb2 as cp
 from remotesupport.depot.v1 import depot_pb2 as dp
+from services.depot import chain
 from services.depot.settings import DepotSettings
+from services.kit.clock import as_utc
 from services.kit.db import sync_url
 from services.kit.validate import to_timestamp
 
@@ -182,6 +186,48 @@ def sql(suite, statement: str, **params):
     with engine.begin() as conn:
         result = conn.execute(text(statement), params)
         return result.all() if result.returns_rows else None
+
+
+@contextlib.contextmanager
+def attacker(world: World):
+    """Someone with full database rights, who first removes the append-only guard (and puts it back)."""
+    guards = ("update", "delete")
+    if world.suite.backend == "sqlite":
+        for verb in guards:
+            sql(world.suite, f"DROP TRIGGER log_events_no_{verb}")
+    else:
+        for verb in guards:
+            sql(world.suite, f"DROP TRIGGER log_events_no_{verb} ON log_events")
+    try:
+        yield lambda statement, **params: sql(world.suite, statement, **params)
+    finally:
+        for verb in guards:
+            if world.suite.backend == "sqlite":
+                sql(world.suite, f"CREATE TRIGGER log_events_no_{verb} BEFORE {verb.upper()} ON log_events "
+                                 "BEGIN SELECT RAISE(ABORT, 'the depot log is append-only'); END")
+            else:
+                sql(world.suite, f"CREATE TRIGGER log_events_no_{verb} BEFORE {verb.upper()} ON log_events "
+                                 "FOR EACH ROW EXECUTE FUNCTION log_events_append_only()")
+
+
+def stored_event(row, **changes) -> SimpleNamespace:
+    """A log_events row as chain.link reads it (its time as an aware datetime on both backends), with `changes`."""
+    when = row.event_time if isinstance(row.event_time, dt.datetime) else dt.datetime.fromisoformat(row.event_time)
+    return SimpleNamespace(**{**row._mapping, "event_time": as_utc(when), **changes})
+
+
+def relink(run, customer: str, first: int, **changes) -> None:
+    """Change event `first`, then recompute every hash from it to the newest and move the head's sequence and
+    hash along, as an attacker with full rights would; the head's seal stays the depot's old one."""
+    rows = run("SELECT * FROM log_events WHERE customer = :c AND sequence >= :s ORDER BY sequence", c=customer,
+               s=first)
+    previous = rows[0].previous_hash
+    for index, row in enumerate(rows):
+        event = stored_event(row, **(changes if index == 0 else {}), previous_hash=previous)
+        previous = chain.link(previous, event)
+        run("UPDATE log_events SET detail = :d, previous_hash = :p, hash = :h WHERE customer = :c AND sequence = :s",
+            d=event.detail, p=event.previous_hash, h=previous, c=customer, s=row.sequence)
+    run("UPDATE log_heads SET last_hash = :h WHERE customer = :c", h=previous, c=customer)
 
 
 def entry_id(name: str) -> str:
