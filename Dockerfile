@@ -41,9 +41,9 @@ RUN mkdir -p gen/remotesupport gen/third_party/google/api && touch gen/remotesup
     && python -m compileall -q services gateway rsctl gen
 
 RUN useradd --uid "${RS_UID}" --user-group --no-create-home --home-dir /var/lib/rs --shell /usr/sbin/nologin rs \
-    && mkdir -p /var/lib/rs/secrets /var/lib/rs-tokens /run/certs \
-    && chown rs:rs /var/lib/rs /var/lib/rs/secrets /var/lib/rs-tokens \
-    && chmod 0700 /var/lib/rs /var/lib/rs/secrets /var/lib/rs-tokens
+    && mkdir -p /var/lib/rs/secrets /var/lib/rs/mail /var/lib/rs-tokens /run/certs \
+    && chown rs:rs /var/lib/rs /var/lib/rs/secrets /var/lib/rs/mail /var/lib/rs-tokens \
+    && chmod 0700 /var/lib/rs /var/lib/rs/secrets /var/lib/rs/mail /var/lib/rs-tokens
 USER rs
 STOPSIGNAL SIGTERM
 

@@ -26,12 +26,15 @@ from services.authz.passwords import token_hash
 from services.kit import app as kit_app
 from services.kit import permissions as P
 from services.kit.auth import Resource
-from services.kit.principals import CUSTOMER_USER
+from services.kit.principals import CUSTOMER_USER, PLATFORM_ADMIN
 from services.kit.clients import TokenFile
 from services.kit.clock import SystemClock
 from services.kit.config import ServiceConfig
+from services.kit.mail import Mailer, SmtpSettings
+from services.kit.mailsink import Sink
 
-CUSTOMER, USER = "1000000001", "S0000000001"
+CUSTOMER, USER, USER_ADMIN = "1000000001", "S0000000001", "S0000000002"
+CODE_TTL = dt.timedelta(days=1)
 Q_PRINCIPAL = ("SELECT tokens.expires_at, tokens.revoked, principals.user_id, principals.kind, principals.customer, "
                "principals.disabled FROM tokens JOIN principals ON principals.user_id = tokens.user_id "
                "WHERE tokens.token_hash = ?")
@@ -131,18 +134,29 @@ async def main(decisions_n: int, many: int, out: Path) -> None:
     config = ServiceConfig(service="authz", port=0, database_url=f"sqlite:///{db_path}", var_dir=work,
                            service_token_file=work / "secrets" / "authz.token")
     clock = SystemClock()
+    sink = Sink(work / "mail").start()  # CreateUser mails an enrollment code (unused: the token is minted below)
+    mail = SmtpSettings(port=sink.port)
     from services.authz.server import build
-    authz = await build(kit_app.Deps(config, clock, TokenFile(config.service_token_file)))
+    authz = await build(kit_app.Deps(config, clock, TokenFile(config.service_token_file)), mail=mail)
     store, decisions = authz.store, authz.authorizer
     db = store.db
     counters = Counters()
     event.listen(db.engine.sync_engine, "before_cursor_execute",
                  lambda *_a, **_k: setattr(counters, "sql", counters.sql + 1))
     count_hops(counters)
-    await users.create_customer(store, clock, CUSTOMER, "Bench customer")
-    await users.create_user(store, clock, user_id=USER, kind=CUSTOMER_USER, customer=CUSTOMER,
-                               display_name="Bench user", email="", password="bench horse battery", kdf=authz.kdf)
-    await grants.grant(store, clock, USER, policy.EDIT_MY, [], "users/admin")
+    # as a customer makes it: the platform admin creates the customer and its user administrator, who creates the
+    # user and grants EDIT_MY_LOGIN_DATA
+    mailer, admin = Mailer(mail), users.Actor("admin", PLATFORM_ADMIN)
+    await users.create_customer(store, clock, admin, CUSTOMER, "Bench customer")
+    await users.create_user(store, clock, mailer, CODE_TTL, admin, user_id=USER_ADMIN, kind=CUSTOMER_USER,
+                            customer=CUSTOMER, display_name="Bench user administrator",
+                            email="admin@bench.example.com", initial_password="")
+    await grants.grant(store, clock, mailer, admin, USER_ADMIN, policy.USER_ADMIN, [])
+    user_admin = users.Actor(USER_ADMIN, CUSTOMER_USER)
+    await users.create_user(store, clock, mailer, CODE_TTL, user_admin, user_id=USER, kind=CUSTOMER_USER,
+                            customer=CUSTOMER, display_name="Bench user", email="user@bench.example.com",
+                            initial_password="")
+    await grants.grant(store, clock, mailer, user_admin, USER, policy.EDIT_MY, [])
     token, _ = await sessions.mint_token(store, clock, USER, dt.timedelta(hours=2))
     resource = Resource(customer=f"customers/{CUSTOMER}", system=f"customers/{CUSTOMER}/systems/1",
                         owner=f"users/{USER}")
@@ -174,6 +188,7 @@ async def main(decisions_n: int, many: int, out: Path) -> None:
         str(Path(__file__).resolve().parents[1]) + "/", "")
     lines += ["## pyinstrument: 1,000 DecisionService.check calls (event-loop thread)", "", "```", text.strip(), "```", ""]
     await authz.stop()
+    sink.stop()
     shutil.rmtree(work, ignore_errors=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"written: {out}")

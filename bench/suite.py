@@ -1,11 +1,15 @@
 """Our side: the four processes started by the same Supervisor as `make run` (free ports, a temporary var/,
-SQLite), the benchmark's data created through the services' own RPCs, and, for the scale scenarios, rows
-bulk-inserted straight into a service's SQLite database with SQLAlchemy (setup, never the measured path)."""
+SQLite, its mail sink writing to var/mail/), the benchmark's data created through the services' own RPCs as a
+customer makes it (the platform admin creates the customer and its first user administrator, who creates the
+benchmark's user and grants its authorizations; each user sets its password with the one-time code mailed to
+it), and, for the scale scenarios, rows bulk-inserted straight into a service's SQLite database with SQLAlchemy
+(setup, never the measured path)."""
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -24,11 +28,13 @@ from bench.peers import free_port, wait_port
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
 from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
+from services.kit.mailsink import read_messages
 from services.kit.supervisor import ORDER, Supervisor, wait_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench horse battery staple"
 UTC = dt.timezone.utc
+CODE = re.compile(r"one-time code: ([A-Z2-7]{5}(?:-[A-Z2-7]{5}){3})")  # services/authz/mails.py's code mail
 
 
 def md(token: str) -> tuple[tuple[str, str], ...]:
@@ -67,7 +73,8 @@ class OurSuite:
         self.workdir = workdir
         self.var = workdir / "var"
         self.services = tuple(services)
-        env = dict(os.environ)
+        # the supervisor's own mail sink (the set-up reads the users' one-time codes from it), never another server
+        env = {k: v for k, v in os.environ.items() if k not in ("RS_SMTP_HOST", "RS_SMTP_PORT")}
         env.update({"RS_VAR_DIR": str(self.var), "RS_AUTHZ_KDF_LOG2_N": "12",
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
                     "RS_DEPOT_SWEEP_INTERVAL_S": "3600"})
@@ -128,8 +135,9 @@ class OurSuite:
             depot_token = (self.var / "secrets" / "depot.token").read_text().strip()
             base = 7_000_000_000 + secrets.randbelow(900_000_000)
             customer = str(base)
-            user, token = await _customer_with_user(authz, admin, customer, f"S{base:010d}",
-                                                    ["EDIT_MY_LOGIN_DATA", "MAINTAIN_SYSTEM_DATA"])
+            people = People(authz, admin, self.supervisor.mail_dir)
+            user, token = await people.customer_with_user(customer, f"S{base:010d}", f"S{base + 2:010d}",
+                                                          ["EDIT_MY_LOGIN_DATA", "MAINTAIN_SYSTEM_DATA"])
             installation = "20012345"
             systems = []
             for i, sid in enumerate(("PRD", "QAS", "DEV")):
@@ -147,8 +155,8 @@ class OurSuite:
             await create_entry(depot, token, fixture.list_system, 0)
             await create_entry(depot, token, fixture.sweep_system, 0)
             log_customer = str(base + 1)
-            log_user, log_token = await _customer_with_user(authz, admin, log_customer, f"S{base + 1:010d}",
-                                                            ["EDIT_MY_LOGIN_DATA"])
+            log_user, log_token = await people.customer_with_user(log_customer, f"S{base + 1:010d}",
+                                                                  f"S{base + 3:010d}", ["EDIT_MY_LOGIN_DATA"])
             fixture.log_customer, fixture.log_user, fixture.log_token = log_customer, log_user, log_token
             return fixture
         finally:
@@ -156,18 +164,53 @@ class OurSuite:
                 await channel.close()
 
 
-async def _customer_with_user(authz, admin: str, customer: str, user_id: str, grants: list[str]) -> tuple[str, str]:
-    await authz.CreateCustomer(authz_pb2.CreateCustomerRequest(customer=authz_pb2.Customer(
-        customer_number=customer, display_name=f"Bench customer {customer}")), metadata=md(admin))
-    await authz.CreateUser(authz_pb2.CreateUserRequest(user=authz_pb2.User(
-        user_id=user_id, kind=authz_pb2.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{customer}",
-        display_name="Bench user"), initial_password=PASSWORD), metadata=md(admin))
-    for name in grants:
-        await authz.GrantAuthorization(authz_pb2.GrantAuthorizationRequest(
+def email_of(user_id: str) -> str:
+    return f"{user_id.lower()}@bench.example.com"
+
+
+class People:
+    """Customers and their users through authz's RPCs, as a customer makes them; the one-time codes are read from
+    the mail sink's folder."""
+
+    def __init__(self, authz, admin_token: str, mail_dir: Path) -> None:
+        self.authz, self.admin, self.mail_dir = authz, admin_token, mail_dir
+
+    async def create_user(self, user_id: str, customer: str, display_name: str, by: str) -> None:
+        await self.authz.CreateUser(authz_pb2.CreateUserRequest(user=authz_pb2.User(
+            user_id=user_id, kind=authz_pb2.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{customer}",
+            display_name=display_name, email=email_of(user_id))), metadata=md(by))
+
+    async def grant(self, user_id: str, name: str, by: str) -> None:
+        await self.authz.GrantAuthorization(authz_pb2.GrantAuthorizationRequest(
             user=f"users/{user_id}", authorization=authz_pb2.Authorization.Value(f"AUTHORIZATION_{name}")),
-            metadata=md(admin))
-    login = await authz.Login(authz_pb2.LoginRequest(user_id=user_id, password=PASSWORD))
-    return f"users/{user_id}", login.access_token
+            metadata=md(by))
+
+    def code_for(self, user_id: str) -> str:
+        for message in reversed(read_messages(self.mail_dir, email_of(user_id))):
+            found = CODE.search(message.get_content())
+            if found:
+                return found.group(1)
+        raise RuntimeError(f"no one-time code was mailed to {email_of(user_id)} (in {self.mail_dir})")
+
+    async def enroll(self, user_id: str) -> str:
+        """Set the user's password with its mailed code and log in: its token."""
+        await self.authz.SetPassword(authz_pb2.SetPasswordRequest(user_id=user_id, code=self.code_for(user_id),
+                                                                  new_password=PASSWORD))
+        return (await self.authz.Login(authz_pb2.LoginRequest(user_id=user_id, password=PASSWORD))).access_token
+
+    async def customer_with_user(self, customer: str, user_id: str, admin_id: str,
+                                 grants: list[str]) -> tuple[str, str]:
+        """A customer, its first user administrator `admin_id` (by the platform admin) and `user_id` with
+        `grants` (by that administrator; none of them waits for four eyes): the user's name and token."""
+        await self.authz.CreateCustomer(authz_pb2.CreateCustomerRequest(customer=authz_pb2.Customer(
+            customer_number=customer, display_name=f"Bench customer {customer}")), metadata=md(self.admin))
+        await self.create_user(admin_id, customer, "Bench user administrator", self.admin)
+        await self.grant(admin_id, "USER_ADMIN", self.admin)
+        user_admin = await self.enroll(admin_id)
+        await self.create_user(user_id, customer, "Bench user", user_admin)
+        for name in grants:
+            await self.grant(user_id, name, user_admin)
+        return f"users/{user_id}", await self.enroll(user_id)
 
 
 def entry_request(parent: str, i: int) -> depot_pb2.CreateLogonDataRequest:

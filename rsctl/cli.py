@@ -4,8 +4,9 @@ Getting started::
 
     rsctl login --token-file var/admin.token           # adopt the platform admin's token (make run wrote it)
     rsctl customers create 1234 "ACME Corp"
-    rsctl users create S0000000001 --name "Ada Admin" --customer 1234 --password-stdin < pw.txt
-    rsctl auth grant S0000000001 USER_ADMIN
+    rsctl users create S0000000001 --name "Ada Admin" --email ada@acme.example --customer 1234
+    rsctl auth grant S0000000001 USER_ADMIN             # authz mailed Ada a one-time code (make run: var/mail/)
+    rsctl users set-password S0000000001 --code CODE    # Ada sets her password (prompted, or --password-stdin)
     rsctl login S0000000001                             # prompts for the password (or --password-stdin)
     rsctl systems create 100 --sid PRD --installation 20012345 --description "ERP production"
     rsctl setups set 100 R3_SUPPORT host=erp.example.com instance=00
@@ -29,7 +30,8 @@ Session: `rsctl login` keeps the bearer token in <config dir>/session.json, mode
 the config dir is --config-dir, else $RSCTL_CONFIG_DIR, else $XDG_CONFIG_HOME/rsctl or ~/.config/rsctl.
 $RSCTL_TOKEN, when set, is used instead. Every call sends "authorization: Bearer <token>". Passwords and
 secrets are read from a prompt without echo or from the first line of standard input (--password-stdin,
---secret-stdin), never from an option value. No command prints a token; only `logon reveal` prints a secret.
+--secret-stdin), never from an option value. No command prints a token or a one-time code; only `logon reveal`
+prints a secret.
 
 Short names: resource names are accepted in full (customers/1/systems/2) everywhere; short forms resolve
 against the default customer (--customer, else your own): 2 or systems/2, incidents/7 or 7, users by id,

@@ -30,7 +30,8 @@ exit codes:
   5  not found (NOT_FOUND)
   6  request problem (INVALID_ARGUMENT, FAILED_PRECONDITION, ABORTED, ALREADY_EXISTS, OUT_OF_RANGE)
   7  service unreachable or too slow (UNAVAILABLE, DEADLINE_EXCEEDED)
-  8  integrity failure (DATA_LOSS; also 'log verify' and 'connector verify' finding a broken log or file)"""
+  8  integrity failure (DATA_LOSS; also 'log verify', 'users verify-log' and 'connector verify' finding a
+     broken log or file)"""
 
 _BY_CODE = {
     grpc.StatusCode.OK: OK,

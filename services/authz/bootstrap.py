@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from services.authz import sessions
-from services.authz.model import ADMIN_ID, SERVICE_ACCOUNTS
+from services.authz.model import ADMIN_ID, SERVICE_ACCOUNTS, email_key
 from services.authz.store import DuplicateKey, Store
 from services.authz.tables import PrincipalRow
 from services.kit.clock import Clock
@@ -19,7 +19,8 @@ SERVICE_TTL = dt.timedelta(days=365)
 RENEW_WITHIN = dt.timedelta(days=1)  # a token file whose token expires sooner gets a new token
 
 
-async def _ensure_principal(store: Store, clock: Clock, user_id: str, kind: str, display_name: str) -> bool:
+async def _ensure_principal(store: Store, clock: Clock, user_id: str, kind: str, display_name: str,
+                            email: str = "") -> bool:
     """Create the principal unless it exists; a replica starting at the same moment may win the race."""
     try:
         async with store.write() as queries:
@@ -27,7 +28,8 @@ async def _ensure_principal(store: Store, clock: Clock, user_id: str, kind: str,
                 return False
             now = clock.now()
             queries.add(PrincipalRow(user_id=user_id, kind=kind, customer=None, display_name=display_name,
-                                     email="", disabled=False, password_hash=None, created_at=now, updated_at=now))
+                                     email=email, email_key=email_key(email) if email else None, disabled=False,
+                                     password_hash=None, created_at=now, updated_at=now))
     except DuplicateKey:
         return False
     return True
@@ -49,9 +51,9 @@ async def _ensure_token(store: Store, clock: Clock, user_id: str, path: Path, tt
     return True
 
 
-async def bootstrap(store: Store, clock: Clock, var_dir: Path) -> None:
+async def bootstrap(store: Store, clock: Clock, var_dir: Path, admin_email: str = "") -> None:
     """Idempotent: a second start reuses every principal and every still-valid token file."""
-    if await _ensure_principal(store, clock, ADMIN_ID, PLATFORM_ADMIN, "Platform administrator"):
+    if await _ensure_principal(store, clock, ADMIN_ID, PLATFORM_ADMIN, "Platform administrator", admin_email):
         logger.warning("first start: created the platform admin users/%s", ADMIN_ID)
     admin_file = var_dir / "admin.token"
     if await _ensure_token(store, clock, ADMIN_ID, admin_file, ADMIN_TTL):

@@ -7,7 +7,8 @@ from google.protobuf import duration_pb2
 
 from remotesupport.authz.v1 import authz_pb2
 from services.authz.model import lock_end
-from services.authz.tables import AssignmentRow, CustomerRow, GrantRow, PrincipalRow
+from services.authz.grants import PENDING, GrantView
+from services.authz.tables import AssignmentRow, CustomerRow, IdentityEventRow, PrincipalRow
 from services.kit import auth
 from services.kit.errors import InvalidArgument
 from services.kit.principals import KIND_BY_NUMBER, NUMBER_BY_KIND
@@ -56,7 +57,7 @@ def user_proto(row: PrincipalRow, now: dt.datetime) -> authz_pb2.User:
         name=f"users/{row.user_id}", user_id=row.user_id, kind=NUMBER_BY_KIND[row.kind],
         customer=f"customers/{row.customer}" if row.customer else "", display_name=row.display_name,
         email=row.email, disabled=row.disabled, create_time=to_timestamp(row.created_at),
-        update_time=to_timestamp(row.updated_at),
+        update_time=to_timestamp(row.updated_at), password_set=row.password_hash is not None,
     )
     until = lock_end(row.locked_until, now)
     if until is not None:
@@ -64,12 +65,20 @@ def user_proto(row: PrincipalRow, now: dt.datetime) -> authz_pb2.User:
     return user
 
 
-def grant_proto(row: GrantRow) -> authz_pb2.Grant:
+def grant_proto(view: GrantView) -> authz_pb2.Grant:
     return authz_pb2.Grant(
-        user=f"users/{row.user_id}", authorization=NUMBER_BY_AUTHORIZATION[row.authorization],
-        customer=f"customers/{row.customer}", installations=[i for i in row.installations.split(",") if i],
-        granted_by=row.granted_by, grant_time=to_timestamp(row.granted_at),
+        user=f"users/{view.user_id}", authorization=NUMBER_BY_AUTHORIZATION[view.authorization],
+        customer=f"customers/{view.customer}", installations=[i for i in view.installations.split(",") if i],
+        granted_by=view.granted_by, grant_time=to_timestamp(view.granted_at), approved_by=view.approved_by,
+        state=authz_pb2.GRANT_STATE_PENDING_APPROVAL if view.state == PENDING else authz_pb2.GRANT_STATE_ACTIVE,
     )
+
+
+def identity_event_proto(row: IdentityEventRow) -> authz_pb2.IdentityEvent:
+    return authz_pb2.IdentityEvent(
+        sequence=row.sequence, customer=f"customers/{row.customer}" if row.customer else "",
+        event_time=to_timestamp(row.event_time), actor=row.actor, action=row.action, target=row.target,
+        detail=row.detail, previous_hash=row.previous_hash, hash=row.hash)
 
 
 def assignment_proto(row: AssignmentRow) -> authz_pb2.SupportAssignment:

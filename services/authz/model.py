@@ -1,5 +1,6 @@
 """authz's domain rules: what names, addresses and passwords must look like, who may be created, granted,
-assigned or changed, and when a login lock ends. Pure functions and small types; no I/O."""
+assigned or changed (separation of duties: nobody who administers identities obtains a credential or an
+authorization of its own by it), and when a login lock ends. Pure functions and small types; no I/O."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,7 +13,8 @@ from google.rpc import error_details_pb2
 
 from services.authz.passwords import MAX_PASSWORD, MIN_PASSWORD
 from services.kit.clock import as_utc
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
+from services.kit.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+                                 ResourceExhausted, Unauthenticated)
 from services.kit.principals import CUSTOMER_USER, PLATFORM_ADMIN, SERVICE_ACCOUNT, SUPPORT_ENGINEER
 from services.kit.validate import Violations
 
@@ -34,6 +36,11 @@ LOGIN_SHED = "too many logins are being checked at once; retry in a moment"
 DECISIONS_BUSY = "the authorization service is overloaded; retry in a moment"
 LOGIN_RATE_LIMITED = "too many login attempts for this user ID or from this address; retry in {seconds} s"
 USER_FIELDS = {"display_name", "email", "disabled", "password"}  # what UpdateUser may change
+OWN_ONLY_FIELDS = ("password", "email")  # ... of its own user only: whoever could would receive its codes
+CODE_REFUSED = "the code is wrong, used or expired, or the user ID is unknown: ask for a new code"
+FOUR_EYES = frozenset({"EDIT_ALL_LOGIN_DATA", "USER_ADMIN"})  # grants a second user administrator approves
+ENROLL, RESET = "ENROLL", "RESET"  # what a one-time code is for
+CODE_ATTEMPTS = 5  # wrong tries before a code is void
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,55 @@ class DecisionsBusy(RetryLater):
         super().__init__(DECISIONS_BUSY, 0.1)
 
 
+class CodeRefused(Unauthenticated):
+    """The one answer to every failed SetPassword, whichever check failed."""
+
+    def __init__(self) -> None:
+        super().__init__(CODE_REFUSED)
+
+
+class EmailTaken(AlreadyExists):
+    def __init__(self) -> None:
+        super().__init__("user.email is the address of another user: every user has an address of its own "
+                         "(compared without case and without a '+tag')")
+
+
+class NotOwnUser(PermissionDenied):
+    def __init__(self, field: str) -> None:
+        what = "password" if field == "password" else "e-mail address"
+        super().__init__(f"only the user itself changes its {what}: use ResetPassword to mail it a one-time code"
+                         if field == "password" else
+                         f"only the user itself changes its {what} (one-time codes go there)")
+
+
+class SelfGrant(PermissionDenied):
+    def __init__(self) -> None:
+        super().__init__("nobody grants an authorization to itself: ask another user administrator of the customer")
+
+
+class AdminGrantsOnlyFirstUserAdmin(PermissionDenied):
+    def __init__(self, customer: str) -> None:
+        super().__init__(f"the platform admin grants only the first USER_ADMIN of a customer, and customers/"
+                         f"{customer} has a user administrator: its user administrators grant authorizations")
+
+
+class AdminCreatesOnlyFirstUserAdmin(PermissionDenied):
+    def __init__(self, customer: str) -> None:
+        super().__init__(f"the platform admin creates only a customer's first user administrator, and customers/"
+                         f"{customer} has one: its user administrators create its users")
+
+
+class NotAnApprover(PermissionDenied):
+    def __init__(self, role: str) -> None:
+        super().__init__(f"the {role} of a grant cannot approve it: another user administrator of the customer "
+                         "must")
+
+
+class NoPendingGrant(NotFound):
+    def __init__(self, user_id: str, authorization: str) -> None:
+        super().__init__(f"users/{user_id} has no pending grant of {authorization}")
+
+
 class LastUserAdmin(FailedPrecondition):
     def __init__(self, user_id: str, customer: str, change: str) -> None:
         super().__init__(f"users/{user_id} is the last enabled user administrator of customers/{customer}; "
@@ -147,6 +203,13 @@ def check_customer(number: str, display_name: str) -> None:
     v.raise_if_any()
 
 
+def email_key(email: str) -> str:
+    """An address as compared for uniqueness: without case and without a "+tag" in its local part (mail to
+    a+x@d reaches a@d at most providers)."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    return f"{re.sub(r'[+].*$', '', local)}@{domain}"
+
+
 def check_user_fields(v: Violations, *, user_id: str | None, kind: str | None, display_name: str,
                       email: str) -> None:
     if user_id is not None:
@@ -165,8 +228,9 @@ def check_user_fields(v: Violations, *, user_id: str | None, kind: str | None, d
 
 
 def check_new_user(*, user_id: str, kind: str, customer: str, display_name: str, email: str,
-                   password: str) -> None:
-    """A user CreateUser may create: a customer user of a customer or a support engineer of none."""
+                   initial_password: str) -> None:
+    """A user CreateUser may create: a customer user of a customer or a support engineer of none, with its own
+    address for the one-time code; nobody sets its password but the user."""
     v = Violations()
     if kind not in (CUSTOMER_USER, SUPPORT_ENGINEER):
         v.add("user.kind", "must be PRINCIPAL_KIND_CUSTOMER_USER or PRINCIPAL_KIND_SUPPORT_ENGINEER "
@@ -176,7 +240,10 @@ def check_new_user(*, user_id: str, kind: str, customer: str, display_name: str,
         v.add("user.customer", "is required for customer users")
     if kind == SUPPORT_ENGINEER and customer:
         v.add("user.customer", "must be empty for support engineers (they belong to the vendor)")
-    check_password_policy("initial_password", password, v)
+    v.required("user.email", email)
+    if initial_password:
+        v.add("initial_password", "is no longer accepted: the user sets its own password with the one-time code "
+                                  "mailed to user.email (SetPassword)")
     v.raise_if_any()
 
 
@@ -187,7 +254,8 @@ def check_user_update(paths: list[str], *, display_name: str, email: str, new_pa
     v = Violations()
     if "display_name" in paths:
         check_user_fields(v, user_id=None, kind=None, display_name=display_name, email="")
-    if "email" in paths and email:
+    if "email" in paths:
+        v.required("user.email", email)
         check_user_fields(v, user_id=None, kind=None, display_name="x", email=email)
     if "password" in paths:
         check_password_policy("new_password", new_password, v)
@@ -202,6 +270,54 @@ def check_change_allowed(kind: str, paths: list[str], disabled: bool) -> None:
         raise FailedPrecondition("service accounts have no password; use CreateServiceToken")
     if kind == PLATFORM_ADMIN and "disabled" in paths and disabled:
         raise FailedPrecondition("the platform admin cannot be disabled")
+
+
+def check_own_fields(paths: list[str], caller: str, target: str) -> None:
+    """The password and the address are changed by the user itself only (OWN_ONLY_FIELDS)."""
+    for field in OWN_ONLY_FIELDS:
+        if field in paths and caller != target:
+            raise NotOwnUser(field)
+
+
+def check_set_password(user_id: str, code: str, new_password: str) -> None:
+    v = Violations()
+    v.required("user_id", user_id)
+    v.max_len("user_id", user_id, 64)
+    v.required("code", code)
+    v.max_len("code", code, 64)
+    check_password_policy("new_password", new_password, v)
+    v.raise_if_any()
+
+
+def check_grant_request(*, caller: str, caller_kind: str, grantee: str, authorization: str, customer: str,
+                        user_admins: set[str]) -> None:
+    """Who may ask for a grant: never to itself; the platform admin only the first USER_ADMIN of a customer
+    (`user_admins`: its enabled user administrators)."""
+    if caller == grantee:
+        raise SelfGrant()
+    if caller_kind == PLATFORM_ADMIN and (authorization != "USER_ADMIN" or user_admins):
+        raise AdminGrantsOnlyFirstUserAdmin(customer)
+
+
+def needs_approval(authorization: str, caller: str, grantee: str, user_admins: set[str]) -> bool:
+    """Four eyes: EDIT_ALL_LOGIN_DATA and USER_ADMIN wait for approval when the customer has an enabled user
+    administrator who is neither the requester nor the grantee."""
+    return authorization in FOUR_EYES and bool(user_admins - {caller, grantee})
+
+
+def check_approver(caller: str, requested_by: str, grantee: str) -> None:
+    if caller == requested_by:
+        raise NotAnApprover("requester")
+    if caller == grantee:
+        raise NotAnApprover("grantee")
+
+
+def check_resettable(kind: str, email: str) -> None:
+    if kind not in (CUSTOMER_USER, SUPPORT_ENGINEER):
+        raise FailedPrecondition("only customer users and support engineers have passwords to reset")
+    if not email:
+        raise FailedPrecondition("the user has no e-mail address to send a one-time code to: the user itself "
+                                 "sets one first")
 
 
 def check_keeps_a_user_admin(user_id: str, customer: str, user_admins: set[str], change: str) -> None:

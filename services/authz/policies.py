@@ -40,6 +40,14 @@ def build_policies(store: Store) -> dict[str, MethodPolicy]:
     async def grantee(req) -> Resource:
         return await user_target(req.user, "user")
 
+    async def reset_user(req: authz_pb2.ResetPasswordRequest) -> Resource:
+        return await user_target(req.name, "name")
+
+    async def log_of(req) -> Resource:
+        if req.parent:
+            names.parse("customer", req.parent, "parent")
+        return Resource(customer=req.parent)
+
     return policy_table(SERVICE, {
         "Login": PUBLIC,
         "Logout": MethodPolicy(P.SESSION),
@@ -49,9 +57,14 @@ def build_policies(store: Store) -> dict[str, MethodPolicy]:
         "GetUser": MethodPolicy(P.USERS_READ, named_user),
         "ListUsers": MethodPolicy(P.USERS_LIST, listed_customer),
         "UpdateUser": MethodPolicy(P.USERS_UPDATE, updated_user),
+        "ResetPassword": MethodPolicy(P.USERS_UPDATE, reset_user),
+        "SetPassword": PUBLIC,
         "GrantAuthorization": MethodPolicy(P.GRANTS_WRITE, grantee),
+        "ApproveAuthorization": MethodPolicy(P.GRANTS_WRITE, grantee),
         "RevokeAuthorization": MethodPolicy(P.GRANTS_WRITE, grantee),
         "ListAuthorizations": MethodPolicy(P.GRANTS_READ, grantee),
+        "ListIdentityEvents": MethodPolicy(P.IDENTITY_LOG_READ, log_of),
+        "VerifyIdentityLog": MethodPolicy(P.IDENTITY_LOG_READ, log_of),
         "Check": MethodPolicy(P.CHECK, handler_decides=True),
         "CheckBulk": MethodPolicy(P.CHECK, handler_decides=True),
         "SetSupportAssignment": MethodPolicy(P.ASSIGNMENTS_WRITE),

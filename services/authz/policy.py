@@ -64,6 +64,7 @@ RULES: dict[str, Rule] = {
     P.USERS_UPDATE: _r([USER_ADMIN], admin=True, self_target=True),
     P.GRANTS_WRITE: _r([USER_ADMIN], admin=True),
     P.GRANTS_READ: _r([USER_ADMIN], admin=True, self_target=True),
+    P.IDENTITY_LOG_READ: _r([USER_ADMIN], admin=True),
     P.SERVICE_TOKENS_CREATE: _r(admin=True),
     P.CHECK: _r(services=frozenset(SERVICE_ACCOUNTS.values())),
     P.ASSIGNMENTS_WRITE: _r(services=frozenset({SERVICE_ACCOUNTS["connections"]})),

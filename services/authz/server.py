@@ -15,6 +15,7 @@ from services.authz.store import Store
 from services.authz.throttle import LoginThrottle
 from services.kit import app
 from services.kit.db import Database, migrate
+from services.kit.mail import Mailer, SmtpSettings
 from services.kit.server import ServerSpec
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,16 +39,18 @@ class AuthzApp:
         await self.store.close()
 
 
-async def build(deps: app.Deps) -> AuthzApp:
+async def build(deps: app.Deps, mail: SmtpSettings | None = None) -> AuthzApp:
+    """The service; `mail` (tests) instead of the RS_SMTP_* settings."""
     settings = AuthzSettings.from_env()
+    mailer = Mailer(mail or SmtpSettings.from_env())
     url = deps.config.database_url
     migrate(url, MIGRATIONS)
     store = Store(Database(url))
-    await bootstrap(store, deps.clock, deps.config.var_dir)
+    await bootstrap(store, deps.clock, deps.config.var_dir, settings.admin_email)
     decisions = DecisionService(store, deps.clock)
     kdf = KdfPool(settings.kdf_log2_n, settings.kdf_workers, settings.kdf_queue)
     throttle = LoginThrottle(settings.user_logins, settings.peer_logins)
-    servicer = AuthzServicer(store, deps.clock, decisions, settings, kdf, throttle)
+    servicer = AuthzServicer(store, deps.clock, decisions, settings, kdf, throttle, mailer)
     spec = ServerSpec(register=lambda server: authz_pb2_grpc.add_AuthzServiceServicer_to_server(servicer, server),
                       service_names=[SERVICE], policies=build_policies(store))
     return AuthzApp(spec, decisions, store, kdf)

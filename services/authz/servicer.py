@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
-from services.authz import assignments, convert, grants, model, sessions, users
+from services.authz import assignments, codes, convert, grants, identity_log, model, sessions, users
 from services.authz.decisions import DecisionService
 from services.authz.kdf import KdfPool
 from services.authz.settings import AuthzSettings
 from services.authz.store import Store
 from services.authz.throttle import LoginThrottle
+from services.authz.users import Actor
 from services.kit import auth, names
 from services.kit.auth import Resource
 from services.kit.clock import Clock
+from services.kit.mail import Mailer
 from services.kit.errors import InvalidArgument
 from services.kit.principals import PLATFORM_ADMIN
 from services.kit.validate import Violations, mask_paths, page_size, to_timestamp
@@ -26,13 +28,14 @@ def _check_permission(field: str, permission: str) -> None:
 
 class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     def __init__(self, store: Store, clock: Clock, decisions: DecisionService, settings: AuthzSettings,
-                 kdf: KdfPool, login_throttle: LoginThrottle) -> None:
+                 kdf: KdfPool, login_throttle: LoginThrottle, mailer: Mailer) -> None:
         self.store = store
         self.clock = clock
         self.decisions = decisions
         self.settings = settings
         self.kdf = kdf
         self.login_throttle = login_throttle
+        self.mailer = mailer
 
     # --- sessions and tokens ----------------------------------------------------------------------------
     async def Login(self, request, context):
@@ -49,7 +52,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
     async def CreateServiceToken(self, request, context):
         user_id = names.parse("user", request.service_account, "service_account")["user"]
         ttl = convert.ttl_of(request.ttl, model.SERVICE_TOKEN_TTL, model.MAX_SERVICE_TOKEN_TTL, "ttl")
-        token, expires = await sessions.create_service_token(self.store, self.clock, user_id, ttl)
+        token, expires = await sessions.create_service_token(self.store, self.clock, Actor.current().name, user_id,
+                                                             ttl)
         return authz_pb2.CreateServiceTokenResponse(access_token=token, expire_time=to_timestamp(expires))
 
     # --- customers and users ----------------------------------------------------------------------------
@@ -57,7 +61,8 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         c = request.customer
         if c.name:
             raise InvalidArgument("customer.name", "is output only; set customer.customer_number")
-        row = await users.create_customer(self.store, self.clock, c.customer_number, c.display_name)
+        row = await users.create_customer(self.store, self.clock, Actor.current(), c.customer_number,
+                                          c.display_name)
         return authz_pb2.CreateCustomerResponse(customer=convert.customer_proto(row))
 
     async def CreateUser(self, request, context):
@@ -67,8 +72,9 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         v.raise_if_any()
         customer = names.parse("customer", u.customer, "user.customer")["customer"] if u.customer else ""
         row = await users.create_user(
-            self.store, self.clock, user_id=u.user_id, kind=convert.kind_of(u.kind), customer=customer,
-            display_name=u.display_name, email=u.email, password=request.initial_password, kdf=self.kdf)
+            self.store, self.clock, self.mailer, self.settings.enroll_code_ttl, Actor.current(), user_id=u.user_id,
+            kind=convert.kind_of(u.kind), customer=customer, display_name=u.display_name, email=u.email,
+            initial_password=request.initial_password)
         return authz_pb2.CreateUserResponse(user=convert.user_proto(row, self.clock.now()))
 
     async def GetUser(self, request, context):
@@ -88,22 +94,41 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         paths = mask_paths(request.update_mask, model.USER_FIELDS)
         self_only = await users.acting_on_self_only(auth.current(), request.user.name)
         row = await users.update_user(
-            self.store, self.clock, user_id, paths, display_name=request.user.display_name,
+            self.store, self.clock, Actor.current(), user_id, paths, display_name=request.user.display_name,
             email=request.user.email, disabled=request.user.disabled, new_password=request.new_password,
             caller_is_self_only=self_only, kdf=self.kdf)
         return authz_pb2.UpdateUserResponse(user=convert.user_proto(row, self.clock.now()))
+
+    async def ResetPassword(self, request, context):
+        user_id = names.parse("user", request.name, "name")["user"]
+        row, code_expires = await users.reset_password(self.store, self.clock, self.mailer,
+                                                       self.settings.reset_code_ttl, Actor.current(), user_id)
+        return authz_pb2.ResetPasswordResponse(user=convert.user_proto(row, self.clock.now()),
+                                               code_expire_time=to_timestamp(code_expires))
+
+    async def SetPassword(self, request, context):
+        await codes.set_password(self.store, self.clock, self.kdf, self.login_throttle, request.user_id,
+                                 request.code, request.new_password, context.peer())
+        return authz_pb2.SetPasswordResponse()
 
     # --- authorizations ---------------------------------------------------------------------------------
     async def GrantAuthorization(self, request, context):
         user_id = names.parse("user", request.user, "user")["user"]
         authorization = convert.authorization_of(request.authorization)
-        row = await grants.grant(self.store, self.clock, user_id, authorization, list(request.installations),
-                                 auth.current().subject.user)
-        return authz_pb2.GrantAuthorizationResponse(grant=convert.grant_proto(row))
+        view = await grants.grant(self.store, self.clock, self.mailer, Actor.current(), user_id, authorization,
+                                  list(request.installations))
+        return authz_pb2.GrantAuthorizationResponse(grant=convert.grant_proto(view))
+
+    async def ApproveAuthorization(self, request, context):
+        user_id = names.parse("user", request.user, "user")["user"]
+        view = await grants.approve(self.store, self.clock, self.mailer, Actor.current(), user_id,
+                                    convert.authorization_of(request.authorization))
+        return authz_pb2.ApproveAuthorizationResponse(grant=convert.grant_proto(view))
 
     async def RevokeAuthorization(self, request, context):
         user_id = names.parse("user", request.user, "user")["user"]
-        await grants.revoke(self.store, user_id, convert.authorization_of(request.authorization))
+        await grants.revoke(self.store, self.clock, Actor.current(), user_id,
+                            convert.authorization_of(request.authorization))
         return authz_pb2.RevokeAuthorizationResponse()
 
     async def ListAuthorizations(self, request, context):
@@ -112,6 +137,34 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
                                                request.page_token)
         return authz_pb2.ListAuthorizationsResponse(grants=[convert.grant_proto(r) for r in rows],
                                                     next_page_token=token)
+
+    # --- identity logs ----------------------------------------------------------------------------------
+    async def ListIdentityEvents(self, request, context):
+        customer = self._log_parent(request.parent)
+        rows, token = await identity_log.list_events(self.store, customer, page_size(request.page_size),
+                                                     request.page_token)
+        return authz_pb2.ListIdentityEventsResponse(events=[convert.identity_event_proto(r) for r in rows],
+                                                    next_page_token=token)
+
+    async def VerifyIdentityLog(self, request, context):
+        customer = self._log_parent(request.parent)
+        kept = None
+        if request.HasField("kept_head"):
+            identity_log.check_head(request.kept_head.sequence, request.kept_head.hash, "kept_head")
+            kept = (request.kept_head.sequence, request.kept_head.hash)
+        valid, checked, broken, problem, head = await identity_log.verify(self.store, customer, kept)
+        return authz_pb2.VerifyIdentityLogResponse(
+            valid=valid, events_checked=checked, first_broken_sequence=broken, problem=problem,
+            head=authz_pb2.IdentityLogHead(sequence=head[0], hash=head[1]))
+
+    @staticmethod
+    def _log_parent(parent: str) -> str:
+        """The log's customer number ("" for the vendor side's, which only the platform admin reads)."""
+        if parent:
+            return names.parse("customer", parent, "parent")["customer"]
+        if auth.current().subject.kind != PLATFORM_ADMIN:
+            raise InvalidArgument("parent", "is required")
+        return identity_log.VENDOR
 
     # --- decisions --------------------------------------------------------------------------------------
     async def Check(self, request, context):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from services.authz import model
+from services.authz import identity_log, model
 from services.authz.kdf import KdfPool
 from services.authz.passwords import new_token, token_hash
 from services.authz.settings import AuthzSettings
@@ -91,13 +91,18 @@ async def mint_token(store: Store, clock: Clock, user_id: str, ttl: dt.timedelta
     return token, now + ttl
 
 
-async def create_service_token(store: Store, clock: Clock, user_id: str,
+async def create_service_token(store: Store, clock: Clock, actor: str, user_id: str,
                                ttl: dt.timedelta) -> tuple[str, dt.datetime]:
-    async with store.read() as queries:
+    """A new token of a service account, recorded in the vendor side's identity log (by `actor`)."""
+    now = clock.now()
+    async with store.write() as queries:
         row = await queries.principal(user_id)
-    if row is None or row.kind != SERVICE_ACCOUNT:
-        raise NotFound(f"service account users/{user_id} does not exist")
-    return await mint_token(store, clock, user_id, ttl)
+        if row is None or row.kind != SERVICE_ACCOUNT:
+            raise NotFound(f"service account users/{user_id} does not exist")
+        token = _add_token(queries, user_id, now, ttl)
+        await identity_log.append(queries, identity_log.VENDOR, now, actor, identity_log.SERVICE_TOKEN_CREATED,
+                                  f"users/{user_id}", f"valid until {(now + ttl).isoformat(timespec='seconds')}")
+    return token, now + ttl
 
 
 async def token_valid_beyond(store: Store, token: str, instant: dt.datetime) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from services.authz.model import LoginLock, LoginRate
 from services.authz.passwords import DEFAULT_LOG2_N
-from services.kit.config import env_int
+from services.kit.config import env, env_int
 
 MIN_LOG2_N, MAX_LOG2_N = 1, 20  # scrypt needs n > 1; at 20 one hash takes 1 GiB (r = 8)
 MAX_KDF_WORKERS = 64
@@ -24,13 +24,17 @@ class AuthzSettings:
     kdf_queue: int = 8  # login attempts waiting for one of them; one more is shed at once
     user_logins: LoginRate = LoginRate(per_min=10, burst=20)
     peer_logins: LoginRate = LoginRate(per_min=1200, burst=200)
+    enroll_code_ttl: dt.timedelta = dt.timedelta(days=3)  # a new user's code
+    reset_code_ttl: dt.timedelta = dt.timedelta(hours=1)  # a reset's code
+    admin_email: str = "admin@localhost"  # the platform admin's own address, set at first start
 
     @classmethod
     def from_env(cls) -> "AuthzSettings":
         """RS_AUTHZ_TOKEN_TTL_S, RS_AUTHZ_KDF_LOG2_N, RS_AUTHZ_MAX_FAILED_LOGINS (0: never lock),
         RS_AUTHZ_LOGIN_LOCK_S, RS_AUTHZ_KDF_WORKERS, RS_AUTHZ_KDF_QUEUE, RS_AUTHZ_USER_LOGINS_PER_MIN and
         RS_AUTHZ_USER_LOGIN_BURST, RS_AUTHZ_PEER_LOGINS_PER_MIN and RS_AUTHZ_PEER_LOGIN_BURST (a rate of 0:
-        no limit); a value that cannot work stops the service, naming it."""
+        no limit), RS_AUTHZ_ENROLL_CODE_TTL_S and RS_AUTHZ_RESET_CODE_TTL_S (one-time codes), RS_AUTHZ_ADMIN_EMAIL;
+        a value that cannot work stops the service, naming it."""
         max_failed, lock_s = env_int("RS_AUTHZ_MAX_FAILED_LOGINS", 5), env_int("RS_AUTHZ_LOGIN_LOCK_S", 900)
         if max_failed < 0 or lock_s < 1:
             raise SystemExit("configuration error: RS_AUTHZ_MAX_FAILED_LOGINS must be 0 (never lock) or more, "
@@ -48,7 +52,14 @@ class AuthzSettings:
         if queue < 0:
             raise SystemExit("configuration error: RS_AUTHZ_KDF_QUEUE must be 0 or more (login attempts waiting "
                              "for a hashing thread)")
+        enroll_s = env_int("RS_AUTHZ_ENROLL_CODE_TTL_S", int(cls.enroll_code_ttl.total_seconds()))
+        reset_s = env_int("RS_AUTHZ_RESET_CODE_TTL_S", int(cls.reset_code_ttl.total_seconds()))
+        if enroll_s < 60 or reset_s < 60:
+            raise SystemExit("configuration error: RS_AUTHZ_ENROLL_CODE_TTL_S and RS_AUTHZ_RESET_CODE_TTL_S must be "
+                             "at least 60 (seconds)")
         return cls(token_ttl=dt.timedelta(seconds=ttl_s), kdf_log2_n=log2_n,
+                   enroll_code_ttl=dt.timedelta(seconds=enroll_s), reset_code_ttl=dt.timedelta(seconds=reset_s),
+                   admin_email=env("RS_AUTHZ_ADMIN_EMAIL", cls.admin_email),
                    login_lock=LoginLock(max_failed, dt.timedelta(seconds=lock_s)), kdf_workers=workers,
                    kdf_queue=queue, user_logins=_rate("USER", cls.user_logins),
                    peer_logins=_rate("PEER", cls.peer_logins))

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.authz.overload import ReadBatches
 from services.authz.policy import USER_ADMIN
-from services.authz.tables import AssignmentRow, CustomerRow, GrantRow, PrincipalRow, TokenRow
+from services.authz.tables import (AssignmentRow, CodeRow, CustomerRow, GrantRequestRow, GrantRow,
+                                   IdentityEventRow, IdentityHeadRow, PrincipalRow, TokenRow)
 from services.kit.db import Database
 from services.kit.localsqlite import LocalSqlite, LocalUnavailable, compile_sql
 
@@ -51,8 +52,12 @@ class Queries:
         self.session = session
 
     def add(self, row: object) -> None:
-        """Insert `row` (a CustomerRow, PrincipalRow, TokenRow, GrantRow or AssignmentRow) at commit."""
+        """Insert `row` (any row of services.authz.tables) at commit."""
         self.session.add(row)
+
+    async def flush(self) -> None:
+        """Send the pending inserts now (a duplicate key raises here, inside the unit of work)."""
+        await self.session.flush()
 
     # --- customers and principals ------------------------------------------------------------------------
     async def customer(self, number: str) -> CustomerRow | None:
@@ -83,6 +88,29 @@ class Queries:
                  .where(PrincipalRow.customer == customer, PrincipalRow.disabled.is_(False),
                         GrantRow.authorization == USER_ADMIN, GrantRow.installations == ""))
         return set((await self.session.execute(query)).scalars())
+
+    async def user_admin_rows(self, customer: str) -> list[PrincipalRow]:
+        """The customer's enabled user administrators (USER_ADMIN for the whole customer), to notify."""
+        query = (select(PrincipalRow).join(GrantRow, GrantRow.user_id == PrincipalRow.user_id)
+                 .where(PrincipalRow.customer == customer, PrincipalRow.disabled.is_(False),
+                        GrantRow.authorization == USER_ADMIN, GrantRow.installations == "")
+                 .order_by(PrincipalRow.user_id))
+        return list((await self.session.execute(query)).scalars())
+
+    async def email_taken(self, key: str, other_than: str = "") -> bool:
+        """Whether another principal than `other_than` has the address key `key`."""
+        query = select(PrincipalRow.user_id).where(PrincipalRow.email_key == key, PrincipalRow.user_id != other_than)
+        return (await self.session.execute(query.limit(1))).first() is not None
+
+    async def delete_principal(self, user_id: str) -> None:
+        await self.session.execute(delete(PrincipalRow).where(PrincipalRow.user_id == user_id))
+
+    # --- one-time codes ----------------------------------------------------------------------------------
+    async def code(self, user_id: str, *, for_update: bool = False) -> CodeRow | None:
+        return await self.session.get(CodeRow, user_id, with_for_update=for_update)
+
+    async def delete_code(self, user_id: str) -> None:
+        await self.session.execute(delete(CodeRow).where(CodeRow.user_id == user_id))
 
     async def count_failed_login(self, user_id: str) -> int:
         """Add one to the user's failed logins in a row (atomically: concurrent attempts all count); the new
@@ -123,6 +151,35 @@ class Queries:
         result = await self.session.execute(
             delete(GrantRow).where(GrantRow.user_id == user_id, GrantRow.authorization == authorization))
         return result.rowcount > 0
+
+    async def grant_request(self, user_id: str, authorization: str) -> GrantRequestRow | None:
+        return await self.session.get(GrantRequestRow, (user_id, authorization), with_for_update=True)
+
+    async def grant_requests(self, user_id: str) -> list[GrantRequestRow]:
+        query = select(GrantRequestRow).where(GrantRequestRow.user_id == user_id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def delete_grant_request(self, user_id: str, authorization: str) -> bool:
+        """Whether there was such a request."""
+        result = await self.session.execute(delete(GrantRequestRow).where(
+            GrantRequestRow.user_id == user_id, GrantRequestRow.authorization == authorization))
+        return result.rowcount > 0
+
+    # --- identity logs -----------------------------------------------------------------------------------
+    async def identity_head(self, customer: str, *, lock: bool = True) -> IdentityHeadRow:
+        """The log's head row, locked for the append that follows (every log has one from its start)."""
+        row = await self.session.get(IdentityHeadRow, customer, with_for_update=lock)
+        if row is None:  # a customer created before its log existed: its log starts now
+            row = IdentityHeadRow(customer=customer, sequence=0, hash="0" * 64)
+            self.session.add(row)
+        return row
+
+    async def identity_events(self, customer: str, after: int, limit: int) -> list[IdentityEventRow]:
+        """Up to `limit` events of the log after sequence `after`, in order."""
+        query = (select(IdentityEventRow).where(IdentityEventRow.customer == customer,
+                                                IdentityEventRow.sequence > after)
+                 .order_by(IdentityEventRow.sequence).limit(limit))
+        return list((await self.session.execute(query)).scalars())
 
     async def assignment(self, incident: str, *, for_update: bool = False) -> AssignmentRow | None:
         return await self.session.get(AssignmentRow, incident, with_for_update=for_update)

@@ -1,5 +1,7 @@
 """`make run`: start authz, connections, depot and the gateway as four processes, wait until each
-reports SERVING, print the addresses, and stop all four cleanly on Ctrl-C.
+reports SERVING, print the addresses, and stop all four cleanly on Ctrl-C. Unless RS_SMTP_HOST names a mail
+server, a fifth process is the local mail sink (services.kit.mailsink) that authz mails to: every message (the
+users' one-time codes among them) lands in var/mail/.
 
 Also used by tests to start extra replicas of a service (`replica_ports`) against the same databases, and
 to run the suite with mutual TLS (RS_TLS=1 in `env`: the health checks then present the service's own
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.config import DEFAULT_PORTS, env_int
 from services.kit.healthcheck import credentials_from_env
+from services.kit.mail import DEFAULT_SMTP_PORT
+from services.kit.mailsink import free_port
 
 ORDER = ("authz", "connections", "depot", "gateway")
 MODULES = {"authz": "services.authz.server", "connections": "services.connections.server",
@@ -56,6 +61,18 @@ class Supervisor:
     # is named "<service>#<i>" in `processes`, logs to <service>#<i>.log, and calls replica i (modulo their
     # count) of the other services, so that every replica is exercised.
     replica_ports: dict[str, list[int]] = field(default_factory=dict)
+    # The local mail sink's port (0: a free one, chosen at start); unused when env sets RS_SMTP_HOST.
+    mail_port: int = 0
+
+    @property
+    def own_mail(self) -> bool:
+        """Whether the suite mails to its own sink (no RS_SMTP_HOST configured)."""
+        return not self.env.get("RS_SMTP_HOST")
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the sink writes the messages: <RS_VAR_DIR>/mail."""
+        return Path(self.env.get("RS_VAR_DIR", "var")).resolve() / "mail"
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -73,12 +90,41 @@ class Supervisor:
             env[f"RS_{service.upper()}_PORT"] = str(port)
             env[f"RS_{service.upper()}_ADDR"] = self.replica_address(service, replica) if replica else \
                 self.address(service)
+        if self.own_mail and self.mail_port:
+            env["RS_SMTP_HOST"], env["RS_SMTP_PORT"] = "127.0.0.1", str(self.mail_port)
         return env
+
+    def start_mail(self, timeout: float = 15.0) -> None:
+        """Start the local mail sink (once) and wait until it accepts connections."""
+        if not self.own_mail or "mail" in self.processes:
+            return
+        self.mail_port = self.mail_port or free_port()
+        env = dict(self.env, RS_SMTP_PORT=str(self.mail_port))
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / "mail.log", "ab")
+        self.processes["mail"] = process = subprocess.Popen(
+            [sys.executable, "-m", "services.kit.mailsink"], env=env, stdout=out, stderr=out if out else None)
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the mail sink exited with code {process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.mail_port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the mail sink did not listen on {self.mail_port} within {timeout:.0f}s")
+                time.sleep(0.05)
 
     def start(self, services=ORDER, timeout: float = 60.0, *, parallel: bool = False) -> None:
         """Start `services` one after another (each SERVING before the next), then their extra replicas.
         parallel=True starts replica 0 of every service at once, then every extra replica at once: faster,
-        and still never two first starts on one database (migrations, authz's bootstrap)."""
+        and still never two first starts on one database (migrations, authz's bootstrap). The mail sink
+        first, when authz is among them."""
+        if "authz" in services:
+            self.start_mail()
         waves = [[(service, index) for service in services] for index in range(1 + max(
             (len(self.replica_ports.get(s, ())) for s in services), default=0))]
         if not parallel:
@@ -123,7 +169,7 @@ def configured_ports() -> dict[str, int]:
 
 
 def main() -> None:
-    supervisor = Supervisor(ports=configured_ports())
+    supervisor = Supervisor(ports=configured_ports(), mail_port=env_int("RS_SMTP_PORT", DEFAULT_SMTP_PORT))
     stop = False
 
     def request_stop(_signum, _frame):
@@ -143,6 +189,9 @@ def main() -> None:
     for service in ORDER:
         print(f"  {service:<12} {supervisor.address(service)}")
     print(f"\nPlatform admin token: {var / 'admin.token'} (mode 0600)")
+    if supervisor.own_mail:
+        print(f"Mail (one-time codes for new users): {supervisor.mail_dir}/ (SMTP sink on 127.0.0.1:"
+              f"{supervisor.mail_port}; set RS_SMTP_HOST to use a real mail server)")
     print("Try: grpcurl -plaintext 127.0.0.1:50051 list        Stop with Ctrl-C.\n", flush=True)
     while not stop:
         for service, process in list(supervisor.processes.items()):

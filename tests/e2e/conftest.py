@@ -1,5 +1,6 @@
 """End-to-end fixtures: the four real processes (authz, connections, depot, gateway), started by the
-same supervisor as `make run`, on free ports, a temporary var/ and fresh databases (SQLite or PostgreSQL)."""
+same supervisor as `make run`, on free ports, a temporary var/ and fresh databases (SQLite or PostgreSQL); the
+supervisor's mail sink (a fifth process) writes the one-time codes authz mails to var/mail/."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.kit.mailsink import read_messages
 from services.kit.supervisor import ORDER, Supervisor
 from tests.conftest import BACKENDS, require_backend
-from tests.harness import Databases
+from tests.harness import Databases, code_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +31,8 @@ def free_ports(count: int) -> list[int]:
 
 
 class E2E:
-    """The running suite as a user sees it: one gateway address, the admin token file, process logs."""
+    """The running suite as a user sees it: one gateway address, the admin token file, the mail folder, process
+    logs."""
 
     def __init__(self, backend: str, tmp: Path) -> None:
         self.backend = backend
@@ -63,6 +66,14 @@ class E2E:
     @property
     def admin_token(self) -> str:
         return (self.var / "admin.token").read_text().strip()
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.supervisor.mail_dir
+
+    def code_for(self, address: str) -> str:
+        """The newest one-time code mailed to `address` (as its owner reads it from var/mail/)."""
+        return code_in(read_messages(self.mail_dir, address))
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted((self.tmp / "logs").glob("*.log")))

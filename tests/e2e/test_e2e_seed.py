@@ -1,4 +1,7 @@
-"""The seed's story, end to end, through the gateway on the four real processes."""
+"""The seed's story, end to end, through the gateway on the four real processes, with users made as the README
+makes them: the platform admin creates the customer and its first user administrator, every user sets its own
+password with the one-time code mailed to it (read from the supervisor's mail folder), the user administrators
+create the other users, and a second one approves what needs four eyes."""
 from __future__ import annotations
 
 import datetime as dt
@@ -36,24 +39,42 @@ def denied(call, code=grpc.StatusCode.PERMISSION_DENIED) -> grpc.RpcError:
     return err.value
 
 
+def email(user_id: str) -> str:
+    return f"{user_id}@acme.example"
+
+
 class Actors:
     def __init__(self, e2e):
+        self.e2e = e2e
         self.authz = authz_pb2_grpc.AuthzServiceStub(e2e.channel)
         self.conn = connections_pb2_grpc.ConnectionsServiceStub(e2e.channel)
         self.depot = depot_pb2_grpc.LogonDepotServiceStub(e2e.channel)
+        self.codes: list[str] = []
 
     def login(self, user_id: str) -> str:
         return self.authz.Login(az.LoginRequest(user_id=user_id, password=PASSWORD)).access_token
 
+    def enroll(self, user_id: str) -> str:
+        """The user reads its code from its mail, sets its password (no token needed) and logs in."""
+        code = self.e2e.code_for(email(user_id))
+        self.codes.append(code)
+        self.authz.SetPassword(az.SetPasswordRequest(user_id=user_id, code=code, new_password=PASSWORD))
+        return self.login(user_id)
+
+    def grant(self, token: str, user_id: str, authorization: int) -> az.Grant:
+        return self.authz.GrantAuthorization(az.GrantAuthorizationRequest(user=f"users/{user_id}",
+                                                                          authorization=authorization),
+                                             metadata=md(token)).grant
+
     def create_user(self, token: str, user_id: str, grants: list[int], *, engineer: bool = False) -> str:
-        user = az.User(user_id=user_id, display_name=user_id,
+        user = az.User(user_id=user_id, display_name=user_id, email=email(user_id),
                        kind=az.PRINCIPAL_KIND_SUPPORT_ENGINEER if engineer else az.PRINCIPAL_KIND_CUSTOMER_USER,
                        customer="" if engineer else f"customers/{CUSTOMER}")
-        self.authz.CreateUser(az.CreateUserRequest(user=user, initial_password=PASSWORD), metadata=md(token))
+        created = self.authz.CreateUser(az.CreateUserRequest(user=user), metadata=md(token)).user
+        assert not created.password_set
         for grant in grants:
-            self.authz.GrantAuthorization(az.GrantAuthorizationRequest(user=f"users/{user_id}", authorization=grant),
-                                          metadata=md(token))
-        return self.login(user_id)
+            assert self.grant(token, user_id, grant).state == az.GRANT_STATE_ACTIVE
+        return self.enroll(user_id)
 
 
 def test_the_seed_end_to_end(e2e):
@@ -61,20 +82,44 @@ def test_the_seed_end_to_end(e2e):
     admin = e2e.admin_token
     now = dt.datetime.now(dt.timezone.utc)
 
-    # The platform admin creates the customer and its user administrator.
+    # The platform admin creates the customer and its first user administrator, who sets its own password with
+    # the code mailed to it; nobody else ever knows it.
     a.authz.CreateCustomer(az.CreateCustomerRequest(customer=az.Customer(customer_number=CUSTOMER,
                                                                          display_name="ACME Corp")), metadata=md(admin))
     useradmin = a.create_user(admin, "S0004711001", [az.AUTHORIZATION_USER_ADMIN])
-    # The user administrator creates users with the authorizations of DESIGN §5.
+    # Now the customer has a user administrator: the platform admin creates and grants no more of its users.
+    denied(lambda: a.authz.CreateUser(az.CreateUserRequest(user=az.User(
+        user_id="S0004711009", kind=az.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{CUSTOMER}",
+        display_name="late", email=email("S0004711009"))), metadata=md(admin)))
+    # The user administrator creates users with the authorizations of DESIGN §5, and a second user administrator.
     basis = a.create_user(useradmin, "S0004711002", [az.AUTHORIZATION_OPEN_REMOTE_CONNECTIONS,
                                                      az.AUTHORIZATION_MAINTAIN_SYSTEM_DATA,
                                                      az.AUTHORIZATION_CREATE_INCIDENTS])
-    keeper = a.create_user(useradmin, "S0004711003", [az.AUTHORIZATION_EDIT_ALL_LOGIN_DATA])
+    second = a.create_user(useradmin, "S0004711005", [az.AUTHORIZATION_USER_ADMIN])
     colleague = a.create_user(useradmin, "S0004711004", [az.AUTHORIZATION_EDIT_MY_LOGIN_DATA])
+    # Four eyes: EDIT_ALL_LOGIN_DATA waits until the second user administrator approves it.
+    keeper = a.create_user(useradmin, "S0004711003", [])
+    pending = a.grant(useradmin, "S0004711003", az.AUTHORIZATION_EDIT_ALL_LOGIN_DATA)
+    assert pending.state == az.GRANT_STATE_PENDING_APPROVAL and pending.granted_by == "users/S0004711001"
+    denied(lambda: a.authz.ApproveAuthorization(az.ApproveAuthorizationRequest(
+        user="users/S0004711003", authorization=az.AUTHORIZATION_EDIT_ALL_LOGIN_DATA), metadata=md(useradmin)))
+    approved = a.authz.ApproveAuthorization(az.ApproveAuthorizationRequest(
+        user="users/S0004711003", authorization=az.AUTHORIZATION_EDIT_ALL_LOGIN_DATA), metadata=md(second)).grant
+    assert approved.state == az.GRANT_STATE_ACTIVE and approved.approved_by == "users/S0004711005"
     engineer = a.create_user(admin, "eng.miller", [], engineer=True)
     # The user administrator cannot grant beyond its customer (the engineer is not its user).
     denied(lambda: a.authz.GrantAuthorization(az.GrantAuthorizationRequest(
         user="users/eng.miller", authorization=az.AUTHORIZATION_EDIT_ALL_LOGIN_DATA), metadata=md(useradmin)))
+    # The customer's identity log holds each of these changes, with who made it, and verifies.
+    identity = a.authz.ListIdentityEvents(az.ListIdentityEventsRequest(parent=f"customers/{CUSTOMER}",
+                                                                       page_size=1000), metadata=md(second)).events
+    changes = {(e.action, e.actor, e.target) for e in identity}
+    assert {("USER_CREATED", "users/admin", "users/S0004711001"),
+            ("PASSWORD_SET", "users/S0004711001", "users/S0004711001"),
+            ("GRANT_REQUESTED", "users/S0004711001", "users/S0004711003"),
+            ("GRANT_APPROVED", "users/S0004711005", "users/S0004711003")} <= changes
+    assert a.authz.VerifyIdentityLog(az.VerifyIdentityLogRequest(parent=f"customers/{CUSTOMER}"),
+                                     metadata=md(useradmin)).valid
 
     # A system is registered; R/3 Support is set up; it is opened for two hours.
     system = a.conn.CreateSystem(cn.CreateSystemRequest(parent=f"customers/{CUSTOMER}", system=cn.System(
@@ -185,5 +230,5 @@ def test_the_seed_end_to_end(e2e):
     # No secret ever reached a log line of any of the four processes.
     logs = e2e.logs()
     for secret in ("Pr0d-Secret-A", "Pr0d-Secret-B", "Router-Pass", "New-Secret-C", "Short-Lived", PASSWORD,
-                   admin, engineer, keeper):
+                   admin, engineer, keeper, *a.codes):
         assert secret not in logs

@@ -27,35 +27,64 @@ from services.kit.auth import Resource
 from services.kit.clock import UTC, ManualClock
 from services.kit.db import Database, migrate
 from services.kit.localsqlite import LocalUnavailable
-from services.kit.principals import CUSTOMER_USER, SUPPORT_ENGINEER
-from tests.harness import Databases
+from services.kit.mail import Mailer, SmtpSettings
+from services.kit.mailsink import Sink
+from services.kit.principals import CUSTOMER_USER, PLATFORM_ADMIN, SUPPORT_ENGINEER
+from tests.harness import Databases, email_of
 
-CUSTOMER, USER, ENGINEER = "1000000001", "S0000000001", "eng-one"
+CUSTOMER, USER, ENGINEER, USER_ADMIN = "1000000001", "S0000000001", "eng-one", "S0000000009"
+PLATFORM, ADMINISTRATOR = users.Actor("admin", PLATFORM_ADMIN), users.Actor(USER_ADMIN, CUSTOMER_USER)
+CODE_TTL = dt.timedelta(days=1)
 SYSTEM = f"customers/{CUSTOMER}/systems/1"
 INCIDENT = f"customers/{CUSTOMER}/incidents/1"
 OWN_ENTRY = Resource(customer=f"customers/{CUSTOMER}", installation="1", system=SYSTEM, owner=f"users/{USER}")
 
 
 class World:
-    def __init__(self, db: Database, clock: ManualClock, url: str) -> None:
+    """authz's store on a fresh database: a customer, its user administrator (made by the platform admin), a
+    customer user holding EDIT_MY (and MAINTAIN for installation 1) granted by that administrator, an engineer;
+    enrollment codes go to a real SMTP sink."""
+
+    def __init__(self, db: Database, clock: ManualClock, url: str, mail_dir: Path) -> None:
         self.db, self.clock, self.url = db, clock, url
         self.store = Store(db)
         self.decisions = DecisionService(self.store, clock)
         self.kdf = KdfPool(log2_n=4, workers=1, queue=0)
+        self.sink = Sink(mail_dir)
+        self.mailer = Mailer(SmtpSettings(port=self.sink.port))
         self.user_token = self.engineer_token = ""
+
+    async def create_user(self, user_id: str, kind: str, customer: str, by: users.Actor) -> None:
+        await users.create_user(self.store, self.clock, self.mailer, CODE_TTL, by, user_id=user_id, kind=kind,
+                                customer=customer, display_name=user_id, email=email_of(user_id),
+                                initial_password="")
+
+    async def grant(self, authorization: str, installations: list[str], user_id: str = USER,
+                    by: users.Actor = ADMINISTRATOR) -> None:
+        await grants.grant(self.store, self.clock, self.mailer, by, user_id, authorization, installations)
+
+    async def set_disabled(self, disabled: bool) -> None:
+        await users.update_user(self.store, self.clock, ADMINISTRATOR, USER, ["disabled"], display_name="", email="",
+                                disabled=disabled, new_password="", caller_is_self_only=False, kdf=self.kdf)
 
     async def setup(self) -> "World":
         st, clock = self.store, self.clock
-        await users.create_customer(st, clock, CUSTOMER, "c")
-        await users.create_user(st, clock, user_id=USER, kind=CUSTOMER_USER, customer=CUSTOMER,
-                                display_name="u", email="", password="correct horse battery", kdf=self.kdf)
-        await users.create_user(st, clock, user_id=ENGINEER, kind=SUPPORT_ENGINEER, customer="",
-                                display_name="e", email="", password="correct horse battery", kdf=self.kdf)
-        await grants.grant(st, clock, USER, policy.EDIT_MY, [], "users/admin")
-        await grants.grant(st, clock, USER, policy.MAINTAIN, ["1"], "users/admin")
+        self.sink.start()
+        await users.create_customer(st, clock, PLATFORM, CUSTOMER, "c")
+        await self.create_user(USER_ADMIN, CUSTOMER_USER, CUSTOMER, PLATFORM)
+        await self.grant(policy.USER_ADMIN, [], USER_ADMIN, PLATFORM)
+        await self.create_user(USER, CUSTOMER_USER, CUSTOMER, ADMINISTRATOR)
+        await self.create_user(ENGINEER, SUPPORT_ENGINEER, "", PLATFORM)
+        await self.grant(policy.EDIT_MY, [])
+        await self.grant(policy.MAINTAIN, ["1"])
         self.user_token, _ = await sessions.mint_token(st, clock, USER, dt.timedelta(hours=1))
         self.engineer_token, _ = await sessions.mint_token(st, clock, ENGINEER, dt.timedelta(hours=1))
         return self
+
+    async def close(self) -> None:
+        self.kdf.close()
+        await self.store.close()
+        self.sink.stop()
 
     async def allowed(self, token: str, permission: str = P.LOGON_REVEAL, resource: Resource = OWN_ENTRY) -> bool:
         return (await self.decisions.check(token, permission, resource)).allowed
@@ -71,12 +100,11 @@ def _database(backend: str, tmp_path: Path, label: str = "authz") -> tuple[Datab
 @pytest.fixture
 async def world(backend, tmp_path):
     db, databases, url = _database(backend, tmp_path)
-    w = World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url)
+    w = World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url, tmp_path / "mail")
     try:
         yield await w.setup()
     finally:
-        w.kdf.close()
-        await w.store.close()
+        await w.close()
         databases.drop_all()
 
 
@@ -90,16 +118,14 @@ async def test_sqlite_files_are_read_locally_and_postgres_through_the_engine(wor
 async def test_every_committed_write_decides_the_next_decision(world):
     w = world
     assert await w.allowed(w.user_token)
-    await grants.revoke(w.store, USER, policy.EDIT_MY)  # grant revoked
+    await grants.revoke(w.store, w.clock, ADMINISTRATOR, USER, policy.EDIT_MY)  # grant revoked
     assert not await w.allowed(w.user_token)
-    await grants.grant(w.store, w.clock, USER, policy.EDIT_MY, [], "users/admin")  # granted again
+    await w.grant(policy.EDIT_MY, [])  # granted again
     assert await w.allowed(w.user_token)
-    await users.update_user(w.store, w.clock, USER, ["disabled"], display_name="", email="", disabled=True,
-                            new_password="", caller_is_self_only=False, kdf=w.kdf)  # user disabled
+    await w.set_disabled(True)  # user disabled
     decision = await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)
     assert not decision.allowed and not decision.authenticated
-    await users.update_user(w.store, w.clock, USER, ["disabled"], display_name="", email="", disabled=False,
-                            new_password="", caller_is_self_only=False, kdf=w.kdf)
+    await w.set_disabled(False)
     assert await w.allowed(w.user_token)
     await sessions.logout(w.store, w.user_token)  # token revoked
     assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
@@ -163,7 +189,7 @@ async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
     if backend != "sqlite":
         pytest.skip("another process writing the same SQLite file")
     db, databases, url = _database(backend, tmp_path)
-    w = World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url)
+    w = World(db, ManualClock(dt.datetime(2030, 1, 1, tzinfo=UTC)), url, tmp_path / "mail")
     try:
         await w.setup()
         assert await w.allowed(w.user_token)
@@ -173,8 +199,7 @@ async def test_a_write_by_another_process_is_seen_at_once(backend, tmp_path):
         await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, path], check=True)
         assert not (await w.decisions.check(w.user_token, P.LOGON_REVEAL, OWN_ENTRY)).authenticated
     finally:
-        w.kdf.close()
-        await w.store.close()
+        await w.close()
 
 
 async def test_the_local_connection_cannot_write(world, backend):

@@ -1,6 +1,7 @@
 """authz: too many failed logins in a row lock a user for a while (SAP's "user locked after failed logons"):
 the right password is refused while locked, with the same answer as a wrong one; the lock ends by itself, or
-at once with a new password; a successful login ends the count; concurrent attempts all count."""
+at once with a reset by the user administrator and the new password the user sets with its code; a successful
+login ends the count; concurrent attempts all count."""
 from __future__ import annotations
 
 import asyncio
@@ -40,13 +41,15 @@ async def get_user(suite, user: str) -> pb.User:
                                               metadata=suite.md(suite.admin_token))).user
 
 
-async def new_user(suite) -> tuple[str, str]:
-    user, _ = await suite.new_user(await suite.new_customer())
-    return user, user.split("/")[1]
+async def new_user(suite) -> tuple[str, str, str]:
+    """A user of a new customer, its user ID, and its customer's number."""
+    customer = await suite.new_customer()
+    user, _ = await suite.new_user(customer)
+    return user, user.split("/")[1], customer
 
 
 async def test_the_last_allowed_failure_locks_even_the_right_password_out_until_the_lock_ends(suite, caplog):
-    user, user_id = await new_user(suite)
+    user, user_id, _ = await new_user(suite)
     for _ in range(LOCK.max_failures - 1):
         await refused(suite, user_id, WRONG)
     assert not (await get_user(suite, user)).HasField("lock_expire_time")  # one more is allowed
@@ -73,7 +76,7 @@ async def test_the_last_allowed_failure_locks_even_the_right_password_out_until_
 
 
 async def test_attempts_while_locked_do_not_extend_the_lock(suite):
-    user, user_id = await new_user(suite)
+    user, user_id, _ = await new_user(suite)
     for _ in range(LOCK.max_failures):
         await refused(suite, user_id, WRONG)
     shown = await get_user(suite, user)
@@ -85,27 +88,35 @@ async def test_attempts_while_locked_do_not_extend_the_lock(suite):
 
 
 async def test_a_successful_login_ends_the_count(suite):
-    _, user_id = await new_user(suite)
+    _, user_id, _ = await new_user(suite)
     for _ in range(2):
         for _ in range(LOCK.max_failures - 1):
             await refused(suite, user_id, WRONG)
         assert (await login(suite, user_id, TEST_PASSWORD)).access_token  # the count starts again after it
 
 
-async def test_a_new_password_set_by_the_user_administrator_ends_the_lock_at_once(suite):
-    user, user_id = await new_user(suite)
+async def test_a_reset_by_the_user_administrator_and_the_users_new_password_end_the_lock_at_once(suite):
+    user, user_id, customer = await new_user(suite)
+    authz, user_admin = suite.stub("authz"), suite.md(suite.customer_admin(customer)[1])
     for _ in range(LOCK.max_failures):
         await refused(suite, user_id, WRONG)
     await refused(suite, user_id, TEST_PASSWORD)  # locked
-    updated = (await suite.stub("authz").UpdateUser(pb.UpdateUserRequest(
-        user=pb.User(name=user), update_mask=field_mask_pb2.FieldMask(paths=["password"]),
-        new_password="a brand new password"), metadata=suite.md(suite.admin_token))).user
-    assert not updated.HasField("lock_expire_time")
+    # nobody but the user sets its password: the user administrator (and the platform admin) only reset it
+    for md in (user_admin, suite.md(suite.admin_token)):
+        await expect_error(authz.UpdateUser(pb.UpdateUserRequest(
+            user=pb.User(name=user), update_mask=field_mask_pb2.FieldMask(paths=["password"]),
+            new_password="a brand new password"), metadata=md), grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
+    reset = (await authz.ResetPassword(pb.ResetPasswordRequest(name=user), metadata=user_admin)).user
+    assert not reset.HasField("lock_expire_time") and not reset.password_set
+    await refused(suite, user_id, TEST_PASSWORD)  # no password until the user sets one
+    await authz.SetPassword(pb.SetPasswordRequest(user_id=user_id, code=suite.code_for(user_id),
+                                                  new_password="a brand new password"))
+    assert not (await get_user(suite, user)).HasField("lock_expire_time")
     assert (await login(suite, user_id, "a brand new password")).access_token
 
 
 async def test_concurrent_wrong_passwords_all_count(suite):
-    user, user_id = await new_user(suite)
+    user, user_id, _ = await new_user(suite)
     await asyncio.gather(*(refused(suite, user_id, WRONG) for _ in range(LOCK.max_failures)))
     assert (await get_user(suite, user)).HasField("lock_expire_time")
     await refused(suite, user_id, TEST_PASSWORD)
@@ -113,7 +124,7 @@ async def test_concurrent_wrong_passwords_all_count(suite):
 
 async def test_unknown_and_disabled_users_get_the_same_answer(suite):
     await refused(suite, "S9999999998", TEST_PASSWORD)
-    user, user_id = await new_user(suite)
+    user, user_id, _ = await new_user(suite)
     await suite.stub("authz").UpdateUser(pb.UpdateUserRequest(
         user=pb.User(name=user, disabled=True), update_mask=field_mask_pb2.FieldMask(paths=["disabled"])),
         metadata=suite.md(suite.admin_token))
@@ -132,7 +143,7 @@ async def test_every_refusal_costs_one_kdf_run_at_the_services_own_cost(suite, m
 
     monkeypatch.setattr(passwords, "Scrypt", recorded)
     own = 2 ** int(os.environ["RS_AUTHZ_KDF_LOG2_N"])  # the harness runs authz at a low cost
-    user, user_id = await new_user(suite)
+    user, user_id, _ = await new_user(suite)
     attempts = [(user_id, WRONG)] * LOCK.max_failures + [(user_id, TEST_PASSWORD), (user_id, WRONG),
                                                           ("S9999999997", TEST_PASSWORD)]
     for who, password in attempts:
@@ -157,7 +168,7 @@ async def test_zero_failures_never_lock(suite, monkeypatch):
     await suite.stop_service("authz")
     await suite.start_service("authz")
     try:
-        user, user_id = await new_user(suite)
+        user, user_id, _ = await new_user(suite)
         for _ in range(LOCK.max_failures + 2):
             await refused(suite, user_id, WRONG)
         assert not (await get_user(suite, user)).HasField("lock_expire_time")

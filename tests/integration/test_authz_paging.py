@@ -1,6 +1,7 @@
 """authz's List methods page through services.kit.paging (AIP-158): ListUsers and ListAuthorizations serve
-every item once, in order, and a page token is valid only with the request it was issued for (its customer,
-its user); a token replayed with other parameters, or forged, is INVALID_ARGUMENT on page_token."""
+every item once, in order (ListAuthorizations by authorization and state: a pending request beside the grant of
+the same authorization), and a page token is valid only with the request it was issued for (its customer, its
+user); a token replayed with other parameters, or forged, is INVALID_ARGUMENT on page_token."""
 from __future__ import annotations
 
 import base64
@@ -20,10 +21,11 @@ GRANTED = ["CREATE_INCIDENTS", "EDIT_MY_LOGIN_DATA", "MAINTAIN_SYSTEM_DATA", "OP
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(suite):
-    """Customer A with three users, one of them holding four authorizations; customer B with one user."""
+    """Customer A with its first user administrator and three users, one of them holding four authorizations;
+    customer B with its first user administrator and one more."""
     a, b = await suite.new_customer(), await suite.new_customer()
     holder, _ = await suite.new_user(a, GRANTED)
-    a_users = [holder] + [(await suite.new_user(a))[0] for _ in range(2)]
+    a_users = [suite.customer_admin(a)[0], holder] + [(await suite.new_user(a))[0] for _ in range(2)]
     b_user, _ = await suite.new_user(b, ["USER_ADMIN"])
     return dict(a=f"customers/{a}", b=f"customers/{b}", holder=holder, a_users=a_users, b_user=b_user)
 
@@ -78,12 +80,49 @@ async def test_a_list_users_token_is_bound_to_its_customer(suite, world):
     assert [u.name for u in [*first.users, *rest.users]] == sorted(world["a_users"]) and not rest.next_page_token
 
 
+async def test_a_pending_request_pages_beside_the_grant_of_the_same_authorization(suite):
+    """A user holding EDIT_ALL_LOGIN_DATA for the whole customer, and a pending request to narrow it (a second
+    user administrator must approve): pages of one serve both, each once, ACTIVE before PENDING_APPROVAL."""
+    customer = await suite.new_customer()
+    user, _ = await suite.new_user(customer, ["CREATE_INCIDENTS", "EDIT_ALL_LOGIN_DATA", "MAINTAIN_SYSTEM_DATA"])
+    await suite.new_user(customer, ["USER_ADMIN"])  # a second user administrator: four eyes from now on
+    pending = (await suite.stub("authz").GrantAuthorization(pb.GrantAuthorizationRequest(
+        user=user, authorization=pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA, installations=["20012345"]),
+        metadata=suite.md(suite.customer_admin(customer)[1]))).grant
+    assert pending.state == pb.GRANT_STATE_PENDING_APPROVAL
+    served, token = [], ""
+    while True:
+        page = await list_grants(suite, user, page_size=1, page_token=token)
+        served += [(pb.Authorization.Name(g.authorization), pb.GrantState.Name(g.state), list(g.installations))
+                   for g in page.grants]
+        token = page.next_page_token
+        if not token:
+            break
+    assert served == [("AUTHORIZATION_CREATE_INCIDENTS", "GRANT_STATE_ACTIVE", []),
+                      ("AUTHORIZATION_EDIT_ALL_LOGIN_DATA", "GRANT_STATE_ACTIVE", []),
+                      ("AUTHORIZATION_EDIT_ALL_LOGIN_DATA", "GRANT_STATE_PENDING_APPROVAL", ["20012345"]),
+                      ("AUTHORIZATION_MAINTAIN_SYSTEM_DATA", "GRANT_STATE_ACTIVE", [])]
+    assert [(g.authorization, g.state) for g in (await list_grants(suite, user)).grants] == [
+        (pb.AUTHORIZATION_CREATE_INCIDENTS, pb.GRANT_STATE_ACTIVE),
+        (pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA, pb.GRANT_STATE_ACTIVE),
+        (pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA, pb.GRANT_STATE_PENDING_APPROVAL),
+        (pb.AUTHORIZATION_MAINTAIN_SYSTEM_DATA, pb.GRANT_STATE_ACTIVE)]
+
+
+# ListUsers pages on the user ID (one string); ListAuthorizations on (authorization, state) (two strings)
 @pytest.mark.parametrize("cursor", [[42], [None], [["S0000000001"]], ["S0000000001", "extra"], [], "S0000000001",
                                     ["x" * 2000]])
-async def test_a_forged_cursor_is_invalid_argument(suite, world, cursor):
+async def test_a_forged_list_users_cursor_is_invalid_argument(suite, world, cursor):
     users_token = (await list_users(suite, world["a"], page_size=1)).next_page_token
     await expect_error(list_users(suite, world["a"], page_size=1, page_token=_tampered(users_token, cursor)),
                        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field="page_token")
+
+
+@pytest.mark.parametrize("cursor", [[42, "ACTIVE"], ["CREATE_INCIDENTS", 42], [None, "ACTIVE"],
+                                    [["CREATE_INCIDENTS"], "ACTIVE"], ["CREATE_INCIDENTS"],
+                                    ["CREATE_INCIDENTS", "ACTIVE", "extra"], [], "CREATE_INCIDENTS",
+                                    ["x" * 2000, "ACTIVE"], ["CREATE_INCIDENTS", "\x00"]])
+async def test_a_forged_list_authorizations_cursor_is_invalid_argument(suite, world, cursor):
     grants_token = (await list_grants(suite, world["holder"], page_size=1)).next_page_token
     await expect_error(list_grants(suite, world["holder"], page_size=1, page_token=_tampered(grants_token, cursor)),
                        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field="page_token")

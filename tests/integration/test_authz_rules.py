@@ -8,7 +8,8 @@ import pytest_asyncio
 from google.protobuf import field_mask_pb2
 
 from remotesupport.authz.v1 import authz_pb2 as pb
-from tests.helpers import expect_error
+from tests.harness import email_of
+from tests.helpers import expect_error, status_details
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUITE_SERVICES = ("authz",)
@@ -48,6 +49,7 @@ EXPECTED = {
     "authz.users.create": ({"USER_ADMIN"}, set(), False, False, False, True),
     "authz.users.list": ({"USER_ADMIN"}, set(), False, False, False, True),
     "authz.grants.write": ({"USER_ADMIN"}, set(), False, False, False, True),
+    "authz.identityLog.read": ({"USER_ADMIN"}, set(), False, False, False, True),
     "authz.serviceTokens.create": (set(), set(), False, False, False, True),
     "authz.assignments.write": (set(), set(), False, False, False, False),
     "authz.check": (set(), set(), False, False, False, False),
@@ -62,7 +64,8 @@ def service_md(suite, service="depot"):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(suite):
-    """Customer A with one user per authorization (and one with none), customer B, two engineers."""
+    """Customer A with one user per authorization (and one with none) besides its first user administrator,
+    customer B, two engineers."""
     a, b = await suite.new_customer(), await suite.new_customer()
     users = {name: await suite.new_user(a, [name]) for name in AUTHS}
     users["NONE"] = await suite.new_user(a)
@@ -174,20 +177,18 @@ async def test_user_admin_creates_and_grants_only_inside_its_customer(suite, wor
     authz = suite.stub("authz")
     _, admin_a = world["users"]["USER_ADMIN"]
     md = suite.md(admin_a)
-    created = await authz.CreateUser(pb.CreateUserRequest(user=pb.User(
-        user_id="S0700000001", kind=pb.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{world['a']}",
-        display_name="New colleague"), initial_password="a long enough password"), metadata=md)
-    await authz.GrantAuthorization(pb.GrantAuthorizationRequest(
-        user=created.user.name, authorization=pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA), metadata=md)
+    created = await suite.create_user("S0700000001", pb.PRINCIPAL_KIND_CUSTOMER_USER, world["a"], admin_a)
+    # customer A has two user administrators: the grant waits for the other one's approval (suite.grant asks it)
+    grant = await suite.grant(world["a"], created.user.name, "EDIT_ALL_LOGIN_DATA", by=admin_a)
+    assert grant.state == pb.GRANT_STATE_ACTIVE and grant.granted_by == world["users"]["USER_ADMIN"][0]
     grants = await authz.ListAuthorizations(pb.ListAuthorizationsRequest(user=created.user.name), metadata=md)
-    assert [g.authorization for g in grants.grants] == [pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA]
+    assert [(g.authorization, g.state) for g in grants.grants] == [
+        (pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA, pb.GRANT_STATE_ACTIVE)]
     await authz.RevokeAuthorization(pb.RevokeAuthorizationRequest(
         user=created.user.name, authorization=pb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA), metadata=md)
     # another customer: neither users nor grants
-    await expect_error(authz.CreateUser(pb.CreateUserRequest(user=pb.User(
-        user_id="S0700000002", kind=pb.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{world['b']}",
-        display_name="Intruder"), initial_password="a long enough password"), metadata=md),
-        grpc.StatusCode.PERMISSION_DENIED)
+    await expect_error(suite.create_user("S0700000002", pb.PRINCIPAL_KIND_CUSTOMER_USER, world["b"], admin_a),
+                       grpc.StatusCode.PERMISSION_DENIED)
     await expect_error(authz.GrantAuthorization(pb.GrantAuthorizationRequest(
         user=world["other"][0], authorization=pb.AUTHORIZATION_USER_ADMIN), metadata=md),
         grpc.StatusCode.PERMISSION_DENIED)
@@ -206,12 +207,12 @@ async def test_user_admin_cannot_escalate(suite, world):
     for kind in (pb.PRINCIPAL_KIND_SUPPORT_ENGINEER, pb.PRINCIPAL_KIND_PLATFORM_ADMIN,
                  pb.PRINCIPAL_KIND_SERVICE_ACCOUNT):
         await expect_error(authz.CreateUser(pb.CreateUserRequest(user=pb.User(
-            user_id="escalator", kind=kind, display_name="x"), initial_password="a long enough password"),
-            metadata=md), grpc.StatusCode.PERMISSION_DENIED)
+            user_id="escalator", kind=kind, display_name="x", email=email_of("escalator"))), metadata=md),
+            grpc.StatusCode.PERMISSION_DENIED)
     # nobody, not even the platform admin, can create another admin or a service account
     for kind in (pb.PRINCIPAL_KIND_PLATFORM_ADMIN, pb.PRINCIPAL_KIND_SERVICE_ACCOUNT):
         await expect_error(authz.CreateUser(pb.CreateUserRequest(user=pb.User(
-            user_id="escalator", kind=kind, display_name="x"), initial_password="a long enough password"),
+            user_id="escalator", kind=kind, display_name="x", email=email_of("escalator"))),
             metadata=suite.md(suite.admin_token)), grpc.StatusCode.INVALID_ARGUMENT, field="user.kind")
     for target in ("users/admin", "users/svc-depot", world["engineer"][0]):
         await expect_error(authz.GrantAuthorization(pb.GrantAuthorizationRequest(
@@ -231,16 +232,14 @@ async def test_platform_admin_creates_customers_and_their_first_user_admin(suite
     await expect_error(authz.CreateCustomer(pb.CreateCustomerRequest(customer=pb.Customer(
         customer_number="9100000001", display_name="Fresh Corp")), metadata=md),
         grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS")
-    user = await authz.CreateUser(pb.CreateUserRequest(user=pb.User(
-        user_id="S9100000001", kind=pb.PRINCIPAL_KIND_CUSTOMER_USER, customer="customers/9100000001",
-        display_name="First admin"), initial_password="a long enough password"), metadata=md)
-    await authz.GrantAuthorization(pb.GrantAuthorizationRequest(user=user.user.name,
-                                                                authorization=pb.AUTHORIZATION_USER_ADMIN), metadata=md)
+    user = await suite.create_user("S9100000001", pb.PRINCIPAL_KIND_CUSTOMER_USER, "9100000001", suite.admin_token)
+    grant = (await authz.GrantAuthorization(pb.GrantAuthorizationRequest(
+        user=user.user.name, authorization=pb.AUTHORIZATION_USER_ADMIN), metadata=md)).grant
+    assert grant.state == pb.GRANT_STATE_ACTIVE and grant.granted_by == "users/admin"
     listed = await authz.ListUsers(pb.ListUsersRequest(customer="customers/9100000001"), metadata=md)
     assert [u.name for u in listed.users] == [user.user.name]
-    await expect_error(authz.CreateUser(pb.CreateUserRequest(user=pb.User(
-        user_id="S9100000009", kind=pb.PRINCIPAL_KIND_CUSTOMER_USER, customer="customers/9199999999",
-        display_name="Nobody's"), initial_password="a long enough password"), metadata=md), grpc.StatusCode.NOT_FOUND)
+    await expect_error(suite.create_user("S9100000009", pb.PRINCIPAL_KIND_CUSTOMER_USER, "9199999999",
+                                         suite.admin_token), grpc.StatusCode.NOT_FOUND)
 
 
 @pytest.mark.parametrize("user,field", [
@@ -254,11 +253,14 @@ async def test_platform_admin_creates_customers_and_their_first_user_admin(suite
     (pb.User(user_id="S0000000001", kind=42, display_name="x"), "user.kind"),
 ])
 async def test_create_user_rejects_bad_fields(suite, world, user, field):
+    user = pb.User(user_id=user.user_id, kind=user.kind, display_name=user.display_name,
+                   email=user.email or "bad-fields@users.example.com")
     if user.kind == pb.PRINCIPAL_KIND_CUSTOMER_USER:
         user.customer = f"customers/{world['a']}"
-    await expect_error(suite.stub("authz").CreateUser(pb.CreateUserRequest(
-        user=user, initial_password="a long enough password"), metadata=suite.md(suite.admin_token)),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field=field)
+    err = await expect_error(suite.stub("authz").CreateUser(pb.CreateUserRequest(user=user),
+                                                            metadata=suite.md(suite.admin_token)),
+                             grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field=field)
+    assert [f for f, _ in status_details(err)[1]] == [field]  # the one bad field, nothing else
 
 
 async def test_malformed_names_are_invalid_argument(suite, world):

@@ -4,9 +4,12 @@ The supervisor starts authz, connections, depot and the gateway twice each (repl
 real processes; replica i of each service calls replica i of the others, so the test drives two complete
 stacks that share only the databases (and the var/ directory with the service tokens and development keys).
 Concurrent load goes through both gateways. Checked: no lost or duplicated writes, one winner per etag,
-grants written on one authz replica decided at once by the other, a key rotation started on one replica
-used by the other, one automatic close per connection window, one purge per expired logon-data entry, and
-VerifyLog passing on both replicas. PostgreSQL only (RS_TEST_POSTGRES_URL)."""
+grants written on one authz replica decided at once by the other, one winner of two approvals of the same
+pending grant on both replicas, a key rotation started on one replica used by the other, one automatic close
+per connection window, one purge per expired logon-data entry, and VerifyLog and VerifyIdentityLog passing on
+both replicas. Users are made as customers make them: the platform admin makes the first user administrator,
+which makes the others; every user sets its password with the code the supervisor's mail sink received.
+PostgreSQL only (RS_TEST_POSTGRES_URL)."""
 from __future__ import annotations
 
 import asyncio
@@ -29,11 +32,12 @@ from remotesupport.connections.v1 import connections_pb2_grpc
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.depot.v1 import depot_pb2_grpc
 from services.kit.clock import UTC
+from services.kit.mailsink import read_messages
 from services.kit.supervisor import ORDER, Supervisor
 from services.kit.validate import to_timestamp
 from tests.conftest import require_backend
 from tests.e2e.conftest import free_ports
-from tests.harness import TEST_PASSWORD, Databases
+from tests.harness import TEST_PASSWORD, Databases, code_in, email_of
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.postgres]
 
@@ -87,7 +91,7 @@ def cluster(tmp_path_factory):
     running = Cluster(tmp_path_factory.mktemp("replicas"))
     try:
         running.supervisor.start(timeout=90, parallel=True)
-        assert len(running.supervisor.processes) == 8
+        assert sorted(running.supervisor.processes) == sorted([*ORDER, *(f"{s}#1" for s in ORDER), "mail"])
         yield running
     finally:
         running.stop()
@@ -120,6 +124,7 @@ class World:
         self.user = ""
         self.system = ""
         self.systems: list[str] = []
+        self.admins: dict[str, list[tuple[str, str]]] = {}  # customer -> its user administrators (name, token)
 
     @staticmethod
     def md(token: str):
@@ -129,23 +134,46 @@ class World:
         return self.stacks[i % 2]
 
     async def new_customer(self, via: int = 0) -> str:
-        number = str(next(_numbers))
-        await self.stack(via).authz.CreateCustomer(apb.CreateCustomerRequest(customer=apb.Customer(
+        """A customer and its first user administrator, made by the platform admin."""
+        number, user_id = str(next(_numbers)), f"S{next(_numbers):010d}"
+        authz = self.stack(via).authz
+        await authz.CreateCustomer(apb.CreateCustomerRequest(customer=apb.Customer(
             customer_number=number, display_name=f"Customer {number}")), metadata=self.md(self.admin))
+        await self.create_user(user_id, number, self.admin, via)
+        await authz.GrantAuthorization(apb.GrantAuthorizationRequest(
+            user=f"users/{user_id}", authorization=apb.AUTHORIZATION_USER_ADMIN), metadata=self.md(self.admin))
+        self.admins[number] = [(f"users/{user_id}", await self.enroll(user_id, via + 1))]
         return number
 
-    async def new_user(self, customer: str, grants=(), via: int = 0) -> tuple[str, str]:
-        user_id = f"S{next(_numbers):010d}"
-        authz = self.stack(via).authz
-        await authz.CreateUser(apb.CreateUserRequest(user=apb.User(
+    async def create_user(self, user_id: str, customer: str, by: str, via: int) -> None:
+        await self.stack(via).authz.CreateUser(apb.CreateUserRequest(user=apb.User(
             user_id=user_id, kind=apb.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{customer}",
-            display_name=f"User {user_id}"), initial_password=TEST_PASSWORD), metadata=self.md(self.admin))
+            display_name=f"User {user_id}", email=email_of(user_id))), metadata=self.md(by))
+
+    async def enroll(self, user_id: str, via: int) -> str:
+        """The user sets its password with the code mailed to it (through replica `via`) and logs in."""
+        code = code_in(read_messages(self.cluster.supervisor.mail_dir, email_of(user_id)))
+        authz = self.stack(via).authz
+        await authz.SetPassword(apb.SetPasswordRequest(user_id=user_id, code=code, new_password=TEST_PASSWORD))
+        return (await authz.Login(apb.LoginRequest(user_id=user_id, password=TEST_PASSWORD))).access_token
+
+    async def new_user(self, customer: str, grants=(), via: int = 0) -> tuple[str, str]:
+        """A user made by the customer's first user administrator through replica `via`, with `grants` (approved
+        through the other replica by another user administrator where four eyes apply), enrolled there."""
+        user_id, (_, by) = f"S{next(_numbers):010d}", self.admins[customer][0]
+        await self.create_user(user_id, customer, by, via)
         for name in grants:
-            await authz.GrantAuthorization(apb.GrantAuthorizationRequest(
-                user=f"users/{user_id}", authorization=apb.Authorization.Value(f"AUTHORIZATION_{name}")),
-                metadata=self.md(self.admin))
-        login = await self.stack(via + 1).authz.Login(apb.LoginRequest(user_id=user_id, password=TEST_PASSWORD))
-        return f"users/{user_id}", login.access_token
+            authorization = apb.Authorization.Value(f"AUTHORIZATION_{name}")
+            grant = (await self.stack(via).authz.GrantAuthorization(apb.GrantAuthorizationRequest(
+                user=f"users/{user_id}", authorization=authorization), metadata=self.md(by))).grant
+            if grant.state == apb.GRANT_STATE_PENDING_APPROVAL:
+                approver = next(t for n, t in self.admins[customer] if n not in (grant.user, grant.granted_by))
+                await self.stack(via + 1).authz.ApproveAuthorization(apb.ApproveAuthorizationRequest(
+                    user=grant.user, authorization=authorization), metadata=self.md(approver))
+        token = await self.enroll(user_id, via + 1)
+        if "USER_ADMIN" in grants:
+            self.admins[customer].append((f"users/{user_id}", token))
+        return f"users/{user_id}", token
 
     async def new_system(self, via: int = 0) -> str:
         number = str(next(_numbers))
@@ -255,18 +283,51 @@ async def test_grants_written_on_one_authz_replica_are_decided_at_once_by_the_ot
 
     grant = apb.GrantAuthorizationRequest(user=user, authorization=apb.AUTHORIZATION_MAINTAIN_SYSTEM_DATA)
     revoke = apb.RevokeAuthorizationRequest(user=user, authorization=apb.AUTHORIZATION_MAINTAIN_SYSTEM_DATA)
+    user_admin = world.md(world.admins[world.customer][0][1])
     for round_ in range(6):
         writer, reader = round_ % 2, (round_ + 1) % 2
         assert not await allowed(reader)
-        await world.stack(writer).authz_direct.GrantAuthorization(grant, metadata=world.md(world.admin))
+        await world.stack(writer).authz_direct.GrantAuthorization(grant, metadata=user_admin)
         assert await allowed(reader), f"round {round_}: a grant on replica {writer} is not seen by {reader}"
-        await world.stack(reader).authz_direct.RevokeAuthorization(revoke, metadata=world.md(world.admin))
+        await world.stack(reader).authz_direct.RevokeAuthorization(revoke, metadata=user_admin)
         assert not await allowed(writer), f"round {round_}: a revoke on replica {reader} is not seen by {writer}"
     # a logout on one replica ends the token on the other
     await world.stack(0).authz.Logout(apb.LogoutRequest(), metadata=world.md(token))
     response = await world.stack(1).authz_direct.Check(apb.CheckRequest(
         subject_token=token, permission="connections.types.read"), metadata=world.md(world.depot_token))
     assert not response.authenticated
+
+
+async def test_two_approvals_of_one_pending_grant_on_both_replicas_let_exactly_one_win(world):
+    """Three user administrators: the first requests EDIT_ALL_LOGIN_DATA for a user, the other two approve it
+    at the same moment, one on each authz replica: one approval puts it in effect, the other finds nothing
+    pending; both replicas' identity logs verify."""
+    customer = await world.new_customer(via=0)
+    (_, second), (_, third) = [await world.new_user(customer, ["USER_ADMIN"], via=i) for i in (0, 1)]
+    first = world.admins[customer][0][1]
+    for round_ in range(4):
+        user, _ = await world.new_user(customer, (), via=round_)
+        request = await world.stack(round_).authz_direct.GrantAuthorization(apb.GrantAuthorizationRequest(
+            user=user, authorization=apb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA), metadata=world.md(first))
+        assert request.grant.state == apb.GRANT_STATE_PENDING_APPROVAL
+        approve = apb.ApproveAuthorizationRequest(user=user, authorization=apb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA)
+        codes = await outcomes(*(world.stack(i).authz_direct.ApproveAuthorization(approve, metadata=world.md(t))
+                                 for i, t in ((0, second), (1, third))))
+        assert sorted(c.name for c in codes) == ["NOT_FOUND", "OK"], (round_, codes)
+        listed = await world.stack(round_ + 1).authz_direct.ListAuthorizations(apb.ListAuthorizationsRequest(
+            user=user), metadata=world.md(first))
+        assert [(g.authorization, g.state) for g in listed.grants] == [
+            (apb.AUTHORIZATION_EDIT_ALL_LOGIN_DATA, apb.GRANT_STATE_ACTIVE)], round_
+    events = []
+    for stack in world.stacks:
+        verdict = await stack.authz_direct.VerifyIdentityLog(apb.VerifyIdentityLogRequest(
+            parent=f"customers/{customer}"), metadata=world.md(first))
+        assert verdict.valid, verdict.problem
+        page = await stack.authz_direct.ListIdentityEvents(apb.ListIdentityEventsRequest(
+            parent=f"customers/{customer}", page_size=1000), metadata=world.md(first))
+        events.append([(e.sequence, e.action, e.hash) for e in page.events])
+    assert events[0] == events[1]
+    assert sum(action == "GRANT_APPROVED" for _, action, _ in events[0]) == 4 + 1  # and the third's USER_ADMIN
 
 
 # --- depot ----------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """rsctl through a running suite (authz, connections, depot in-process, and the gateway when it exists):
-the seed's flow end to end, --json documents, and every class of error with its exit code and message.
+the seed's flow end to end, --json documents, and every class of error with its exit code and message. Users
+are made as the README makes them: each sets its password with the one-time code authz mailed to it (read from
+the suite's mail sink); a second user administrator approves what needs four eyes; the identity log verifies.
 
 Most invocations run rsctl's main() in a worker thread (the in-process servers keep serving on the event
 loop); a few run `python -m rsctl.cli` as a real process, to cover the entry point itself."""
@@ -21,8 +23,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from sqlalchemy import create_engine, text
+
 from rsctl.cli import main
-from tests.harness import TEST_PASSWORD
+from tests.harness import TEST_PASSWORD, code_in, email_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,10 +81,24 @@ def _checked(result: Result, args, expect: int | None) -> Result:
     return result
 
 
+def code_for(world, user_id: str) -> str:
+    """The newest one-time code mailed to the user (rsctl itself never prints one)."""
+    return code_in(world["suite"].mail.messages(email_of(user_id)))
+
+
+async def enroll(world, actor: "Actor", user_id: str, password: str = TEST_PASSWORD) -> None:
+    """The user sets its password with the code from its mail and logs in (as `actor`, its own rsctl)."""
+    result = await actor("users", "set-password", user_id, "--code", code_for(world, user_id), "--password-stdin",
+                         stdin=password + "\n")
+    assert f"rsctl login {user_id}" in result.out
+    await actor("login", user_id, "--password-stdin", stdin=password + "\n")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(suite, tmp_path_factory):
-    """The gateway (when it exists) and, made with rsctl itself: a customer, its user administrator, and an
-    operator holding every authorization a customer needs for the seed's flow."""
+    """The gateway (when it exists) and, made with rsctl itself as the README makes them: a customer and its first
+    user administrator (by the platform admin), and an operator (by the user administrator) holding every
+    authorization a customer needs for the seed's flow; each sets its password with the code mailed to it."""
     if HAS_GATEWAY and "gateway" not in suite.running:
         await suite.start_service("gateway", build=importlib.import_module("gateway.server").build)
     if "gateway" in suite.running:
@@ -97,18 +115,23 @@ async def world(suite, tmp_path_factory):
     customer = str(uuid.uuid4().int % (9 * 10**8) + 10**8)  # 9 digits: user ids are S + customer + 1 digit
     await admin("customers", "create", customer, "ACME Corp")
     ua_id, op_id = f"S{customer}1", f"S{customer}2"
-    await admin("users", "create", ua_id, "--name", "Ada Admin", "--customer", customer, "--password-stdin",
-                stdin=TEST_PASSWORD + "\n")
+    world = {"suite": suite, "tmp": tmp, "customer": customer, "admin": admin, "user_admin": user_admin,
+             "operator": operator, "actor": actor, "ua_id": ua_id, "op_id": op_id}
+    created = await admin("users", "create", ua_id, "--name", "Ada Admin", "--email", email_of(ua_id),
+                          "--customer", customer)
+    assert f"A one-time code was mailed to {email_of(ua_id)}" in created.out
     await admin("auth", "grant", ua_id, "USER_ADMIN")
+    code = code_for(world, ua_id)
+    assert code not in created.out + created.err
+    await user_admin.process("users", "set-password", ua_id, "--code", code, "--password-stdin",
+                             stdin=TEST_PASSWORD + "\n")
     await user_admin.process("login", ua_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
-    await user_admin("users", "create", op_id, "--name", "Otto Operator", "--password-stdin",
-                     stdin=TEST_PASSWORD + "\n")
+    await user_admin("users", "create", op_id, "--name", "Otto Operator", "--email", email_of(op_id))
     for authorization in ("open-remote-connections", "MAINTAIN_SYSTEM_DATA", "edit_all_login_data",
-                          "CREATE_INCIDENTS"):
+                          "CREATE_INCIDENTS"):  # EDIT_ALL at once: no other user administrator to ask
         await user_admin("auth", "grant", op_id, authorization)
-    await operator("login", op_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
-    return {"suite": suite, "tmp": tmp, "customer": customer, "admin": admin, "user_admin": user_admin,
-            "operator": operator, "actor": actor, "ua_id": ua_id, "op_id": op_id}
+    await enroll(world, operator, op_id)
+    return world
 
 
 async def test_login_keeps_the_token_in_a_0600_file_and_never_prints_it(world):
@@ -123,6 +146,7 @@ async def test_login_keeps_the_token_in_a_0600_file_and_never_prints_it(world):
     assert {g["authorization"] for g in grants.json()["grants"]} == {
         "AUTHORIZATION_OPEN_REMOTE_CONNECTIONS", "AUTHORIZATION_MAINTAIN_SYSTEM_DATA",
         "AUTHORIZATION_EDIT_ALL_LOGIN_DATA", "AUTHORIZATION_CREATE_INCIDENTS"}
+    assert {g["state"] for g in grants.json()["grants"]} == {"GRANT_STATE_ACTIVE"}
     table = await user_admin("users", "list")
     assert table.out.splitlines()[0].split()[:3] == ["USER_ID", "KIND", "CUSTOMER"]
     assert world["op_id"] in table.out and world["ua_id"] in table.out
@@ -211,9 +235,9 @@ async def test_processor_reaches_the_logon_data_from_the_incident(world):
     assert incident.startswith(f"customers/{world['customer']}/incidents/")
     engineer_id = f"eng{world['customer']}"
     await admin("users", "create", engineer_id, "--kind", "support-engineer", "--name", "Jane Engineer",
-                "--password-stdin", stdin=TEST_PASSWORD + "\n")
+                "--email", email_of(engineer_id))
     engineer = world["actor"]("engineer")
-    await engineer("login", engineer_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    await enroll(world, engineer, engineer_id)
     before = await engineer("incident-logon", incident, expect=4)
     assert before.err.startswith("rsctl: PERMISSION_DENIED: ")
     taken = await engineer("incidents", "take", incident, "--json")
@@ -251,10 +275,9 @@ async def test_not_logged_in_exits_3(world):
 
 async def test_revoked_token_exits_3_and_logout_revokes(world):
     user_id = f"S{world['customer']}3"
-    await world["user_admin"]("users", "create", user_id, "--name", "Short Lived", "--password-stdin",
-                              stdin=TEST_PASSWORD + "\n")
+    await world["user_admin"]("users", "create", user_id, "--name", "Short Lived", "--email", email_of(user_id))
     short = world["actor"]("short-lived")
-    await short("login", user_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    await enroll(world, short, user_id)
     stale = (short.config_dir / "session.json").read_text()
     assert "revoked" in (await short("logout")).out
     (short.config_dir / "session.json").write_text(stale)  # with the umask's mode: rsctl warns about it
@@ -264,24 +287,36 @@ async def test_revoked_token_exits_3_and_logout_revokes(world):
     assert error.startswith("rsctl: UNAUTHENTICATED: ") and "rsctl login USER_ID" in error
 
 
-async def test_a_locked_user_is_shown_and_a_new_password_unlocks_it(world):
+async def test_a_locked_user_is_shown_and_a_reset_and_a_new_password_unlock_it(world):
     user_id = f"S{world['customer']}4"
     admin = world["user_admin"]
-    await admin("users", "create", user_id, "--name", "Guessed At", "--password-stdin", stdin=TEST_PASSWORD + "\n")
-    guesser = world["actor"]("guesser")
+    await admin("users", "create", user_id, "--name", "Guessed At", "--email", email_of(user_id))
+    guesser, owner = world["actor"]("guesser"), world["actor"]("guessed-at")
+    await enroll(world, owner, user_id)
     for _ in range(5):  # the default: 5 failed logins in a row lock the user
         result = await guesser("login", user_id, "--password-stdin", stdin="not-the-password-1\n", expect=3)
         assert "invalid user ID or password, or the user is disabled or locked" in result.err
     await guesser("login", user_id, "--password-stdin", stdin=TEST_PASSWORD + "\n", expect=3)  # locked
     shown = (await admin("users", "get", user_id, "--json")).json()
-    assert shown["lock_expire_time"]
+    assert shown["lock_expire_time"] and shown["password_set"] is True
     table = await admin("users", "list")
-    assert "LOCKED_UNTIL" in table.out.splitlines()[0]
+    assert "LOCKED_UNTIL" in table.out.splitlines()[0] and "PASSWORD_SET" in table.out.splitlines()[0]
     row = next(line for line in table.out.splitlines() if user_id in line)
     assert shown["lock_expire_time"] in row
-    await admin("users", "passwd", user_id, "--password-stdin", stdin="a brand new password\n")
-    assert "lock_expire_time" not in (await admin("users", "get", user_id, "--json")).json()
-    await guesser("login", user_id, "--password-stdin", stdin="a brand new password\n")
+    # The user administrator sets no password of another user: it resets it, and the code goes to the user.
+    refused = await admin("users", "passwd", user_id, "--password-stdin", stdin="a brand new password\n", expect=4)
+    assert refused.err.startswith("rsctl: PERMISSION_DENIED: ")
+    reset = await admin("users", "reset-password", user_id)
+    assert f"mailed to {email_of(user_id)}" in reset.out and f"set-password {user_id} --code CODE" in reset.out
+    assert code_for(world, user_id) not in reset.out + reset.err
+    assert (await owner("whoami")).code == 0 and (await owner("systems", "list", expect=3)).code == 3  # ended
+    after = (await admin("users", "get", user_id, "--json")).json()
+    assert after["password_set"] is False and "lock_expire_time" not in after
+    await enroll(world, owner, user_id, "a brand new password")
+    assert (await admin("users", "get", user_id, "--json")).json()["password_set"] is True
+    # Changing one's own password stays as it was.
+    await owner("users", "passwd", "--password-stdin", stdin="yet another new password\n")
+    await guesser("login", user_id, "--password-stdin", stdin="yet another new password\n")
 
 
 async def test_permission_denied_exits_4_and_names_the_authorization(world):
@@ -326,3 +361,196 @@ async def test_broken_connector_file_exits_8(world):
     result = await world["operator"]("connector", "verify", str(forged), expect=8)
     assert "NOT VALID" in result.out
 
+
+
+# --- separation of duties: one-time codes, four eyes, the identity log -----------------------------------------
+
+async def test_create_mails_a_code_and_never_prints_it(world):
+    user_id = f"S{world['customer']}5"
+    created = await world["user_admin"]("users", "create", user_id, "--name", "Nora New", "--email",
+                                        email_of(user_id), "--json")
+    doc = created.json()
+    assert doc["name"] == f"users/{user_id}" and doc["email"] == email_of(user_id) and doc["password_set"] is False
+    [mail] = world["suite"].mail.messages(email_of(user_id))
+    code = code_in([mail])
+    assert code not in created.out + created.err
+    assert f"rsctl users set-password {user_id} --code {code}" in mail.get_content()
+    # Nobody can log in as the new user before it sets its password.
+    await world["actor"]("nora")("login", user_id, "--password-stdin", stdin=TEST_PASSWORD + "\n", expect=3)
+
+
+async def test_create_needs_an_own_unique_email_and_takes_no_password(world):
+    ua = world["user_admin"]
+    missing = await ua("users", "create", f"S{world['customer']}6", "--name", "No Mail", expect=2)
+    assert "--email" in missing.err
+    old = await ua("users", "create", f"S{world['customer']}6", "--name", "Old Way", "--email", "old@example.com",
+                   "--password-stdin", stdin=TEST_PASSWORD + "\n", expect=2)
+    assert "unrecognized arguments: --password-stdin" in old.err
+    taken = email_of(world["op_id"]).upper().replace("@", "+again@")  # another case and a +tag: the same address
+    again = await ua("users", "create", f"S{world['customer']}6", "--name", "Same Mail", "--email", taken, expect=6)
+    assert again.err.startswith("rsctl: ALREADY_EXISTS: ")
+    bad = await ua("users", "create", f"S{world['customer']}6", "--name", "Bad Mail", "--email", "no-at-sign",
+                   expect=6)
+    assert bad.err.startswith("rsctl: INVALID_ARGUMENT: ") and "user.email" in bad.err
+    # The platform admin creates only a customer's first user administrator.
+    late = await world["admin"]("users", "create", f"S{world['customer']}6", "--name", "Too Late", "--customer",
+                                world["customer"], "--email", "too.late@example.com", expect=4)
+    assert late.err.startswith("rsctl: PERMISSION_DENIED: ")
+
+
+async def test_set_password_refuses_a_wrong_or_used_code_and_weak_passwords(world):
+    user_id = f"S{world['customer']}7"
+    await world["user_admin"]("users", "create", user_id, "--name", "Sam Setter", "--email", email_of(user_id))
+    sam = world["actor"]("sam")
+    wrong = await sam("users", "set-password", user_id, "--code", "AAAAA-AAAAA-AAAAA-AAAAA", "--password-stdin",
+                      stdin=TEST_PASSWORD + "\n", expect=3)
+    assert wrong.err.startswith("rsctl: UNAUTHENTICATED: the code is wrong, used or expired")
+    unknown = await sam("users", "set-password", "S0000000000", "--code", "AAAAA-AAAAA-AAAAA-AAAAA",
+                        "--password-stdin", stdin=TEST_PASSWORD + "\n", expect=3)
+    assert unknown.err.splitlines()[0] == wrong.err.splitlines()[0]  # no telling whether the user exists
+    code = code_for(world, user_id)
+    short = await sam("users", "set-password", user_id, "--code", code, "--password-stdin", stdin="short\n",
+                      expect=6)
+    assert short.err.startswith("rsctl: INVALID_ARGUMENT: ") and "new_password" in short.err
+    empty = await sam("users", "set-password", user_id, "--code", code, "--password-stdin", stdin="", expect=2)
+    assert "no new password on standard input" in empty.err
+    no_tty = await sam("users", "set-password", user_id, "--code", code, stdin=TEST_PASSWORD + "\n", expect=2)
+    assert "--password-stdin" in no_tty.err
+    done = await sam("users", "set-password", user_id, "--code", code, "--password-stdin", "--json",
+                     stdin=TEST_PASSWORD + "\n")
+    assert done.json() == {"user": f"users/{user_id}", "password_set": True} and code not in done.out
+    used = await sam("users", "set-password", user_id, "--code", code, "--password-stdin",
+                     stdin="another long password\n", expect=3)
+    assert used.err.startswith("rsctl: UNAUTHENTICATED: ")
+    await sam("login", user_id, "--password-stdin", stdin=TEST_PASSWORD + "\n")
+
+
+async def test_reset_password_json_and_errors(world):
+    ua, op, admin = world["user_admin"], world["operator"], world["admin"]
+    user_id = f"S{world['customer']}6"
+    await ua("users", "create", user_id, "--name", "Rita Reset", "--email", email_of(user_id))
+    await enroll(world, world["actor"]("rita"), user_id)
+    as_json = await ua("users", "reset-password", user_id, "--json")
+    assert as_json.json()["user"]["password_set"] is False and as_json.json()["code_expire_time"]
+    assert code_for(world, user_id) not in as_json.out
+    assert (await ua("users", "reset-password", user_id, "--name-only")).out == f"users/{user_id}\n"
+
+    assert (await op("users", "reset-password", user_id, expect=4)).err.startswith("rsctl: PERMISSION_DENIED: ")
+    unknown = await ua("users", "reset-password", "S0000000000", expect=4)  # no telling whether it exists
+    assert unknown.err.startswith("rsctl: PERMISSION_DENIED: ")
+    assert (await admin("users", "reset-password", "S0000000000", expect=5)).err.startswith("rsctl: NOT_FOUND: ")
+    platform = await admin("users", "reset-password", "admin", expect=6)
+    assert platform.err.startswith("rsctl: FAILED_PRECONDITION: ")
+    other = await ua("users", "update", user_id, "--email", "rita.private@example.com", expect=4)
+    assert other.err.startswith("rsctl: PERMISSION_DENIED: ")  # only the user itself changes its address
+
+
+async def test_four_eyes_a_second_user_admin_approves_edit_all_login_data(world):
+    ua, customer = world["user_admin"], world["customer"]
+    second_id, keeper_id = f"S{customer}8", f"S{customer}9"
+    second, keeper = world["actor"]("second-admin"), world["actor"]("keeper")
+    await ua("users", "create", second_id, "--name", "Sue Second", "--email", email_of(second_id))
+    made = await ua("auth", "grant", second_id, "USER_ADMIN", "--json")  # no third administrator to ask: at once
+    assert made.json()["state"] == "GRANT_STATE_ACTIVE"
+    await enroll(world, second, second_id)
+    await ua("users", "create", keeper_id, "--name", "Kim Keeper", "--email", email_of(keeper_id))
+    await enroll(world, keeper, keeper_id)
+
+    requested = await ua("auth", "grant", keeper_id, "edit-all-login-data")
+    assert "PENDING_APPROVAL" in requested.out
+    assert f"rsctl users approve {keeper_id} EDIT_ALL_LOGIN_DATA" in requested.out
+    listed = await ua("users", "grants", keeper_id)
+    header, row = listed.out.splitlines()[:2]
+    assert header.split() == ["AUTHORIZATION", "INSTALLATIONS", "STATE", "GRANTED_BY", "APPROVED_BY", "GRANTED"]
+    assert row.split()[:4] == ["EDIT_ALL_LOGIN_DATA", "all", "PENDING_APPROVAL", f"users/{world['ua_id']}"]
+    assert (await keeper("log", "list", expect=4)).code == 4  # not in effect yet
+
+    own = await ua("users", "approve", keeper_id, "EDIT_ALL_LOGIN_DATA", expect=4)  # the requester
+    assert own.err.startswith("rsctl: PERMISSION_DENIED: ")
+    assert (await keeper("users", "approve", keeper_id, "EDIT_ALL_LOGIN_DATA", expect=4)).code == 4  # the grantee
+    approved = await second("users", "approve", keeper_id, "edit-all-login-data", "--json")
+    assert approved.json()["state"] == "GRANT_STATE_ACTIVE" and approved.json()["approved_by"] == f"users/{second_id}"
+    grants = (await second("users", "grants", keeper_id, "--json")).json()["grants"]
+    assert [(g["authorization"], g["state"], g["approved_by"]) for g in grants] == [
+        ("AUTHORIZATION_EDIT_ALL_LOGIN_DATA", "GRANT_STATE_ACTIVE", f"users/{second_id}")]
+    await keeper("log", "list")
+    logged = {(e["action"], e["actor"]) for e in (await second("users", "log", "--json")).json()["events"]
+              if e["target"] == f"users/{keeper_id}"}
+    assert {("GRANT_REQUESTED", f"users/{world['ua_id']}"), ("GRANT_APPROVED", f"users/{second_id}")} <= logged
+    nothing = await second("users", "approve", keeper_id, "EDIT_ALL_LOGIN_DATA", expect=5)
+    assert nothing.err.startswith("rsctl: NOT_FOUND: ")
+
+    selfish = await ua("auth", "grant", world["ua_id"], "EDIT_ALL_LOGIN_DATA", expect=4)
+    assert selfish.err.startswith("rsctl: PERMISSION_DENIED: ")
+    late = await world["admin"]("auth", "grant", keeper_id, "USER_ADMIN", expect=4)  # the customer has one
+    assert late.err.startswith("rsctl: PERMISSION_DENIED: ")
+    bad = await second("users", "approve", keeper_id, "EDIT_EVERYTHING", expect=2)
+    assert "edit-all-login-data" in bad.err
+
+
+async def test_identity_log_lists_every_change_with_its_actor(world):
+    ua, customer = world["user_admin"], world["customer"]
+    events = (await ua("users", "log", "--json")).json()["events"]
+    assert [e["sequence"] for e in events] == [str(n) for n in range(1, len(events) + 1)]
+    actions = {(e["action"], e["actor"], e["target"]) for e in events}
+    assert ("USER_CREATED", "users/admin", f"users/{world['ua_id']}") in actions
+    assert ("GRANTED", "users/admin", f"users/{world['ua_id']}") in actions
+    assert ("USER_CREATED", f"users/{world['ua_id']}", f"users/{world['op_id']}") in actions
+    assert ("PASSWORD_SET", f"users/{world['op_id']}", f"users/{world['op_id']}") in actions
+    assert code_for(world, world["op_id"]) not in json.dumps(events)
+    table = await ua("users", "log", customer, "--limit", "2")
+    lines = table.out.splitlines()
+    assert lines[0].split() == ["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"] and len(lines) == 3
+    vendor = (await world["admin"]("users", "log", "--json")).json()["events"]  # no customer: the vendor side's
+    assert all(e["customer"] == "" for e in vendor)
+    assert len((await world["admin"]("users", "log", customer, "--json")).json()["events"]) >= len(events)
+    denied = await world["operator"]("users", "log", expect=4)
+    assert denied.err.startswith("rsctl: PERMISSION_DENIED: ")
+
+
+async def test_verify_log_prints_the_head_to_keep_and_exits_8_when_it_is_not_extended(world, tmp_path):
+    ua, customer = world["user_admin"], world["customer"]
+    head_file = tmp_path / "identity-head.txt"
+    verified = await ua("users", "verify-log", "--save-head", str(head_file))
+    kept = head_file.read_text().strip()
+    assert f"The identity log of customers/{customer} is intact" in verified.out and f"Head: {kept}" in verified.out
+    assert stat.S_IMODE(head_file.stat().st_mode) == 0o600
+    user_id = f"S{customer}0"  # one more change: the log extends the kept head
+    await ua("users", "create", user_id, "--name", "Late Comer", "--email", email_of(user_id))
+    extended = await ua("users", "verify-log", customer, "--since-head", f"@{head_file}")
+    assert f"extends the head you kept (event {kept.split(':')[0]})" in extended.out
+    doc = (await ua("users", "verify-log", "--json", "--since-head", kept)).json()
+    assert doc["valid"] is True and int(doc["head"]["sequence"]) > int(kept.split(":")[0])
+
+    sequence, digest = kept.split(":")
+    forged = f"{sequence}:{'0' * 64 if digest != '0' * 64 else '1' * 64}"
+    rewritten = await ua("users", "verify-log", "--since-head", forged, expect=8)
+    assert "BROKEN at event" in rewritten.out and "rewritten" in rewritten.out
+    beyond = await ua("users", "verify-log", "--since-head", f"99999:{digest}", "--save-head", str(head_file),
+                      expect=8)
+    assert "rolled back or truncated" in beyond.out and head_file.read_text().strip() == kept
+
+    assert "is not a head" in (await ua("users", "verify-log", "--since-head", "7", expect=2)).err
+    assert (await world["operator"]("users", "verify-log", expect=4)).code == 4
+    vendor = await world["admin"]("users", "verify-log")
+    assert "The vendor side's identity log is intact" in vendor.out
+
+
+async def test_verify_log_finds_a_changed_event(world):
+    """An event changed in authz's database breaks the chain: exit 8, naming the event (then it is put back)."""
+    ua, customer = world["user_admin"], world["customer"]
+    engine = create_engine(world["suite"].db_url["authz"])
+    change = text("UPDATE identity_events SET detail = :d WHERE customer = :c AND sequence = 2")
+    try:
+        with engine.begin() as conn:
+            original = conn.execute(text("SELECT detail FROM identity_events WHERE customer = :c AND sequence = 2"),
+                                    {"c": customer}).scalar_one()
+            conn.execute(change, {"d": original + " (forged)", "c": customer})
+        broken = await ua("users", "verify-log", expect=8)
+        assert f"The identity log of customers/{customer} is BROKEN at event 2" in broken.out
+        assert (await ua("users", "verify-log", "--json", expect=8)).json()["first_broken_sequence"] == "2"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(change, {"d": original, "c": customer})
+        engine.dispose()
+    await ua("users", "verify-log")

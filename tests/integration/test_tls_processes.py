@@ -1,6 +1,8 @@
 """The four real processes with mutual TLS on (RS_TLS=1, certificates from `python -m services.kit.certs`) and
 the gateway serving clients with its separate public certificate: the supervisor's and the container health
-checks reach every service over TLS, plaintext is refused, and a user's flow through the gateway works."""
+checks reach every service over TLS, plaintext is refused, and a user's flow through the gateway works: the
+platform admin makes a customer and its first user administrator, who makes the user; each sets its password
+with the one-time code the supervisor's mail sink received."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,11 +22,12 @@ from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.depot.v1 import depot_pb2_grpc
 from services.kit import certs, healthcheck
 from services.kit.clock import UTC
+from services.kit.mailsink import read_messages
 from services.kit.supervisor import ORDER, Supervisor
 from services.kit.validate import to_timestamp
 from tests.conftest import BACKENDS, require_backend
 from tests.e2e.conftest import free_ports
-from tests.harness import TEST_PASSWORD, Databases
+from tests.harness import TEST_PASSWORD, Databases, code_in, email_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,17 +91,33 @@ def test_a_users_flow_through_the_gateway_over_tls(suite):
     def md(token: str):
         return (("authorization", f"Bearer {token}"),)
 
+    codes = []
+
+    def enroll(authz, user_id: str) -> str:
+        """Set the user's password with the code mailed to it; log in: its token."""
+        codes.append(code_in(read_messages(supervisor.mail_dir, email_of(user_id))))
+        authz.SetPassword(apb.SetPasswordRequest(user_id=user_id, code=codes[-1], new_password=TEST_PASSWORD),
+                          timeout=30)
+        return authz.Login(apb.LoginRequest(user_id=user_id, password=TEST_PASSWORD), timeout=30).access_token
+
+    def create_user(authz, user_id: str, by: str) -> None:
+        authz.CreateUser(apb.CreateUserRequest(user=apb.User(
+            user_id=user_id, kind=apb.PRINCIPAL_KIND_CUSTOMER_USER, customer="customers/7100001",
+            display_name=f"TLS user {user_id}", email=email_of(user_id))), metadata=md(by), timeout=30)
+
     with public_channel(supervisor, tmp) as channel:
         authz = authz_pb2_grpc.AuthzServiceStub(channel)
         authz.CreateCustomer(apb.CreateCustomerRequest(customer=apb.Customer(
             customer_number="7100001", display_name="TLS customer")), metadata=md(admin), timeout=30)
-        authz.CreateUser(apb.CreateUserRequest(user=apb.User(
-            user_id="S7100000001", kind=apb.PRINCIPAL_KIND_CUSTOMER_USER, customer="customers/7100001",
-            display_name="TLS user"), initial_password=TEST_PASSWORD), metadata=md(admin), timeout=30)
+        create_user(authz, "S7100000009", admin)  # the customer's first user administrator
+        authz.GrantAuthorization(apb.GrantAuthorizationRequest(
+            user="users/S7100000009", authorization=apb.AUTHORIZATION_USER_ADMIN), metadata=md(admin), timeout=30)
+        user_admin = enroll(authz, "S7100000009")
+        create_user(authz, "S7100000001", user_admin)
         for grant in (apb.AUTHORIZATION_MAINTAIN_SYSTEM_DATA, apb.AUTHORIZATION_EDIT_MY_LOGIN_DATA):
             authz.GrantAuthorization(apb.GrantAuthorizationRequest(user="users/S7100000001", authorization=grant),
-                                     metadata=md(admin), timeout=30)
-        token = authz.Login(apb.LoginRequest(user_id="S7100000001", password=TEST_PASSWORD), timeout=30).access_token
+                                     metadata=md(user_admin), timeout=30)
+        token = enroll(authz, "S7100000001")
         system = connections_pb2_grpc.ConnectionsServiceStub(channel).CreateSystem(cpb.CreateSystemRequest(
             parent="customers/7100001", system=cpb.System(installation_number="20012345", system_id="TLS",
                                                           system_number="710", description="over TLS")),
@@ -116,4 +135,5 @@ def test_a_users_flow_through_the_gateway_over_tls(suite):
     for service in ("authz", "depot", "connections", "gateway"):
         assert f"{service} serving on" in logs
     assert logs.count("(mutual TLS)") == 4
-    assert "Over-TLS-1!" not in logs and token not in logs and admin not in logs
+    assert "Over-TLS-1!" not in logs and token not in logs and admin not in logs and user_admin not in logs
+    assert len(codes) == 2 and not any(code in logs or code.replace("-", "") in logs for code in codes)

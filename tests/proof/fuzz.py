@@ -19,7 +19,9 @@ from tests.proof.figures import FULL
 from tests.proof.world import planted
 
 F = FieldDescriptor
-SECRET_FIELDS = {"secret", "password", "initial_password", "new_password", "subject_token"}
+# fields that carry a secret: planted values go there, and none may come back in an error ("code": SetPassword's
+# one-time code, a credential like a password)
+SECRET_FIELDS = {"secret", "password", "initial_password", "new_password", "subject_token", "code"}
 NAME_FIELDS = {"name", "parent", "system", "incident", "connection", "connection_type", "user", "customer", "processor",
                "engineer", "service_account", "restricted_incident", "logon_data", "actor"}
 MAX_DEPTH = 3

@@ -62,6 +62,7 @@ class Live:
         self.thread.start()
         self.suite = StickySuite(backend, tmp)
         self._channels: dict[str, grpc.Channel] = {}
+        self.customer_admins: dict = {}  # customer number -> its user administrators (tests.proof.world.Actors)
         # the tests drive connections' sweep by hand (row 12 proves what one sweep records): no background pass
         # of its own may get there first (procs.py sets the same for the process-based rows)
         with pytest.MonkeyPatch.context() as patch:
@@ -83,6 +84,11 @@ class Live:
     @property
     def admin_token(self) -> str:
         return self.suite.admin_token
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the suite's mail sink (tests.harness.Suite.mail) writes every message authz sends."""
+        return self.suite.mail.folder
 
     def address(self, service: str) -> str:
         return self.suite.addr[service]

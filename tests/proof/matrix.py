@@ -5,7 +5,12 @@ Every request is built so that, once authorized, it either succeeds without chan
 on (idempotent updates, reads) or fails for a reason found only after authorization (a stale etag, a time
 frame that overlaps an open window, an object that exists already, an invalid field). So the answer's code
 tells the decision: PERMISSION_DENIED = denied, UNAUTHENTICATED = no valid token, anything else = allowed
-(INTERNAL, UNKNOWN, UNAVAILABLE and DEADLINE_EXCEEDED are errors, never a decision)."""
+(INTERNAL, UNKNOWN, UNAVAILABLE and DEADLINE_EXCEEDED are errors, never a decision).
+
+Separation of duties (authz.proto): the platform admin creates a customer and its first user administrator
+only, and grants nothing but that first USER_ADMIN; nobody grants to itself; a password and an e-mail address
+are changed by the user itself only; ResetPassword mails a code to the user (so it is aimed at users nobody's
+token depends on, and at principals that have no password to reset); SetPassword is public."""
 from __future__ import annotations
 
 import datetime as dt
@@ -19,7 +24,7 @@ from remotesupport.authz.v1 import authz_pb2 as az
 from remotesupport.connections.v1 import connections_pb2 as cn
 from remotesupport.depot.v1 import depot_pb2 as dp
 from remotesupport.gateway.v1 import gateway_pb2 as gw
-from tests.harness import TEST_PASSWORD
+from tests.harness import email_of
 from tests.proof.world import SAPROUTER, SERVER_OS, SYSTEM_USER, Actors, Principal, md, ts
 
 CU, ENG, ADMIN, SVC, BAD = "customer user", "support engineer", "platform admin", "service account", "no valid token"
@@ -74,6 +79,7 @@ class World:
         self.views: dict[str, frozenset[str]] = {}  # incident key -> entry keys its restricted view shows
         self.windows: dict[str, Target] = {}
         self.display: dict[str, str] = {}  # users/... -> display name
+        self.reset: dict[str, Target] = {}  # users whose password ResetPassword may end: no principal's token
 
     def customer_name(self, key: str) -> str:
         return f"customers/{self.customers[key]}"
@@ -86,9 +92,7 @@ def build(actors: Actors, service_token: Callable[[str], str]) -> World:
         w.customers[key] = actors.customer()
 
     def customer_user(key, customer, grants: dict[str, tuple[str, ...]]):
-        user = actors.user(w.customers[customer])
-        for name, installations in grants.items():
-            actors.grant(user.name, name, installations)
+        user = actors.user(w.customers[customer], grants)  # by the customer's user administrator (four eyes)
         w.who[key] = Who(key, CU, user.token, user.name, customer,
                          {name: frozenset(inst) for name, inst in grants.items()})
         w.display[user.name] = f"User {user.user_id}"
@@ -182,8 +186,14 @@ def build(actors: Actors, service_token: Callable[[str], str]) -> World:
     disabled = actors.user(w.customers["A"], ALL)
     update = az.UpdateUserRequest(user=az.User(name=disabled.name, disabled=True))
     update.update_mask.paths.append("disabled")
-    actors.authz.UpdateUser(update, metadata=actors.admin.md)
+    actors.authz.UpdateUser(update, metadata=actors.customer_admin(w.customers["A"]).md)
     w.who["disabled user"] = Who("disabled user", BAD, disabled.token, disabled.name)
+    for key, customer in (("A:reset", "A"), ("B:reset", "B")):
+        user = actors.user(w.customers[customer], ["EDIT_MY_LOGIN_DATA"])
+        w.reset[key] = Target(key, customer, user.name)
+    w.reset["E:reset"] = Target("E:reset", "", actors.engineer().name)
+    w.reset["platform admin"] = Target("platform admin", "", "users/admin")  # no address: FAILED_PRECONDITION
+    w.reset["service account"] = Target("service account", "", "users/svc-depot")  # no password: the same
     return w
 
 
@@ -230,8 +240,13 @@ def own(w: World, p: Who, entry: Target) -> bool:
     return p.key == entry.owner
 
 
+PUBLIC = frozenset({"authz.SetPassword"})  # the one-time code is the credential: no token is read
+
+
 def decide(w: World, p: Who, method: str, t: Target | None) -> str:
     """The reference decision for principal `p` calling `method` on target `t`."""
+    if method in PUBLIC:
+        return ALLOW
     if p.kind == BAD:
         return UNAUTH
     rule = REFERENCE[method]
@@ -289,15 +304,31 @@ REFERENCE: dict[str, Callable[[World, Who, Target | None], bool]] = {
     "connections.AssignProcessor": lambda w, p, t: p.kind == ENG,
     # authz
     "authz.CreateCustomer": lambda w, p, t: p.kind == ADMIN,
-    "authz.CreateUser": lambda w, p, t: p.kind == ADMIN
+    # the platform admin creates engineers, and a customer's users only while it has no user administrator
+    # (every customer here has one); a user administrator its own customer's users
+    "authz.CreateUser": lambda w, p, t: (p.kind == ADMIN and t.key == "engineer")
     or (t.key != "engineer" and holds(p, (USER_ADMIN,), t.customer)),
     "authz.GetUser": lambda w, p, t: p.kind == ADMIN or _self(p, t) or holds(p, (USER_ADMIN,), t.customer),
     "authz.ListUsers": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
     "authz.UpdateUser": lambda w, p, t: p.kind == ADMIN or _self(p, t) or holds(p, (USER_ADMIN,), t.customer),
-    "authz.GrantAuthorization": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
+    # the password and the address: the user itself only (the platform admin's own included), nobody else
+    "authz.UpdateUser password": lambda w, p, t: _own(p, t),
+    "authz.UpdateUser email": lambda w, p, t: _own(p, t),
+    "authz.ResetPassword": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
+    "authz.SetPassword": lambda w, p, t: True,
+    # nobody grants to itself; the platform admin only a customer's first USER_ADMIN (no customer here lacks
+    # one) - but a grant to an engineer is refused (FAILED_PRECONDITION) before who asks is looked at
+    "authz.GrantAuthorization": lambda w, p, t: (p.kind == ADMIN and t.key == "E:none")
+    or (holds(p, (USER_ADMIN,), t.customer) and p.user != t.name),
+    # nothing is pending: whoever may approve grants of the user at all learns that (NOT_FOUND)
+    "authz.ApproveAuthorization": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
     "authz.RevokeAuthorization": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
     "authz.ListAuthorizations": lambda w, p, t: p.kind == ADMIN or _self(p, t) or holds(p, (USER_ADMIN,), t.customer),
     "authz.CreateServiceToken": lambda w, p, t: p.kind == ADMIN,
+    # a customer's identity log: its user administrators and the platform admin; the vendor side's (no
+    # customer): the platform admin only
+    "authz.ListIdentityEvents": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
+    "authz.VerifyIdentityLog": lambda w, p, t: p.kind == ADMIN or holds(p, (USER_ADMIN,), t.customer),
     "authz.Check": lambda w, p, t: p.kind == SVC,
     "authz.CheckBulk": lambda w, p, t: p.kind == SVC,
     "authz.SetSupportAssignment": lambda w, p, t: p.kind == SVC and p.service == "connections",
@@ -312,6 +343,11 @@ REFERENCE: dict[str, Callable[[World, Who, Target | None], bool]] = {
 def _self(p: Who, t: Target) -> bool:
     """A user may read and change itself (not a service account, which is no user of that kind)."""
     return (t.key == "self" or t.name == p.user) and p.kind in (CU, ENG)
+
+
+def _own(p: Who, t: Target) -> bool:
+    """The caller's own user, for what only the user itself changes (its password, its address)."""
+    return _self(p, t) or (p.kind == ADMIN and t.key == "self")
 
 
 # --- the methods: their targets and requests ----------------------------------------------------------------
@@ -338,6 +374,11 @@ def _users(w: World) -> list[Target]:
 
 def _customers(w: World) -> list[Target]:
     return [Target(key, key, w.customer_name(key)) for key in ("A", "B")]
+
+
+def _logs(w: World) -> list[Target]:
+    """The identity logs: customer A's and B's, and the vendor side's (parent empty)."""
+    return _customers(w) + [Target("vendor", "", "")]
 
 
 def _user_name(p: Who, t: Target) -> str:
@@ -449,10 +490,20 @@ def methods() -> list[Method]:
         M("authz.ListUsers", "authz", "ListUsers", _customers,
           lambda w, p, t, now: az.ListUsersRequest(customer=t.name, page_size=1)),
         M("authz.UpdateUser", "authz", "UpdateUser", _users, _same_display_name),
+        M("authz.UpdateUser password", "authz", "UpdateUser", _users, _own_field("password")),
+        M("authz.UpdateUser email", "authz", "UpdateUser", _users, _own_field("email")),
+        M("authz.ResetPassword", "authz", "ResetPassword", lambda w: list(w.reset.values()),
+          lambda w, p, t, now: az.ResetPasswordRequest(name=t.name)),
+        M("authz.SetPassword", "authz", "SetPassword", none, lambda w, p, t, now: az.SetPasswordRequest(
+            user_id=w.reset["A:reset"].name.removeprefix("users/"), code="AAAAA-AAAAA-AAAAA-AAAAA",
+            new_password="too short")),
         M("authz.GrantAuthorization", "authz", "GrantAuthorization", lambda w: _users(w)[1:],
           lambda w, p, t, now: az.GrantAuthorizationRequest(
               user=t.name, authorization=az.AUTHORIZATION_EDIT_MY_LOGIN_DATA if t.key != "B:all"
               else az.AUTHORIZATION_OPEN_REMOTE_CONNECTIONS)),
+        M("authz.ApproveAuthorization", "authz", "ApproveAuthorization", lambda w: _users(w)[1:],
+          lambda w, p, t, now: az.ApproveAuthorizationRequest(user=t.name,
+                                                              authorization=az.AUTHORIZATION_EDIT_ALL_LOGIN_DATA)),
         M("authz.RevokeAuthorization", "authz", "RevokeAuthorization",
           lambda w: [Target(k, w.who[k].customer, w.who[k].user) for k in ("A:none", "B:none")],
           lambda w, p, t, now: az.RevokeAuthorizationRequest(user=t.name, authorization=az.AUTHORIZATION_USER_ADMIN)),
@@ -461,6 +512,10 @@ def methods() -> list[Method]:
         M("authz.CreateServiceToken", "authz", "CreateServiceToken", none,
           lambda w, p, t, now: az.CreateServiceTokenRequest(service_account="users/svc-gateway",
                                                             ttl=duration_pb2.Duration(seconds=3600))),
+        M("authz.ListIdentityEvents", "authz", "ListIdentityEvents", _logs,
+          lambda w, p, t, now: az.ListIdentityEventsRequest(parent=t.name, page_size=1)),
+        M("authz.VerifyIdentityLog", "authz", "VerifyIdentityLog", _logs,
+          lambda w, p, t, now: az.VerifyIdentityLogRequest(parent=t.name)),
         M("authz.Check", "authz", "Check", none, lambda w, p, t, now: az.CheckRequest(
             subject_token=w.who["A:all"].token, permission="depot.logonData.read",
             resource=az.ResourceAttributes(customer=w.customer_name("A")))),
@@ -496,14 +551,32 @@ def _same_display_name(w: World, p: Who, t: Target, now) -> az.UpdateUserRequest
     return request
 
 
+def _own_field(path: str):
+    """UpdateUser of `path` (password or email): a valid new value for another user (refused, whoever asks), an
+    invalid one for the caller's own (INVALID_ARGUMENT once allowed: nothing changes either way)."""
+    def request(w: World, p: Who, t: Target, now) -> az.UpdateUserRequest:
+        name = _user_name(p, t)
+        own = t.key == "self" or t.name == p.user
+        if path == "password":
+            out = az.UpdateUserRequest(user=az.User(name=name), new_password="short" if own else
+                                       "matrix password that must not be set")
+        else:
+            out = az.UpdateUserRequest(user=az.User(name=name, email="not an address" if own else
+                                                    "someone-else@matrix.example.com"))
+        out.update_mask.paths.append(path)
+        return out
+    return request
+
+
 def _existing_user(w: World, p: Who, t: Target, now) -> az.CreateUserRequest:
+    """A user that exists already (ALREADY_EXISTS once allowed), valid otherwise: no initial password, an address."""
     if t.key == "engineer":
         user_id = w.who["E:none"].user.removeprefix("users/")
         return az.CreateUserRequest(user=az.User(user_id=user_id, kind=az.PRINCIPAL_KIND_SUPPORT_ENGINEER,
-                                                 display_name="again"), initial_password=TEST_PASSWORD)
+                                                 display_name="again", email=email_of(user_id)))
     user_id = w.who[f"{t.key}:none"].user.removeprefix("users/")
     return az.CreateUserRequest(user=az.User(user_id=user_id, kind=az.PRINCIPAL_KIND_CUSTOMER_USER,
-                                             customer=t.name, display_name="again"), initial_password=TEST_PASSWORD)
+                                             customer=t.name, display_name="again", email=email_of(user_id)))
 
 
 def classify(code: grpc.StatusCode) -> str:

@@ -1,5 +1,6 @@
 """The suite as four real processes (services.kit.supervisor, as `make run` starts it) on free ports, a
-temporary var/ and fresh databases, with every process's stdout and stderr captured in logs/<service>.log.
+temporary var/ and fresh databases, with every process's stdout and stderr captured in logs/<service>.log, and
+the supervisor's mail sink (a fifth process) writing every message authz sends to var/mail/.
 Rows that kill, stop, starve or restart a process, or read what processes print, use it."""
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class Processes:
         self.log_dir = tmp / "logs"
         self.databases = Databases(backend, tmp)
         self.master_key = self.var / "secrets" / "depot-master.key"
-        base = dict(os.environ)
+        # the supervisor's own mail sink, never a mail server of the environment: the rows read the codes from it
+        base = {k: v for k, v in os.environ.items() if k not in ("RS_SMTP_HOST", "RS_SMTP_PORT")}
         base.update({
             "RS_VAR_DIR": str(self.var), "PYTHONPATH": str(ROOT), "RS_AUTHZ_KDF_LOG2_N": "10",
             "RS_LOG_LEVEL": "DEBUG", "RS_AUTHZ_DEADLINE_S": str(AUTHZ_DEADLINE_S),
@@ -57,6 +59,7 @@ class Processes:
         self.supervisor = Supervisor(env=base, ports=dict(zip(ORDER, free_ports(len(ORDER)))), log_dir=self.log_dir)
         self._channels: dict[str, grpc.Channel] = {}
         self.clock = SystemClock()
+        self.customer_admins: dict = {}  # customer number -> its user administrators (tests.proof.world.Actors)
 
     def start(self) -> "Processes":
         self.supervisor.start(timeout=120)
@@ -65,6 +68,11 @@ class Processes:
     @property
     def env(self) -> dict[str, str]:
         return self.supervisor.environment()
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the supervisor's mail sink writes every message authz sends (the one-time codes among them)."""
+        return self.supervisor.mail_dir
 
     def database_url(self, service: str) -> str:
         return self.supervisor.env[f"RS_{service.upper()}_DATABASE_URL"]

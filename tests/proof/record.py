@@ -55,6 +55,9 @@ ROWS: dict[int, tuple[str, str]] = {
          "proof; forged page tokens for every List RPC; request bytes that are not the request message for every RPC",
          "0 INTERNAL, 0 crashes, 0 planted secrets in error details; every forged page token OK or INVALID_ARGUMENT, "
          "every request that does not decode INVALID_ARGUMENT naming its method"),
+    16: ("every sequence of up to 4 identity operations by the platform admin and by a user administrator, on "
+         "both backends",
+         "0 end in a revealed secret or another principal's credential"),
 }
 
 _lock = threading.Lock()

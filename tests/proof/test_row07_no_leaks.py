@@ -1,10 +1,12 @@
 """Row 7: mixed calls against the four real processes (through the gateway and straight to each service), each
-with a unique planted secret (logon-data secrets, passwords, bearer tokens) and a unique planted user name,
-including denied and malformed calls. Afterwards no planted secret — nor any bearer token used — is in any
-process's log or stdout/stderr (services logging at DEBUG), in any error a caller got (message, ErrorInfo,
-BadRequest, trailers, the client's debug string), or in any database byte (SQLite files with their WAL;
-PostgreSQL rows, data files, the write-ahead log written meanwhile and the server's log). The planted user
-names belong in the depot's database (they are logon data) and nowhere else: not in any log or error."""
+with a unique planted secret (logon-data secrets, passwords, one-time codes, bearer tokens) and a unique planted
+user name, including denied and malformed calls. Afterwards no planted secret — nor any bearer token used, nor
+any one-time code authz mailed (enrollment and reset codes, read back from the mail sink's folder, where they
+belong) — is in any process's log or stdout/stderr (services logging at DEBUG), in any error a caller got
+(message, ErrorInfo, BadRequest, trailers, the client's debug string), or in any database byte (SQLite files
+with their WAL; PostgreSQL rows, data files, the write-ahead log written meanwhile and the server's log: authz
+keeps a code's SHA-256 only). The planted user names belong in the depot's database (they are logon data) and
+nowhere else: not in any log or error."""
 from __future__ import annotations
 
 import datetime as dt
@@ -18,10 +20,11 @@ import grpc
 from remotesupport.authz.v1 import authz_pb2 as az
 from remotesupport.depot.v1 import depot_pb2 as dp
 from remotesupport.gateway.v1 import gateway_pb2 as gw
-from tests.harness import TEST_PASSWORD
+from tests.harness import TEST_PASSWORD, email_of
 from tests.proof import scan
 from tests.proof.figures import size
-from tests.proof.world import SAPROUTER, SYSTEM_USER, Actors, Principal, error_text, md, new_customer, planted, ts
+from tests.proof.world import (SAPROUTER, SYSTEM_USER, Actors, Principal, error_text, mailed_codes, md, new_customer,
+                               planted, ts)
 
 ROW = 7
 CALLS = size(300, 10_000)
@@ -163,25 +166,48 @@ def operations(run: Run, w: dict):
         actors = pick(rng)
         password = run.plant("pw")
         user_id = f"S{rng.randrange(10**9, 10**10):010d}"
-        if rng.random() < 0.3:  # malformed: a bad user id, or a password too short
+        roll = rng.random()
+        if roll < 0.25:  # malformed: a bad user id, no address, or an initial password (no longer accepted)
             request = az.CreateUserRequest(user=az.User(
-                user_id=rng.choice(["x", user_id]), kind=az.PRINCIPAL_KIND_CUSTOMER_USER,
-                customer=c.name, display_name="Bad"), initial_password=rng.choice([password, password[:8]]))
+                user_id=rng.choice(["x", user_id]), kind=az.PRINCIPAL_KIND_CUSTOMER_USER, customer=c.name,
+                display_name="Bad", email=rng.choice(["", email_of(user_id)])),
+                initial_password=rng.choice([password, password[:8], ""]))
             run.call(actors.authz.CreateUser, request, c.ops.md, "create user (malformed)")
             return
+        if roll < 0.4:  # a planted code: wrong for a real user, for one with a live code, for an unknown one
+            who = rng.choice([c.creator.user_id, user_id, run.user_name()])
+            run.call(actors.authz.SetPassword, az.SetPasswordRequest(
+                user_id=who, code=run.plant("code"), new_password=rng.choice([password, password[:8]])), (),
+                "set password (planted code)")
+            return
         created = run.call(actors.authz.CreateUser, az.CreateUserRequest(user=az.User(
-            user_id=user_id, kind=az.PRINCIPAL_KIND_CUSTOMER_USER, customer=c.name, display_name="New"),
-            initial_password=password), c.ops.md, "create user")
+            user_id=user_id, kind=az.PRINCIPAL_KIND_CUSTOMER_USER, customer=c.name, display_name="New",
+            email=email_of(user_id))), c.ops.md, "create user")
         if created is None:
             return
-        session = run.call(actors.authz.Login, az.LoginRequest(user_id=user_id, password=password), (), "login")
+        session = enroll(actors, user_id, password, "set password (mailed code)")
         if session is None:
             return
-        with run.lock:
-            run.tokens.add(session.access_token)
         update = az.UpdateUserRequest(user=az.User(name=f"users/{user_id}"), new_password=run.plant("pw"))
         update.update_mask.paths.append("password")
-        run.call(actors.authz.UpdateUser, update, md(session.access_token), "change own password")
+        run.call(actors.authz.UpdateUser, update, md(session), "change own password")
+        if rng.random() < 0.5:  # its user administrator resets it; the user sets a new one with the mailed code
+            reset = run.call(actors.authz.ResetPassword, az.ResetPasswordRequest(name=f"users/{user_id}"), c.ops.md,
+                             "reset password")
+            if reset is not None:
+                enroll(actors, user_id, run.plant("pw"), "set password (reset code)")
+
+    def enroll(actors, user_id: str, password: str, label: str) -> str | None:
+        """SetPassword with the code mailed to the user, then Login: the session's token (None if refused)."""
+        if run.call(actors.authz.SetPassword, az.SetPasswordRequest(
+                user_id=user_id, code=actors.code_for(user_id), new_password=password), (), label) is None:
+            return None
+        session = run.call(actors.authz.Login, az.LoginRequest(user_id=user_id, password=password), (), "login")
+        if session is None:
+            return None
+        with run.lock:
+            run.tokens.add(session.access_token)
+        return session.access_token
 
     def garbage_token(rng):
         token = run.plant("token")
@@ -247,18 +273,25 @@ def test_no_planted_secret_anywhere(procs, rec):
         databases += scan.database(procs.database_url(service), service, started)
     databases += scan.postgres_server(started) if procs.backend == "postgres" else []
     found = scan.offenders(logs + errors + databases, run.secrets, run.tokens)
+    codes = mailed_codes(procs.mail_dir)  # every code mailed so far, as mailed and as authz would normalize it
+    codes_found = scan.offenders(logs + errors + databases, set(), codes | {code.replace("-", "") for code in codes})
     names_found = scan.offenders(logs + errors, run.user_names)
     names_stored = len(scan.planted_in(b"".join(s.data for s in databases)) & run.user_names)
     denied = sum(n for k, n in run.codes.items() if k.endswith(("PERMISSION_DENIED", "UNAUTHENTICATED")))
     malformed = sum(n for k, n in run.codes.items() if k.endswith(("INVALID_ARGUMENT", "FAILED_PRECONDITION",
                                                                    "ABORTED", "NOT_FOUND")))
     internal = sum(n for k, n in run.codes.items() if k.endswith(("INTERNAL", "UNKNOWN")))
-    passed = not found and not names_found and run.calls >= CALLS and internal == 0
+    enrolled = sum(n for k, n in run.codes.items() if k.startswith("set password (") and k.endswith(" OK"))
+    passed = (not found and not codes_found and not names_found and run.calls >= CALLS and internal == 0
+              and enrolled > 0)
     rec(f"{run.calls:,} calls ({denied:,} denied, {malformed:,} malformed or refused, {internal} INTERNAL) with "
-        f"{len(run.secrets):,} planted secrets and {len(run.user_names):,} planted user names: "
-        f"{sum(len(v) for v in found.values())} secrets or tokens found in {scan.size_of(logs) / 2**20:.1f} MiB of "
+        f"{len(run.secrets):,} planted secrets and {len(run.user_names):,} planted user names, and {len(codes):,} "
+        f"one-time codes mailed ({enrolled:,} of them used here): "
+        f"{sum(len(v) for v in found.values())} secrets or tokens and {sum(len(v) for v in codes_found.values())} "
+        f"codes found in {scan.size_of(logs) / 2**20:.1f} MiB of "
         f"process logs, {len(run.errors):,} error details and {scan.size_of(databases) / 2**20:.1f} MiB of "
         f"database files; {len(names_found)} places with a user name outside the depot's database "
         f"({names_stored:,} stored there, as logon data)", passed,
-        calls=run.calls, codes=run.codes, found=found, names_found=names_found)
-    assert passed, (found, names_found, {k: n for k, n in run.codes.items() if "INTERNAL" in k or "UNKNOWN" in k})
+        calls=run.calls, codes=run.codes, found=found, codes_found=codes_found, names_found=names_found)
+    assert passed, (found, codes_found, names_found, enrolled,
+                    {k: n for k, n in run.codes.items() if "INTERNAL" in k or "UNKNOWN" in k})

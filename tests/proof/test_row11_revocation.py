@@ -1,6 +1,7 @@
 """Row 11: once a change that takes access away has committed — an authorization revoked, a session logged
-out, a user disabled, a password changed, a support assignment ended (the engineer hands the incident back,
-or it is given to another engineer) — not one call of that principal succeeds any more: the same calls are
+out, a user disabled, a password reset by its user administrator or changed by the user itself, a support
+assignment ended (the engineer hands the incident back, or it is given to another engineer) — not one call of
+that principal succeeds any more: the same calls are
 retried again and again, and calls hammered concurrently while the change commits are only ever allowed if
 they started before it returned."""
 from __future__ import annotations
@@ -99,11 +100,17 @@ def test_no_call_succeeds_after_access_is_taken_away(live, actors, rec):
     results["user disabled"] = hammer_and_retry(calls_of(actors, who, c, entry), disable)
     who = fresh()
 
-    def new_password(user=who) -> None:
+    def reset(user=who) -> None:  # the user administrator ends the password; the code goes to the user's mail
+        actors.authz.ResetPassword(az.ResetPasswordRequest(name=user.name), metadata=c.ops.md)
+    results["password reset"] = hammer_and_retry(calls_of(actors, who, c, entry), reset)
+    who = fresh()
+    session = Principal(who.name, actors.login(who.user_id))  # a second session, to change the password with
+
+    def new_password(user=who) -> None:  # only the user itself changes its password: every session ends
         request = az.UpdateUserRequest(user=az.User(name=user.name), new_password="a brand new password 42")
         request.update_mask.paths.append("password")
-        actors.authz.UpdateUser(request, metadata=c.ops.md)
-    results["password changed"] = hammer_and_retry(calls_of(actors, who, c, entry), new_password)
+        actors.authz.UpdateUser(request, metadata=session.md)
+    results["password changed (by the user)"] = hammer_and_retry(calls_of(actors, who, c, entry), new_password)
 
     engineer = actors.engineer()
     incident = actors.incident(c.system, c.ops)
@@ -123,7 +130,8 @@ def test_no_call_succeeds_after_access_is_taken_away(live, actors, rec):
     retried = sum(r["retried"] for r in results.values())
     hammered = sum(r["hammered"] for r in results.values())
     passed = succeeded == 0 and late == 0
-    rec(f"{len(results)} changes (revoke, log out, disable, new password, assignment ended twice), each retried "
+    rec(f"{len(results)} changes (revoke, log out, disable, password reset, new password, assignment ended "
+        f"twice), each retried "
         f"{RETRIES:,} times: {succeeded} of {retried:,} retries succeeded; {hammered:,} calls hammered while the "
         f"changes committed: {late} succeeded after the commit", passed,
         results={k: {"codes": v["codes"], "late": v["late"][:3], "hammered": v["hammered"]}

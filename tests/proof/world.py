@@ -1,13 +1,19 @@
-"""Blocking helpers the proof rows share: principals, systems, incidents, logon data, the log, and direct
-database access (as an attacker with access to the depot's database would have)."""
+"""Blocking helpers the proof rows share: principals (made as a customer makes them, each user setting its own
+password with the one-time code mailed to it), systems, incidents, logon data, the log, and direct database
+access (as an attacker with access to the depot's database would have)."""
 from __future__ import annotations
 
 import datetime as dt
 import itertools
 import os
 import random
+import re
 import secrets as _secrets
+import time
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email import policy as email_policy
+from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -18,8 +24,9 @@ from remotesupport.authz.v1 import authz_pb2 as az
 from remotesupport.connections.v1 import connections_pb2 as cn
 from remotesupport.depot.v1 import depot_pb2 as dp
 from services.kit.db import sync_url
+from services.kit.mailsink import read_messages
 from services.kit.validate import to_timestamp
-from tests.harness import TEST_PASSWORD
+from tests.harness import CODE, TEST_PASSWORD, code_in, email_of
 
 SYSTEM_USER = dp.LOGON_DATA_KIND_SYSTEM_USER
 SAPROUTER = dp.LOGON_DATA_KIND_SAPROUTER_PASSWORD
@@ -81,6 +88,38 @@ def outcome(call, *args, **kwargs) -> tuple[grpc.StatusCode, object]:
         return err.code(), err
 
 
+# services.kit.mailsink names each message's file after its recipient, with these characters replaced
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9@._+-]")
+THROTTLED_WAIT_S = 60.0  # how long a Login or SetPassword refused for the per-peer rate is asked again
+
+
+def messages_to(folder: Path, address: str) -> list:
+    """The messages the mail sink wrote to `folder` for `address`, oldest first: only the files named after the
+    recipient are read (the folder holds every message of the suite), all of them if none is so named."""
+    paths = sorted(Path(folder).glob(f"*-{_UNSAFE_IN_NAME.sub('_', address)[:120]}.eml"))
+    found = [m for m in (message_from_bytes(p.read_bytes(), policy=email_policy.default) for p in paths)
+             if m["To"] == address]
+    return found or read_messages(folder, address)
+
+
+def mailed_codes(folder: Path) -> set[str]:
+    """Every one-time code in the messages of `folder` (as mailed, XXXXX-XXXXX-XXXXX-XXXXX)."""
+    return {code for message in read_messages(folder) for code in CODE.findall(message.get_content())}
+
+
+def _retried(call, request):
+    """A public call of the Login kind, asked again while the per-peer rate refuses it (RESOURCE_EXHAUSTED: the
+    proof's own generated Logins and SetPasswords share this process's address with the rows' set-up)."""
+    deadline = time.monotonic() + THROTTLED_WAIT_S
+    while True:
+        try:
+            return call(request, timeout=30)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 @dataclass
 class Principal:
     name: str  # users/...
@@ -96,11 +135,20 @@ class Principal:
 
 
 class Actors:
-    """Creates things through the real services (blocking), as the platform admin or a given principal."""
+    """Creates things through the real services (blocking), as a customer's people make them: the platform admin
+    creates a customer and its first user administrator; that administrator creates the customer's users and
+    grants their authorizations (a second user administrator approves where four eyes apply); the platform admin
+    creates engineers; every user sets its own password with the one-time code mailed to it (read from the mail
+    sink's folder, `live.mail_dir`). The customers' user administrators are kept on `live` (customer_admins), so
+    that every Actors of one suite knows them."""
 
     def __init__(self, live, via: str | None = None) -> None:
         self.live = live
         self.via = via
+        if not hasattr(live, "customer_admins"):
+            live.customer_admins = {}
+        # customer number -> its user administrators (whole-customer USER_ADMIN), the first one first
+        self.admins: dict[str, list[Principal]] = live.customer_admins
 
     @property
     def authz(self):
@@ -118,37 +166,123 @@ class Actors:
     def admin(self) -> Principal:
         return Principal("users/admin", self.live.admin_token)
 
+    # --- mail and passwords -----------------------------------------------------------------------------------
+    def mail_to(self, address: str) -> list:
+        """The messages the mail sink received for `address`, oldest first."""
+        return messages_to(self.live.mail_dir, address)
+
+    def code_for(self, user_id: str) -> str:
+        """The newest one-time code mailed to the user (to its own address, email_of(user_id))."""
+        return code_in(self.mail_to(email_of(user_id)))
+
+    def set_password(self, user_id: str, code: str, password: str = TEST_PASSWORD) -> None:
+        _retried(self.authz.SetPassword, az.SetPasswordRequest(user_id=user_id, code=code, new_password=password))
+
+    def enroll(self, user_id: str, password: str = TEST_PASSWORD) -> str:
+        """Set the user's password with the code mailed to it, and log in: its token."""
+        self.set_password(user_id, self.code_for(user_id), password)
+        return self.login(user_id, password)
+
+    def login(self, user_id: str, password: str = TEST_PASSWORD) -> str:
+        return _retried(self.authz.Login, az.LoginRequest(user_id=user_id, password=password)).access_token
+
+    # --- customers, users, grants -------------------------------------------------------------------------------
+    def create_user(self, user_id: str, kind: int, customer: str, by: Principal) -> az.User:
+        """CreateUser as `by`, with the user's own address (email_of(user_id)): the user, without a password."""
+        return self.authz.CreateUser(az.CreateUserRequest(user=az.User(
+            user_id=user_id, kind=kind, customer=f"customers/{customer}" if customer else "",
+            display_name=f"User {user_id}" if kind == az.PRINCIPAL_KIND_CUSTOMER_USER else f"Engineer {user_id}",
+            email=email_of(user_id))), metadata=by.md).user
+
     def customer(self) -> str:
+        """A new customer and its first user administrator (created and granted USER_ADMIN by the platform admin,
+        enrolled with its code): the customer's number. customer_admin(number) is that administrator."""
         number = str(next(_numbers))
         self.authz.CreateCustomer(az.CreateCustomerRequest(customer=az.Customer(
             customer_number=number, display_name=f"Customer {number}")), metadata=self.admin.md)
+        user_id = f"S{next(_numbers):010d}"
+        self.create_user(user_id, az.PRINCIPAL_KIND_CUSTOMER_USER, number, self.admin)
+        self.authz.GrantAuthorization(az.GrantAuthorizationRequest(
+            user=f"users/{user_id}", authorization=az.AUTHORIZATION_USER_ADMIN), metadata=self.admin.md)
+        self.admins[number] = [Principal(f"users/{user_id}", self.enroll(user_id))]
         return number
 
-    def login(self, user_id: str, password: str = TEST_PASSWORD) -> str:
-        return self.authz.Login(az.LoginRequest(user_id=user_id, password=password)).access_token
+    def customer_admin(self, customer: str) -> Principal:
+        """The customer's first user administrator (made by customer())."""
+        return self.admins[customer][0]
+
+    def _as_admin(self, customer: str, by: Principal | None, call):
+        """`call(principal)` as `by`, or as the first of the customer's user administrators whose token still
+        works (a row may have logged one out, disabled it or reset its password)."""
+        if by is not None:
+            return call(by)
+        last = None
+        for admin in list(self.admins.get(customer, ())):
+            try:
+                return call(admin)
+            except grpc.RpcError as err:
+                if err.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    raise
+                last = err
+        if last is not None:
+            raise last
+        raise AssertionError(f"customer {customer} has no user administrator known to the proof's actors")
 
     def user(self, customer: str, authorizations=(), *, installations=(), password: str = TEST_PASSWORD,
              admin: Principal | None = None) -> Principal:
+        """A customer user made by `admin` (by default the customer's user administrator), holding
+        `authorizations` (a list, all for `installations`, or a dict authorization -> installations), enrolled and
+        logged in."""
         user_id = f"S{next(_numbers):010d}"
-        by = (admin or self.admin).md
-        self.authz.CreateUser(az.CreateUserRequest(user=az.User(
-            user_id=user_id, kind=az.PRINCIPAL_KIND_CUSTOMER_USER, customer=f"customers/{customer}",
-            display_name=f"User {user_id}"), initial_password=password), metadata=by)
-        for name in authorizations:
-            self.grant(f"users/{user_id}", name, installations, by=admin)
-        return Principal(f"users/{user_id}", self.login(user_id, password))
+        self._as_admin(customer, admin, lambda by: self.create_user(
+            user_id, az.PRINCIPAL_KIND_CUSTOMER_USER, customer, by))
+        grants = dict(authorizations) if isinstance(authorizations, dict) else {
+            name: tuple(installations) for name in authorizations}
+        for name, scope in grants.items():
+            self.grant(f"users/{user_id}", name, scope, by=admin, customer=customer)
+        principal = Principal(f"users/{user_id}", self.enroll(user_id, password))
+        if "USER_ADMIN" in grants and not grants["USER_ADMIN"]:
+            self.admins.setdefault(customer, []).append(principal)
+        return principal
 
-    def grant(self, user: str, authorization: str, installations=(), by: Principal | None = None) -> None:
-        self.authz.GrantAuthorization(az.GrantAuthorizationRequest(
-            user=user, authorization=az.Authorization.Value(f"AUTHORIZATION_{authorization}"),
-            installations=list(installations)), metadata=(by or self.admin).md)
+    def _customer_of(self, user: str) -> str:
+        found = self.authz.GetUser(az.GetUserRequest(name=user), metadata=self.admin.md).user.customer
+        return found.removeprefix("customers/")
+
+    def grant(self, user: str, authorization: str, installations=(), by: Principal | None = None, *,
+              customer: str | None = None) -> az.Grant:
+        """Grant `authorization` to `user` as `by` (by default one of its customer's user administrators); when
+        the grant waits for four eyes, another of the customer's user administrators approves it. The grant."""
+        customer = customer if customer is not None else self._customer_of(user)
+        value = az.Authorization.Value(f"AUTHORIZATION_{authorization}")
+        request = az.GrantAuthorizationRequest(user=user, authorization=value, installations=list(installations))
+        grant = self._as_admin(customer, by, lambda p: self.authz.GrantAuthorization(request, metadata=p.md)).grant
+        if grant.state == az.GRANT_STATE_PENDING_APPROVAL:
+            grant = self.approve(user, authorization, customer, requested_by=grant.granted_by)
+        return grant
+
+    def approve(self, user: str, authorization: str, customer: str, *, requested_by: str) -> az.Grant:
+        """Approve the pending grant as a user administrator of `customer` who is neither its requester nor its
+        grantee (the first whose token still works)."""
+        request = az.ApproveAuthorizationRequest(user=user,
+                                                 authorization=az.Authorization.Value(f"AUTHORIZATION_{authorization}"))
+        last = None
+        for admin in list(self.admins.get(customer, ())):
+            if admin.name in (user, requested_by):
+                continue
+            try:
+                return self.authz.ApproveAuthorization(request, metadata=admin.md).grant
+            except grpc.RpcError as err:
+                if err.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    raise
+                last = err
+        raise AssertionError(f"nobody known could approve {authorization} for {user}: {last and last.details()}")
 
     def engineer(self, password: str = TEST_PASSWORD) -> Principal:
+        """A support engineer, created by the platform admin, enrolled and logged in."""
         user_id = f"eng{next(_numbers)}"
-        self.authz.CreateUser(az.CreateUserRequest(user=az.User(
-            user_id=user_id, kind=az.PRINCIPAL_KIND_SUPPORT_ENGINEER, display_name=f"Engineer {user_id}"),
-            initial_password=password), metadata=self.admin.md)
-        return Principal(f"users/{user_id}", self.login(user_id, password))
+        self.create_user(user_id, az.PRINCIPAL_KIND_SUPPORT_ENGINEER, "", self.admin)
+        return Principal(f"users/{user_id}", self.enroll(user_id, password))
 
     def system(self, customer: str, by: Principal, *, installation: str = "20012345", sid: str = "PRD") -> str:
         number = str(next(_numbers))
@@ -223,6 +357,7 @@ class Customer:
     creator: Principal  # EDIT_MY_LOGIN_DATA
     edit_all: Principal  # EDIT_ALL_LOGIN_DATA
     extra: dict[str, Principal] = field(default_factory=dict)
+    admin: Principal | None = None  # USER_ADMIN only: the first user administrator, made by the platform admin
 
     @property
     def name(self) -> str:
@@ -230,11 +365,14 @@ class Customer:
 
 
 def new_customer(actors: Actors) -> Customer:
+    """A customer with its first user administrator (by the platform admin), who makes `ops` (a second user
+    administrator, so that EDIT_ALL_LOGIN_DATA then waits for four eyes), `creator` and `edit_all` (requested by
+    the first administrator, approved by `ops`), and one system."""
     number = actors.customer()
     ops = actors.user(number, ["MAINTAIN_SYSTEM_DATA", "CREATE_INCIDENTS", "OPEN_REMOTE_CONNECTIONS", "USER_ADMIN"])
     system = actors.system(number, ops)
     return Customer(number, system, ops, actors.user(number, ["EDIT_MY_LOGIN_DATA"]),
-                    actors.user(number, ["EDIT_ALL_LOGIN_DATA"]))
+                    actors.user(number, ["EDIT_ALL_LOGIN_DATA"]), admin=actors.customer_admin(number))
 
 
 # --- the depot's database, as someone with access to it --------------------------------------------------------

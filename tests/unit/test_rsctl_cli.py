@@ -298,7 +298,7 @@ def test_json_output_uses_proto_field_names_and_prints_defaults():
     Output(out, io.StringIO(), json_mode=True).listing("users", [authz_pb2.User(user_id="S1", kind=1)], [])
     doc = json.loads(out.getvalue())
     assert doc == {"users": [{"name": "", "user_id": "S1", "kind": "PRINCIPAL_KIND_CUSTOMER_USER", "customer": "",
-                              "display_name": "", "email": "", "disabled": False}]}
+                              "display_name": "", "email": "", "disabled": False, "password_set": False}]}
 
 
 def test_text_output_neutralises_terminal_escapes():
@@ -322,3 +322,166 @@ def test_name_only_prints_just_the_names():
     assert out.getvalue() == "customers/1/systems/2\ncustomers/1/systems/3\n"
     code, _, err = run(["types", "list", "--json", "--name-only"])
     assert code == 2 and "exclude each other" in err
+
+
+# --- users: one-time codes, four eyes, the identity log (against a fake authz) ---------------------------------
+
+HASH = "ab" * 32
+
+
+@pytest.fixture
+def fake_authz(monkeypatch):
+    """Client.call answered from `answers` (method -> request -> response); every call is recorded."""
+    from rsctl.client import Client
+
+    calls, answers = [], {}
+
+    def call(self, service, method, request, *, authenticated=True):
+        calls.append((service, method, request, authenticated))
+        return answers[method](request)
+
+    monkeypatch.setattr(Client, "call", call)
+    return calls, answers
+
+
+def test_users_create_needs_email_and_takes_no_password():
+    code, _, err = run(["users", "create", "S0000000001", "--name", "N", "--customer", "1"])
+    assert code == 2 and "--email" in err
+    code, _, err = run(["users", "create", "S0000000001", "--name", "N", "--email", "n@example.com",
+                        "--password-stdin"], stdin="a long password 1\n")
+    assert code == 2 and "unrecognized arguments: --password-stdin" in err
+
+
+def test_users_create_sends_the_address_and_says_a_code_was_mailed(fake_authz, tmp_path):
+    calls, answers = fake_authz
+    answers["CreateUser"] = lambda r: authz_pb2.CreateUserResponse(user=authz_pb2.User(
+        name=f"users/{r.user.user_id}", user_id=r.user.user_id, email=r.user.email, customer=r.user.customer))
+    code, out, _ = run(["users", "create", "S0000000001", "--name", "Ada", "--email", "ada@example.com",
+                        "--customer", "12"], environ={"RSCTL_TOKEN": "t", "RSCTL_CONFIG_DIR": str(tmp_path)})
+    [(service, method, request, authenticated)] = calls
+    assert (service, method, authenticated) == ("authz", "CreateUser", True)
+    assert request.initial_password == "" and request.user.email == "ada@example.com"
+    assert request.user.customer == "customers/12"
+    assert code == 0 and "A one-time code was mailed to ada@example.com" in out
+    assert "rsctl users set-password S0000000001 --code CODE" in out
+    code, out, _ = run(["users", "create", "S0000000001", "--name", "Ada", "--email", "ada@example.com",
+                        "--customer", "12", "--json"], environ={"RSCTL_TOKEN": "t", "RSCTL_CONFIG_DIR": str(tmp_path)})
+    assert code == 0 and json.loads(out)["email"] == "ada@example.com"  # one JSON document, no remark
+
+
+def test_set_password_is_public_and_reads_the_password_like_login(fake_authz, tmp_path):
+    calls, answers = fake_authz
+    answers["SetPassword"] = lambda r: authz_pb2.SetPasswordResponse()
+    environ = {"RSCTL_CONFIG_DIR": str(tmp_path)}  # no session: none is needed
+    code, out, _ = run(["users", "set-password", "users/S0000000001", "--code", " ABCDE-FGHIJ-KLMNO-PQRST ",
+                        "--password-stdin"], stdin="a long password 1\n", environ=environ)
+    [(_, method, request, authenticated)] = calls
+    assert (method, authenticated) == ("SetPassword", False)
+    assert (request.user_id, request.code, request.new_password) == (
+        "S0000000001", "ABCDE-FGHIJ-KLMNO-PQRST", "a long password 1")
+    assert code == 0 and "rsctl login S0000000001" in out and "a long password 1" not in out
+    assert run(["users", "set-password", "S1"])[0] == 2  # --code is required
+    code, _, err = run(["users", "set-password", "S1", "--code", "C", "--password", "in-argv"])
+    assert code == 2 and "unrecognized arguments" in err
+    code, _, err = run(["users", "set-password", "S1", "--code", "C"], environ=environ)
+    assert code == 2 and "--password-stdin" in err
+    code, _, err = run(["users", "set-password", "S1", "--code", "C", "--password-stdin"], environ=environ)
+    assert code == 2 and "no new password on standard input" in err
+    assert len(calls) == 1
+
+
+def test_set_password_refused_exits_3(monkeypatch, tmp_path):
+    from rsctl.client import Client
+
+    def refuse(self, service, method, request, *, authenticated=True):
+        raise errors.from_rpc_error(FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "the code is wrong"), "a (authz)")
+
+    monkeypatch.setattr(Client, "call", refuse)
+    code, out, err = run(["users", "set-password", "S1", "--code", "C", "--password-stdin"],
+                         stdin="a long password 1\n", environ={"RSCTL_CONFIG_DIR": str(tmp_path)})
+    assert (code, out) == (3, "") and err.startswith("rsctl: UNAUTHENTICATED: the code is wrong")
+
+
+def test_reset_password_says_where_the_code_went(fake_authz):
+    calls, answers = fake_authz
+    response = authz_pb2.ResetPasswordResponse(user=authz_pb2.User(name="users/S1", user_id="S1", email="s@x.example"))
+    response.code_expire_time.FromDatetime(dt.datetime(2026, 12, 1, 8, 0))
+    answers["ResetPassword"] = lambda r: response
+    code, out, _ = run(["users", "reset-password", "S1"], environ={"RSCTL_TOKEN": "t"})
+    assert calls[0][2] == authz_pb2.ResetPasswordRequest(name="users/S1")
+    assert code == 0 and "mailed to s@x.example, valid until 2026-12-01T08:00:00Z" in out
+    code, out, _ = run(["users", "reset-password", "S1", "--json"], environ={"RSCTL_TOKEN": "t"})
+    assert json.loads(out)["code_expire_time"] == "2026-12-01T08:00:00Z"
+
+
+def test_approve_and_grants_show_the_state_and_the_approver(fake_authz):
+    calls, answers = fake_authz
+    pending = authz_pb2.Grant(user="users/S2", authorization=authz_pb2.AUTHORIZATION_EDIT_ALL_LOGIN_DATA,
+                              state=authz_pb2.GRANT_STATE_PENDING_APPROVAL, granted_by="users/S1")
+    active = authz_pb2.Grant(user="users/S2", authorization=authz_pb2.AUTHORIZATION_EDIT_ALL_LOGIN_DATA,
+                             state=authz_pb2.GRANT_STATE_ACTIVE, granted_by="users/S1", approved_by="users/S3")
+    answers["GrantAuthorization"] = lambda r: authz_pb2.GrantAuthorizationResponse(grant=pending)
+    answers["ApproveAuthorization"] = lambda r: authz_pb2.ApproveAuthorizationResponse(grant=active)
+    answers["ListAuthorizations"] = lambda r: authz_pb2.ListAuthorizationsResponse(grants=[active])
+    code, out, _ = run(["auth", "grant", "S2", "edit-all-login-data"], environ={"RSCTL_TOKEN": "t"})
+    assert code == 0 and "PENDING_APPROVAL" in out and "rsctl users approve S2 EDIT_ALL_LOGIN_DATA" in out
+    code, out, _ = run(["users", "approve", "S2", "edit-all-login-data"], environ={"RSCTL_TOKEN": "t"})
+    assert calls[-1][2] == authz_pb2.ApproveAuthorizationRequest(
+        user="users/S2", authorization=authz_pb2.AUTHORIZATION_EDIT_ALL_LOGIN_DATA)
+    assert code == 0 and "approved_by:" in out and "users/S3" in out
+    code, out, _ = run(["users", "grants", "S2"], environ={"RSCTL_TOKEN": "t"})
+    assert out.splitlines() == ["AUTHORIZATION        INSTALLATIONS  STATE   GRANTED_BY  APPROVED_BY  GRANTED",
+                                "EDIT_ALL_LOGIN_DATA  all            ACTIVE  users/S1    users/S3"]
+    assert run(["users", "approve", "S2", "EDIT_EVERYTHING"])[0] == 2
+
+
+def test_users_log_follows_every_page_or_stops_at_limit(fake_authz):
+    calls, answers = fake_authz
+    pages = {"": (["1", "2"], "p2"), "p2": (["3"], "")}
+
+    def page(request):
+        sequences, token = pages[request.page_token]
+        return authz_pb2.ListIdentityEventsResponse(next_page_token=token, events=[
+            authz_pb2.IdentityEvent(sequence=int(n), actor="users/S1", action="GRANTED", target="users/S2")
+            for n in sequences])
+
+    answers["ListIdentityEvents"] = page
+    code, out, _ = run(["users", "log", "12", "--json"], environ={"RSCTL_TOKEN": "t"})
+    assert code == 0 and [e["sequence"] for e in json.loads(out)["events"]] == ["1", "2", "3"]
+    assert [c[2].parent for c in calls] == ["customers/12", "customers/12"]
+    calls.clear()
+    code, out, _ = run(["users", "log", "12", "--limit", "2"], environ={"RSCTL_TOKEN": "t"})
+    assert code == 0 and len(out.splitlines()) == 3 and calls[0][2].page_size == 2 and len(calls) == 1
+    calls.clear()
+    run(["users", "log"], environ={"RSCTL_TOKEN": "t"})  # no customer at all: the vendor side's log
+    assert calls[0][2].parent == ""
+
+
+def test_verify_log_prints_the_head_and_exits_8_when_not_valid(fake_authz, tmp_path):
+    calls, answers = fake_authz
+    verdicts = []
+    answers["VerifyIdentityLog"] = lambda r: verdicts.pop(0)
+    env = {"RSCTL_TOKEN": "t"}
+    verdicts.append(authz_pb2.VerifyIdentityLogResponse(valid=True, events_checked=5,
+                                                        head=authz_pb2.IdentityLogHead(sequence=5, hash=HASH)))
+    head_file = tmp_path / "head.txt"
+    code, out, _ = run(["users", "verify-log", "12", "--save-head", str(head_file)], environ=env)
+    assert code == 0 and f"Head: 5:{HASH}" in out and head_file.read_text() == f"5:{HASH}\n"
+    assert "The identity log of customers/12 is intact: 5 events verified." in out
+    verdicts.append(authz_pb2.VerifyIdentityLogResponse(
+        valid=False, events_checked=3, first_broken_sequence=3, problem="the log ends at event 3",
+        head=authz_pb2.IdentityLogHead(sequence=3, hash=HASH)))
+    code, out, _ = run(["users", "verify-log", "12", "--since-head", f"@{head_file}"], environ=env)
+    assert calls[-1][2].kept_head == authz_pb2.IdentityLogHead(sequence=5, hash=HASH)
+    assert code == 8 and "BROKEN at event 3 (3 events checked): the log ends at event 3" in out
+    verdicts.append(authz_pb2.VerifyIdentityLogResponse(valid=True, events_checked=0, head=authz_pb2.IdentityLogHead(
+        sequence=0, hash="0" * 64)))
+    empty_file = tmp_path / "empty.txt"
+    code, out, err = run(["users", "verify-log", "12", "--save-head", str(empty_file)], environ=env)
+    assert code == 0 and "Head:" not in out and "no head to save" in err and not empty_file.exists()
+    verdicts.append(authz_pb2.VerifyIdentityLogResponse(valid=True, events_checked=1,
+                                                        head=authz_pb2.IdentityLogHead(sequence=1, hash=HASH)))
+    code, out, _ = run(["users", "verify-log", "--json"], environ=env)  # no customer: the vendor side's log
+    assert code == 0 and calls[-1][2].parent == "" and json.loads(out)["head"]["sequence"] == "1"
+    code, _, err = run(["users", "verify-log", "12", "--since-head", "0:" + HASH], environ=env)
+    assert code == 2 and "is not a head" in err
