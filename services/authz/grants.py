@@ -140,8 +140,8 @@ async def approve(store: Store, clock: Clock, mailer: Mailer, actor: Actor, user
             raise model.NoPendingGrant(user_id, authorization)
         model.check_approver(actor.name, request.requested_by, f"users/{user_id}")
         if actor.kind == PLATFORM_ADMIN or actor.user_id not in await queries.locked_user_admins(user.customer):
-            raise model.NotAnApprover("platform admin" if actor.kind == PLATFORM_ADMIN else
-                                      "holder of a narrowed or no USER_ADMIN")
+            raise model.NotTheCustomersUserAdmin("the platform admin" if actor.kind == PLATFORM_ADMIN else
+                                                 actor.name)
         row = await queries.grant(user_id, authorization)
         if row is None:
             row = GrantRow(user_id=user_id, authorization=authorization, customer=user.customer, installations="")

@@ -161,6 +161,12 @@ class NotAnApprover(PermissionDenied):
                          "must")
 
 
+class NotTheCustomersUserAdmin(PermissionDenied):
+    def __init__(self, who: str) -> None:
+        super().__init__(f"{who} cannot approve a grant: only an enabled user administrator of the customer (with "
+                         "USER_ADMIN for the whole customer) can")
+
+
 class NoPendingGrant(NotFound):
     def __init__(self, user_id: str, authorization: str) -> None:
         super().__init__(f"users/{user_id} has no pending grant of {authorization}")
