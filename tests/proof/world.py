@@ -7,12 +7,9 @@ import datetime as dt
 import itertools
 import os
 import random
-import re
 import secrets as _secrets
 import time
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email import policy as email_policy
 from pathlib import Path
 
 import grpc
@@ -88,18 +85,12 @@ def outcome(call, *args, **kwargs) -> tuple[grpc.StatusCode, object]:
         return err.code(), err
 
 
-# services.kit.mailsink names each message's file after its recipient, with these characters replaced
-_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9@._+-]")
 THROTTLED_WAIT_S = 60.0  # how long a Login or SetPassword refused for the per-peer rate is asked again
 
 
 def messages_to(folder: Path, address: str) -> list:
-    """The messages the mail sink wrote to `folder` for `address`, oldest first: only the files named after the
-    recipient are read (the folder holds every message of the suite), all of them if none is so named."""
-    paths = sorted(Path(folder).glob(f"*-{_UNSAFE_IN_NAME.sub('_', address)[:120]}.eml"))
-    found = [m for m in (message_from_bytes(p.read_bytes(), policy=email_policy.default) for p in paths)
-             if m["To"] == address]
-    return found or read_messages(folder, address)
+    """The messages the mail sink wrote to `folder` for `address`, oldest first."""
+    return read_messages(folder, address)
 
 
 def mailed_codes(folder: Path) -> set[str]:
