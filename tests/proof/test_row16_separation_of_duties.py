@@ -66,7 +66,7 @@ class Attacker:
 class Held:
     """What a sequence gave the attacker beyond its own account."""
 
-    service_tokens: list[str] = field(default_factory=list)
+    service_tokens: dict[str, str] = field(default_factory=dict)  # service account -> a token minted for it
     passwords: dict[str, str] = field(default_factory=dict)  # user ID -> a password the attacker set for it
 
 
@@ -194,7 +194,7 @@ class Search:
             elif kind == "token":
                 response = await self.authz.CreateServiceToken(az.CreateServiceTokenRequest(
                     service_account=f"users/{SERVICE_ACCOUNTS[rest]}"), metadata=md)
-                held.service_tokens.append(response.access_token)
+                held.service_tokens[rest] = response.access_token
         except grpc.aio.AioRpcError as err:
             assert err.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (op, err.details())
             return False
@@ -267,7 +267,7 @@ class Search:
             state.append((label, user.disabled, user.password_set, email_key(user.email) == email_key(attacker.email),
                           tuple(sorted((g.authorization, g.state) for g in grants.grants))))
         held_by = tuple(sorted(labels.get(f"users/{u}", "other") for u in creds))
-        return tuple(sorted(state)), held_by, len(held.service_tokens)
+        return tuple(sorted(state)), held_by, tuple(sorted(held.service_tokens))
 
     # --- the search ------------------------------------------------------------------------------------------
     async def replay(self, sequence: tuple[str, ...]) -> tuple[World, Attacker, str, Held]:
@@ -301,7 +301,7 @@ class Search:
                     creds = await self.credentials(attacker, held)
                     if set(creds) - {attacker.user_id}:
                         self.foreign.append(sequence)
-                    if await self.reveals(w, [token, *creds.values(), *held.service_tokens]):
+                    if await self.reveals(w, [token, *creds.values(), *held.service_tokens.values()]):
                         self.revealed.append(sequence)
                     if depth < max_depth:  # a state reached before is not explored again
                         state = await self.fingerprint(w, attacker, creds, held)
