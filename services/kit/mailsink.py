@@ -29,16 +29,19 @@ _serial = itertools.count(1)
 
 
 class FolderHandler:
-    """aiosmtpd handler: each accepted message to `folder`, as <time>-<n>-<recipient>.eml."""
+    """aiosmtpd handler: each accepted message to `folder`, as <time>-<n>-<recipient>.eml; `written` lists the
+    files per recipient, in order (what this handler wrote, for a sink read in the same process)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.written: dict[str, list[Path]] = {}
 
     async def handle_DATA(self, server, session, envelope) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         for rcpt in envelope.rcpt_tos:
-            write_secret_file(self.folder / _file_name(stamp, next(_serial), rcpt),
-                              envelope.original_content or envelope.content)
+            path = self.folder / _file_name(stamp, next(_serial), rcpt)
+            write_secret_file(path, envelope.original_content or envelope.content)
+            self.written.setdefault(rcpt, []).append(path)
         return "250 OK"
 
 
@@ -68,7 +71,8 @@ class Sink:
     def __init__(self, folder: Path, port: int = 0) -> None:
         self.folder = Path(folder)
         self.port = port or free_port()
-        self._controller = Controller(FolderHandler(self.folder), hostname="127.0.0.1", port=self.port)
+        self.handler = FolderHandler(self.folder)
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
     def start(self) -> "Sink":
         self._controller.start()
@@ -78,7 +82,12 @@ class Sink:
         self._controller.stop()
 
     def messages(self, to: str | None = None) -> list[EmailMessage]:
-        return read_messages(self.folder, to)
+        """The messages this sink received (for `to`), oldest first; for one recipient without reading the
+        folder (it holds every message of a long test run)."""
+        if to is None:
+            return read_messages(self.folder)
+        return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                for path in list(self.handler.written.get(to, ()))]
 
 
 async def _serve(folder: Path, host: str, port: int) -> None:
