@@ -68,6 +68,13 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "services.kit.healthcheck", "--service", "connections", "127.0.0.1:50054"]
 ENTRYPOINT ["python", "-m", "services.connections.server"]
 
+FROM runtime AS relay
+ENV RS_SERVICE=relay
+EXPOSE 50055
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "services.kit.healthcheck", "--service", "relay", "127.0.0.1:50055"]
+ENTRYPOINT ["python", "-m", "services.connections.relay"]
+
 FROM runtime AS gateway
 ENV RS_SERVICE=gateway
 EXPOSE 50051

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import httpclient, load, loginflood, peers, report, stats, suite
+from bench import httpclient, load, loginflood, peers, relay, report, stats, suite
 from bench.probe import METHOD as PROBE_METHOD
 from bench.probe import Request as ProbeRequest
 from bench.probe import Response as ProbeResponse
@@ -458,6 +458,8 @@ class Bench:
             await self.depot_openbao()
         if self.wanted("gateway"):
             await self.gateway(ours, fx)
+        if self.wanted("relay"):  # issue 16: rsctl tunnel + relay + rsctl connector vs socat and direct TCP
+            await relay.run_group(self, ours)
         if self.args.profile:
             try:
                 await self.profile(ours, fx)
@@ -486,7 +488,8 @@ class Bench:
                      "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
                      "scale": self.scale, "duration_s": self.duration, "warmup_s": self.warmup,
                      "clients": self.clients, "total_s": total_s},
-            "targets": targets(comparisons, self.scale_figures, self.clients, self.scale),
+            "targets": targets(comparisons, self.scale_figures, self.clients, self.scale)
+            + relay.targets(self.scale_figures),
             "comparisons": comparisons,
             "results": results,
             "scale": {"figures": self.scale_figures, "rss_mib": self.rss},
@@ -576,7 +579,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, 1 and 4 clients, scale 0.01")
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of Check and Reveal (extra runs)")
     parser.add_argument("--only", default="", help="comma list of: floor,check,loginflood,reveal,create,gateway,"
-                                                   "list,check-scale,sweep,verify")
+                                                   "list,check-scale,sweep,verify,relay")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.{md,json,png} go")
     args = parser.parse_args()
     bench = Bench(args)

@@ -1,6 +1,7 @@
-"""GetSystemOverview: a system with its set-ups, windows, logon data (masked) and latest log events, read
-in parallel under one deadline, as the caller. A part the caller may not see (PERMISSION_DENIED) is left
-out and named in `omitted`; the system itself failing, or any other failure, fails the call."""
+"""GetSystemOverview: a system with its set-ups, windows, live relay sessions, logon data (masked) and latest
+log events, read in parallel under one deadline, as the caller (so a support engineer's live sessions are its
+own only, as ListSessions answers it). A part the caller may not see (PERMISSION_DENIED) is left out and named
+in `omitted`; the system itself failing, or any other failure, fails the call."""
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,8 @@ from gateway.model import log_event_limit
 from services.kit import auth, names
 from services.kit.errors import DomainError
 
-PART_LIMIT = 1000  # set-ups (at most one per catalog type), windows (newest first), entries
-PARTS = ("connection_setups", "connections", "logon_data", "log_events")
+PART_LIMIT = 1000  # set-ups (at most one per catalog type), windows and live sessions (newest first), entries
+PARTS = ("connection_setups", "connections", "live_sessions", "logon_data", "log_events")
 
 
 async def system_overview(b: Backends, request: gpb.GetSystemOverviewRequest) -> gpb.GetSystemOverviewResponse:
@@ -32,6 +33,8 @@ async def system_overview(b: Backends, request: gpb.GetSystemOverviewRequest) ->
                       cpb.ListConnectionSetupsRequest(parent=system), "connection_setups", PART_LIMIT),
             b.collect("connections", b.connections.ListConnections,
                       cpb.ListConnectionsRequest(parent=system), "connections", PART_LIMIT),
+            b.collect("connections", b.connections.ListSessions,
+                      cpb.ListSessionsRequest(parent=system, state=cpb.SESSION_STATE_ACTIVE), "sessions", PART_LIMIT),
             b.collect("depot", b.depot.ListLogonData, dpb.ListLogonDataRequest(parent=system), "logon_data",
                       PART_LIMIT),
             latest_events(b, customer, system, limit),

@@ -22,7 +22,9 @@ ISO 8601 UTC. Options that take a time accept 2026-12-01T08:00:00Z, 2026-12-01, 
 
 Where it talks to: --address (else $RSCTL_ADDRESS, else the gateway at 127.0.0.1:50051). Every method is
 served by the gateway; --authz-address, --connections-address, --depot-address, --gateway-address (or
-$RSCTL_<SERVICE>_ADDRESS) send one service's methods elsewhere, e.g. straight to a service. Plaintext
+$RSCTL_<SERVICE>_ADDRESS) send one service's methods elsewhere, e.g. straight to a service. The relay (the
+data plane `rsctl tunnel` talks to; the gateway does not serve it) is --relay-address, else
+$RSCTL_RELAY_ADDRESS, else 127.0.0.1:50055; `rsctl connector run` dials the relays its file names. Plaintext
 gRPC unless --tls (or --ca-file, e.g. var/certs/public-ca.pem for the gateway's public port); a service
 that asks for a client certificate (RS_TLS=1) gets --cert-file/--key-file (e.g. var/certs/client.pem).
 
@@ -68,6 +70,7 @@ environment:
   RSCTL_ADDRESS       default --address
   RSCTL_<SERVICE>_ADDRESS, --<service>-address
                       send one service's methods (authz, connections, depot, gateway) elsewhere
+  RSCTL_RELAY_ADDRESS default --relay-address (the relay, for 'tunnel'; 127.0.0.1:50055)
   RSCTL_CONFIG_DIR    default --config-dir
   RSCTL_TOKEN         a bearer token to use instead of the stored session
   RSCTL_TIMEOUT       default --timeout
@@ -129,13 +132,16 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     group.add_argument("--cert-file", type=Path, default=default, metavar="PEM",
                        help="client certificate, for services that ask for one (mutual TLS)")
     group.add_argument("--key-file", type=Path, default=default, metavar="PEM", help="its private key")
+    group.add_argument("--relay-address", default=default, metavar="HOST:PORT",
+                       help="the relay, for 'tunnel' (default: $RSCTL_RELAY_ADDRESS or 127.0.0.1:50055; "
+                            "--address does not move it)")
     for service in SERVICES:
         group.add_argument(f"--{service}-address", dest=f"{service}_address", default=default,
                            metavar="HOST:PORT", help=argparse.SUPPRESS)
 
 
 _GLOBAL_DEFAULTS = {"address": None, "json": False, "name_only": False, "timeout": None, "config_dir": None,
-                    "customer": None,
+                    "customer": None, "relay_address": None,
                     "tls": False, "ca_file": None, "cert_file": None, "key_file": None,
                     **{f"{s}_address": None for s in SERVICES}}
 
@@ -174,7 +180,8 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> argparse.Namespace:
 
 
 def _context(args: argparse.Namespace, environ, stdin, stdout, stderr) -> Context:
-    addresses = Addresses.resolve(environ, args.address, {s: getattr(args, f"{s}_address") for s in SERVICES})
+    addresses = Addresses.resolve(environ, args.address, {s: getattr(args, f"{s}_address") for s in SERVICES},
+                                  relay=args.relay_address)
     tls = Tls.resolve(environ, tls=args.tls, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
     out = Output(stdout, stderr, args.json, args.name_only)
     return Context(args=args, out=out, store=SessionStore(args.config_dir), environ=environ, stdin=stdin,

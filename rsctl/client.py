@@ -16,6 +16,7 @@ from remotesupport.gateway.v1 import gateway_pb2_grpc
 from rsctl.errors import CliError, from_rpc_error, usage
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_RELAY_ADDRESS = "127.0.0.1:50055"
 SERVICES = ("authz", "connections", "depot", "gateway")
 STUBS = {
     "authz": authz_pb2_grpc.AuthzServiceStub,
@@ -32,13 +33,17 @@ class Addresses:
 
     default: str = DEFAULT_ADDRESS
     per_service: dict[str, str] = field(default_factory=dict)
+    relay: str = DEFAULT_RELAY_ADDRESS
 
     def of(self, service: str) -> str:
         return self.per_service.get(service) or self.default
 
     @classmethod
-    def resolve(cls, environ: dict[str, str], address: str | None, per_service: dict[str, str | None]) -> "Addresses":
-        """Precedence: --<svc>-address, --address, RSCTL_<SVC>_ADDRESS, RSCTL_ADDRESS, 127.0.0.1:50051."""
+    def resolve(cls, environ: dict[str, str], address: str | None, per_service: dict[str, str | None],
+                relay: str | None = None) -> "Addresses":
+        """Precedence: --<svc>-address, --address, RSCTL_<SVC>_ADDRESS, RSCTL_ADDRESS, 127.0.0.1:50051. The relay
+        (the data plane, not served by the gateway) has its own: --relay-address, RSCTL_RELAY_ADDRESS,
+        127.0.0.1:50055; --address never moves it."""
         resolved: dict[str, str] = {}
         for service in SERVICES:
             flag = per_service.get(service)
@@ -47,7 +52,8 @@ class Addresses:
                 resolved[service] = flag
             elif env and not address:
                 resolved[service] = env
-        return cls(address or environ.get("RSCTL_ADDRESS") or DEFAULT_ADDRESS, resolved)
+        return cls(address or environ.get("RSCTL_ADDRESS") or DEFAULT_ADDRESS, resolved,
+                   relay or environ.get("RSCTL_RELAY_ADDRESS") or DEFAULT_RELAY_ADDRESS)
 
 
 def _truthy(value: str | None) -> bool:

@@ -6,6 +6,7 @@ the default customer (--customer, else the logged-in customer user's own):
   system     2 or systems/2 -> customers/C/systems/2
   incident   7 or incidents/7 -> customers/C/incidents/7
   window     systems/2/connections/9 -> customers/C/systems/2/connections/9
+  session    systems/2/sessions/ab12 -> customers/C/systems/2/sessions/ab12 (or an id after a SYSTEM)
   entry      systems/2/logonData/ab12 -> customers/C/systems/2/logonData/ab12 (or an id after a SYSTEM)
   type       r3-support or R3_SUPPORT -> connectionTypes/R3_SUPPORT
 """
@@ -70,7 +71,7 @@ class Names:
         return value
 
     def child(self, value: str, collection: str, system: str | None = None) -> str:
-        """A resource under a system (collection "connections", "logonData", "connectionSetups")."""
+        """A resource under a system (collection "connections", "logonData", "connectionSetups", "sessions")."""
         if value.startswith("customers/"):
             return value
         if system and "/" not in value:
@@ -84,6 +85,9 @@ class Names:
 
     def logon(self, value: str, system: str | None = None) -> str:
         return self.child(value, "logonData", system)
+
+    def session(self, value: str, system: str | None = None) -> str:
+        return self.child(value, "sessions", system)
 
     @staticmethod
     def last(name: str) -> str:

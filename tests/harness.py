@@ -26,7 +26,7 @@ from remotesupport.depot.v1 import depot_pb2_grpc
 from services.kit import app as kit_app
 from services.kit.clients import TokenFile
 from services.kit.clock import UTC, ManualClock
-from services.kit.config import ServiceConfig
+from services.kit.config import ServiceConfig, identity_of
 from services.kit.mail import SmtpSettings
 from services.kit.mailsink import Sink
 
@@ -93,6 +93,9 @@ class Databases:
         self.created.clear()
 
 
+MODULES = {"gateway": "gateway.server", "relay": "services.connections.relay.server"}
+
+
 class Suite:
     """authz + connections + depot, in this process, on port 0."""
 
@@ -115,16 +118,18 @@ class Suite:
         return ServiceConfig(
             service=service, port=0, database_url=self.db_url[service], var_dir=self.var,
             authz_addr=self.addr.get("authz", ""), connections_addr=self.addr.get("connections", ""),
-            depot_addr=self.addr.get("depot", ""), service_token_file=self.var / "secrets" / f"{service}.token",
+            depot_addr=self.addr.get("depot", ""),
+            service_token_file=self.var / "secrets" / f"{identity_of(service)}.token",
             authz_deadline_s=2.0, call_deadline_s=5.0, grace_s=0.5,
         )
 
     async def start_service(self, service: str, build=None, **build_kwargs) -> kit_app.Running:
         """Start (or restart) one service; `build` defaults to services.<service>.server.build."""
         if service not in self.db_url:
-            self.db_url[service] = self.databases.new(service)
+            owner = identity_of(service)  # the relay shares the connections database
+            self.db_url[service] = self.db_url[owner] if owner != service else self.databases.new(service)
         config = self.config(service)
-        module = "gateway.server" if service == "gateway" else f"services.{service}.server"
+        module = MODULES.get(service, f"services.{service}.server")
         build = build or importlib.import_module(module).build
         if service == "authz" and "mail" not in build_kwargs and build is importlib.import_module(module).build:
             build_kwargs["mail"] = SmtpSettings(port=self.mail.port)

@@ -6,7 +6,7 @@ from pathlib import Path
 from remotesupport.depot.v1 import depot_pb2
 from remotesupport.gateway.v1 import gateway_pb2
 from rsctl.args import key_value, time_arg, timestamp
-from rsctl.commands import connector, logon, setups, windows
+from rsctl.commands import connector, logon, sessions, setups, windows
 from rsctl.commands.log import COLUMNS as LOG_COLUMNS
 from rsctl.errors import usage
 from rsctl.output import describe, field_text, table, to_dict
@@ -35,7 +35,8 @@ def register(reg) -> None:
     p = reg.command("end", end, "close a window early and optionally delete the logon data stored for it")
     p.add_argument("window", metavar="WINDOW")
     p.add_argument("--delete-logon-data", action="store_true")
-    p = reg.command("overview", overview, "a system with its set-ups, windows, logon data and latest log events")
+    p = reg.command("overview", overview, "a system with its set-ups, windows, live sessions, logon data and latest log "
+                                          "events")
     p.add_argument("system", metavar="SYSTEM")
     p.add_argument("--log-events", type=int, default=0, metavar="N", help="latest log events to include (default 20)")
 
@@ -123,6 +124,7 @@ def overview(ctx) -> None:
         ctx.out.line(line)
     _section(ctx, "Set-ups", list(response.connection_setups), setups.COLUMNS)
     _section(ctx, "Windows", list(response.connections), windows.COLUMNS)
+    _section(ctx, "Live sessions", list(response.live_sessions), sessions.COLUMNS)
     _section(ctx, "Logon data", list(response.logon_data), logon.COLUMNS)
     _section(ctx, "Latest log events", list(response.log_events), LOG_COLUMNS)
     if response.omitted:

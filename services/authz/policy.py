@@ -47,6 +47,11 @@ RULES: dict[str, Rule] = {
     P.INCIDENTS_CREATE: _r([INCIDENTS]),
     P.INCIDENTS_UPDATE_STATUS: _r([INCIDENTS], any_engineer=True),
     P.INCIDENTS_ASSIGN: _r(any_engineer=True),
+    # sessions: the customer's members read them; an engineer reads its own (the connections service filters)
+    P.SESSIONS_READ: _r(member=True, any_engineer=True),
+    P.SESSIONS_TERMINATE: _r([OPEN]),
+    # a tunnel through the relay: an engineer assigned to the system, or the customer testing its own line
+    P.RELAY_TUNNEL: _r([OPEN], assigned_engineer=True),
     P.LOGON_READ: _r([EDIT_MY, EDIT_ALL], assigned_engineer=True),
     P.LOGON_CREATE: _r([EDIT_MY, EDIT_ALL]),
     P.LOGON_UPDATE: _r([EDIT_ALL], [EDIT_MY], assigned_engineer=True),

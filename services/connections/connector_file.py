@@ -58,6 +58,11 @@ def new_ticket(connection: str, system: str, connection_type: str, saprouter_rou
         not_before=to_timestamp(not_before), not_after=to_timestamp(not_after), issue_time=to_timestamp(issue_time))
 
 
+def attach_key_hash(attach_key: str) -> str:
+    """What the suite stores of a file's attach key."""
+    return hashlib.sha256(attach_key.encode()).hexdigest()
+
+
 def key_id_of(public_key: Ed25519PublicKey) -> str:
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -70,6 +75,8 @@ class ConnectorSigner:
         self._private_key = private_key
         self._public_key = private_key.public_key()
         self.key_id = key_id_of(self._public_key)
+        self.public_key_pem = self._public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def __repr__(self) -> str:
         return f"ConnectorSigner(key_id={self.key_id!r})"

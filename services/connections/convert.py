@@ -11,8 +11,9 @@ from services.connections.connection_types import ConnectionTypeSpec
 from services.connections.incidents import incident_name
 from services.connections.model import IncidentStatus, WindowState
 from services.connections.service_connector import ConnectorFile
+from services.connections.sessions import SessionState, session_name
 from services.connections.systems import SystemFields, system_name
-from services.connections.tables import IncidentRow, SetupRow, SystemRow, WindowRow
+from services.connections.tables import IncidentRow, SessionRow, SetupRow, SystemRow, WindowRow
 from services.connections.windows import state_of, window_name
 from services.kit import names
 from services.kit.clock import as_utc
@@ -81,7 +82,8 @@ def window(row: WindowRow, now: dt.datetime) -> pb.Connection:
 
 
 def service_connector(issued: ConnectorFile) -> pb.ServiceConnector:
-    return pb.ServiceConnector(file_name=issued.file_name, content=issued.content, ticket=issued.ticket)
+    return pb.ServiceConnector(file_name=issued.file_name, content=issued.content, ticket=issued.ticket,
+                               signing_public_key=issued.public_key_pem)
 
 
 def window_state(value: int) -> WindowState | None:
@@ -107,3 +109,31 @@ def priority(value: int) -> str:
     if value == 0 or value not in pb.IncidentPriority.values():
         return ""
     return pb.IncidentPriority.Name(value).removeprefix("INCIDENT_PRIORITY_")
+
+
+def _enum_value(enum_type, prefix: str, name: str) -> int:
+    """The number of `prefix + name` in `enum_type`, 0 (UNSPECIFIED) for "" or a name the contract lacks."""
+    value = enum_type.DESCRIPTOR.values_by_name.get(prefix + name) if name else None
+    return value.number if value is not None else 0
+
+
+def session(row: SessionRow) -> pb.Session:
+    """A relay session as stored (end_time unset while it is ACTIVE)."""
+    parent = names.system(row.customer, row.system_number)
+    msg = pb.Session(
+        name=session_name(row), connection=f"{parent}/connections/{row.window_id}",
+        connection_type=type_name(row.type_code), principal=row.principal, incident=row.incident, target=row.target,
+        state=_enum_value(pb.SessionState, "SESSION_STATE_", row.state),
+        start_time=to_timestamp(as_utc(row.start_time)), bytes_to_target=row.bytes_to_target,
+        bytes_from_target=row.bytes_from_target,
+        end_reason=_enum_value(pb.SessionEndReason, "SESSION_END_REASON_", row.end_reason),
+        refusal_reason=row.refusal_reason, detail=row.detail, relay=row.relay_id, terminated_by=row.terminated_by,
+    )
+    if row.end_time is not None:
+        msg.end_time.CopyFrom(to_timestamp(as_utc(row.end_time)))
+    return msg
+
+
+def session_state(value: int) -> SessionState | None:
+    """The stored state of a SessionState value (None for UNSPECIFIED = all)."""
+    return None if value == 0 else SessionState(pb.SessionState.Name(value).removeprefix("SESSION_STATE_"))

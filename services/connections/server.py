@@ -93,7 +93,7 @@ async def build(deps: Deps) -> ConnectionsApp:
     authz_channel = clients.channel(deps.config.authz_addr)
     assignments = AuthzAssignments(authz_channel, deps.service_token, deps.config.authz_deadline_s)
     workflow = IncidentWorkflow(store, deps.clock, assignments)
-    servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow)
+    servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses)
     spec = ServerSpec(
         register=lambda server: connections_pb2_grpc.add_ConnectionsServiceServicer_to_server(servicer, server),
         service_names=[SERVICE],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from remotesupport.connections.v1 import connections_pb2 as pb
 from remotesupport.connections.v1 import connections_pb2_grpc
-from services.connections import convert, incidents, service_connector, setups, systems, windows
+from services.connections import convert, incidents, service_connector, sessions, setups, systems, windows
 from services.connections.connection_types import ConnectionTypes
 from services.connections.connector_file import ConnectorSigner
 from services.connections.incidents import IncidentFields, IncidentWorkflow
@@ -37,8 +37,9 @@ def _enum(field: str, value: int, enum_type, *, allow_unspecified: bool) -> None
 
 class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
     def __init__(self, store: Store, clock: Clock, connection_types: ConnectionTypes, signer: ConnectorSigner,
-                 workflow: IncidentWorkflow) -> None:
+                 workflow: IncidentWorkflow, relay_addresses: tuple[str, ...]) -> None:
         self.store = store
+        self.relay_addresses = relay_addresses
         self.clock = clock
         self.connection_types = connection_types
         self.signer = signer
@@ -152,14 +153,39 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
 
     async def GetServiceConnector(self, request, context):
         parts = names.parse("connection", request.name, "name")
-        issued = await service_connector.issue_connector(self.store, self.clock, self.signer, parts["customer"],
-                                                         parts["system"], parts["connection"])
+        issued = await service_connector.issue_connector(
+            self.store, self.clock, self.signer, self.connection_types, self.relay_addresses, parts["customer"],
+            parts["system"], parts["connection"])
         return pb.GetServiceConnectorResponse(service_connector=convert.service_connector(issued))
 
     async def VerifyServiceConnector(self, request, context):
         verdict = await service_connector.verify_connector(self.store, self.clock, self.signer, request.content)
         return pb.VerifyServiceConnectorResponse(valid=verdict.valid, ticket=verdict.ticket,
                                                  currently_usable=verdict.currently_usable, problem=verdict.problem)
+
+    # --- relay sessions ----------------------------------------------------------------------------
+
+    async def ListSessions(self, request, context):
+        parts = names.parse("system", request.parent, "parent")
+        _enum("state", request.state, pb.SessionState, allow_unspecified=True)
+        window = names.parse_optional("connection", request.connection, "connection")
+        if window is not None and names.parent_system(window) != request.parent:
+            raise InvalidArgument("connection", f"must be a connection of {request.parent}")
+        rows, token = await sessions.list_sessions(
+            self.store, _actor(), parts["customer"], parts["system"], convert.session_state(request.state),
+            window["connection"] if window else None, page_size(request.page_size), request.page_token)
+        return pb.ListSessionsResponse(sessions=[convert.session(r) for r in rows], next_page_token=token)
+
+    async def GetSession(self, request, context):
+        parts = names.parse("session", request.name, "name")
+        row = await sessions.get_session(self.store, _actor(), parts["customer"], parts["system"], parts["session"])
+        return pb.GetSessionResponse(session=convert.session(row))
+
+    async def TerminateSession(self, request, context):
+        parts = names.parse("session", request.name, "name")
+        row = await sessions.terminate_session(self.store, _actor(), parts["customer"], parts["system"],
+                                               parts["session"])
+        return pb.TerminateSessionResponse(session=convert.session(row))
 
     # --- incidents ---------------------------------------------------------------------------------
 

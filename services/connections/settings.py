@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.kit.config import ServiceConfig, env, env_float
+
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -13,6 +16,7 @@ class ConnectionsSettings:
     sweep_interval_s: float
     signing_key_file: Path
     assignment_grace: dt.timedelta
+    relay_addresses: tuple[str, ...]  # the relay replicas a connector file tells the connector to dial
 
     @classmethod
     def from_env(cls, config: ServiceConfig) -> "ConnectionsSettings":
@@ -24,4 +28,8 @@ class ConnectionsSettings:
             raise SystemExit("configuration error: RS_CONNECTIONS_ASSIGNMENT_GRACE_S must be at least "
                              "RS_AUTHZ_DEADLINE_S (a reconciliation must not overtake a status change in flight)")
         key_file = env("RS_CONNECTIONS_SIGNING_KEY_FILE", str(config.var_dir / "secrets" / "connections-signing.key"))
-        return cls(interval, Path(key_file), dt.timedelta(seconds=grace))
+        relays = tuple(a.strip() for a in env("RS_RELAY_ADDRESSES", "127.0.0.1:50055").split(",") if a.strip())
+        if not relays or not all(_HOST_PORT.fullmatch(a) for a in relays):
+            raise SystemExit("configuration error: RS_RELAY_ADDRESSES must be a comma-separated list of host:port "
+                             "(the relay replicas' addresses as the customer's connector reaches them)")
+        return cls(interval, Path(key_file), dt.timedelta(seconds=grace), relays)

@@ -24,6 +24,7 @@ from services.connections.tables import (
     AssignmentCheckRow,
     ConnectionTypeRow,
     IncidentRow,
+    SessionRow,
     SetupRow,
     SystemRow,
     WindowRow,
@@ -279,6 +280,43 @@ class UnitOfWork:
                                   and_(IncidentRow.create_time == created, IncidentRow.id < incident_id)))
         stmt = stmt.order_by(IncidentRow.create_time.desc(), IncidentRow.id.desc()).limit(size + 1)
         return _first((await self._session.scalars(stmt)).all(), size)
+
+    # --- relay sessions (written by the relay; read and marked for termination here) -----------------
+
+    async def session(self, customer: str, number: str, session_id: str, *, lock: bool = False
+                      ) -> SessionRow | None:
+        """The session `session_id` of system customers/{customer}/systems/{number}, or None."""
+        return await self._one(select(SessionRow).where(
+            SessionRow.id == session_id, SessionRow.customer == customer, SessionRow.system_number == number), lock)
+
+    async def sessions_page(self, customer: str, number: str, state: str | None, window_id: str | None,
+                            principal: str | None, after: tuple[dt.datetime, str] | None, size: int
+                            ) -> tuple[list[SessionRow], bool]:
+        """The system's sessions, newest start first (then by id), after the one whose (start_time, id) is
+        `after`; only those in `state`, through window `window_id` and of `principal` when given; and whether
+        more follow."""
+        stmt = select(SessionRow).where(SessionRow.customer == customer, SessionRow.system_number == number)
+        if state is not None:
+            stmt = stmt.where(SessionRow.state == state)
+        if window_id is not None:
+            stmt = stmt.where(SessionRow.window_id == window_id)
+        if principal is not None:
+            stmt = stmt.where(SessionRow.principal == principal)
+        if after is not None:
+            start, session_id = after
+            stmt = stmt.where(or_(SessionRow.start_time < start,
+                                  and_(SessionRow.start_time == start, SessionRow.id < session_id)))
+        stmt = stmt.order_by(SessionRow.start_time.desc(), SessionRow.id.desc()).limit(size + 1)
+        return _first((await self._session.scalars(stmt)).all(), size)
+
+    async def request_termination(self, row: SessionRow, by: str, live_state: str) -> bool:
+        """Set `terminated_by` on the session if it is still in `live_state` and nobody asked before (the relay
+        carrying it then cuts it); False when it was not. `row` is updated too."""
+        result = await self._session.execute(
+            update(SessionRow).where(SessionRow.id == row.id, SessionRow.state == live_state,
+                                     SessionRow.terminated_by == "")
+            .values(terminated_by=by).execution_options(synchronize_session="evaluate"))
+        return result.rowcount == 1
 
     # --- notes of assignment changes in flight -------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.kit.db import make_base
@@ -133,3 +133,70 @@ class AssignmentCheckRow(Base):
     incident_id: Mapped[str] = mapped_column(String(32), index=True)
     customer: Mapped[str] = mapped_column(String(10))
     create_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP, index=True)
+
+
+# --- the relay (services/connections/relay): connector files, attachments, replicas, sessions ------------------
+
+
+class ConnectorKeyRow(Base):
+    """The SHA-256 of an issued connector file's attach key: a file attaches only while its key is here.
+    Deleted with the window (closing it early, or the sweep after its end)."""
+
+    __tablename__ = "connector_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_id: Mapped[str] = mapped_column(ForeignKey("connection_windows.id", ondelete="CASCADE"), index=True)
+    issue_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+
+
+class RelayRow(Base):
+    """A relay replica, alive while `seen_time` is recent (each replica renews it every second)."""
+
+    __tablename__ = "relays"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    start_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+    seen_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP, index=True)
+
+
+class AttachmentRow(Base):
+    """A connector attached to one relay replica for one window. One connector instance (a process) may be
+    attached to every replica; a second instance is refused while a live attachment of another one exists."""
+
+    __tablename__ = "connector_attachments"
+
+    window_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    relay_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    attach_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+    seen_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+
+
+class SessionRow(Base):
+    """A tunnel through the relay (or a refused attempt at one): who, which window and incident, the target,
+    when, the bytes each way and why it ended."""
+
+    __tablename__ = "relay_sessions"
+    __table_args__ = (Index("ix_relay_sessions_system", "customer", "system_number", "start_time"),
+                      Index("ix_relay_sessions_live", "state", "relay_id"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer: Mapped[str] = mapped_column(String(10))
+    system_number: Mapped[str] = mapped_column(String(18))
+    window_id: Mapped[str] = mapped_column(String(32))
+    type_code: Mapped[str] = mapped_column(String(40))
+    principal: Mapped[str] = mapped_column(String(USER_NAME))
+    principal_kind: Mapped[str] = mapped_column(String(32))
+    incident: Mapped[str] = mapped_column(String(128), default="")
+    target: Mapped[str] = mapped_column(String(300), default="")
+    relay_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # ACTIVE, ENDED, REFUSED
+    start_time: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+    end_time: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP, nullable=True)
+    bytes_to_target: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_from_target: Mapped[int] = mapped_column(BigInteger, default=0)
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+    refusal_reason: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    terminated_by: Mapped[str] = mapped_column(String(USER_NAME), default="")

@@ -41,6 +41,9 @@ class App(Protocol):
 
     async def stop(self) -> None: ...
 
+    # Optional: `async def drain(self)`, run when the server stops taking calls, before in-flight calls get
+    # their grace (a service with long-lived streams ends them there).
+
 
 @dataclass
 class Running:
@@ -59,6 +62,9 @@ class Running:
     async def stop(self, grace: float = 0.5) -> None:
         if self.mirror is not None:
             await self.mirror.stop()  # before the app closes the channels it watches
+        drain = getattr(self.app, "drain", None)
+        if drain is not None:
+            await drain()
         await self.server.stop(grace)
         await self.app.stop()
         for close in self.closers:
@@ -96,12 +102,14 @@ async def start(deps: Deps, build: Callable[[Deps], Awaitable[App]]) -> Running:
     return Running(server, port, app, health, closers, metrics_port, mirror)
 
 
+_PACKAGES = {"gateway": "gateway", "relay": "services/connections/relay"}
+_MODULES = {"gateway": "gateway.server", "relay": "services.connections.relay"}
 _VARIABLE = re.compile(r"\b(RS_[A-Z0-9_]+[A-Z0-9])\b")
 
 
 def service_variables(service: str) -> list[str]:
     """The RS_* variables a service's own modules read (found in its source, so the list stays true)."""
-    package = Path(__file__).resolve().parents[2] / ("gateway" if service == "gateway" else f"services/{service}")
+    package = Path(__file__).resolve().parents[2] / _PACKAGES.get(service, f"services/{service}")
     found: set[str] = set()
     for source in sorted(package.rglob("*.py")):
         if "migrations" not in source.parts:
@@ -114,7 +122,8 @@ def help_text(service: str) -> str:
     up = service.upper()
     lines = ["configuration (environment variables only; defaults run on a laptop, none is secret):"]
     for name, default, meaning in KIT_VARIABLES:
-        if name.startswith("RS_GATEWAY_") and service != "gateway":
+        if (name.startswith("RS_GATEWAY_") and service != "gateway") or (
+                name.startswith("RS_RELAY_") and service != "relay"):
             continue
         lines.append(f"  {name.replace('{SVC}', up):<56} {meaning} [default: {default}]")
     own = service_variables(service)
@@ -127,7 +136,7 @@ def help_text(service: str) -> str:
 
 
 def parse_args(service: str, argv: list[str] | None = None) -> argparse.Namespace:
-    module = "gateway.server" if service == "gateway" else f"services.{service}.server"
+    module = _MODULES.get(service, f"services.{service}.server")
     parser = argparse.ArgumentParser(
         prog=f"python -m {module}", description=f"The Remote Support Suite's {service} service.",
         epilog=help_text(service), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,7 +159,8 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
         logger.info("%s serving on %s:%d%s", service, config.host, running.port,
                     " (mutual TLS)" if config.tls else "")
         await run_until_signalled(running.server, running.health, running.app.spec.own_health_names,
-                                  config.grace_s, running.app.stop, running.mirror)
+                                  config.grace_s, running.app.stop, running.mirror,
+                                  getattr(running.app, "drain", None))
         for close in running.closers:
             await close()
 

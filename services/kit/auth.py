@@ -182,10 +182,16 @@ def policy_table(service: str, table: Mapping[str, MethodPolicy]) -> dict[str, M
     """A service's policies.py table (method name -> policy) as the kit's interceptors want it (full method
     path -> policy). `service` is the full proto service name; every one of its methods must have exactly one
     policy, so a method added to the contract without a policy stops the server from starting."""
-    methods = {m.name for m in descriptor_pool.Default().FindServiceByName(service).methods}
+    descriptors = {m.name: m for m in descriptor_pool.Default().FindServiceByName(service).methods}
+    methods = set(descriptors)
     if set(table) != methods:
         missing, unknown = sorted(methods - set(table)), sorted(set(table) - methods)
         raise ValueError(f"policies of {service}: missing {missing}, not in the contract {unknown}")
+    for method, policy in table.items():
+        streaming = descriptors[method].client_streaming or descriptors[method].server_streaming
+        if streaming and policy.permission is not None and not policy.handler_decides:
+            raise ValueError(f"policies of {service}: streaming method {method} needs a public or handler_decides "
+                             "policy (its resource is in the stream, not in one request the kit could resolve)")
     return {f"/{service}/{method}": policy for method, policy in table.items()}
 
 

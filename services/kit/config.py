@@ -6,7 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVICES = ("gateway", "authz", "depot", "connections")
-DEFAULT_PORTS = {"gateway": 50051, "authz": 50052, "depot": 50053, "connections": 50054}
+DEFAULT_PORTS = {"gateway": 50051, "authz": 50052, "depot": 50053, "connections": 50054, "relay": 50055}
+# A process that belongs to another service: its database, service account (token) and TLS identity are that
+# service's. The relay is the connections service's data plane.
+PART_OF = {"relay": "connections"}
+# The processes clients outside the suite reach (operators and tools; customers' connectors and engineers'
+# tunnels): they may serve those clients with a public certificate instead of the suite's mutual TLS.
+PUBLIC_FACING = ("gateway", "relay")
+
+
+def identity_of(process: str) -> str:
+    """The service whose account and certificate a process uses ("connections" for the relay)."""
+    return PART_OF.get(process, process)
 
 
 def env(name: str, default: str) -> str:
@@ -95,7 +106,7 @@ class ServiceConfig:
     # Mutual TLS between the services (off by default; `make certs` writes a development CA and certificates).
     tls: bool = False
     tls_dir: Path | None = None  # ca.pem, <service>.pem, <service>-key.pem; None: <var_dir>/certs
-    public_tls_cert: Path | None = None  # gateway only: the certificate clients see (no client certificate asked)
+    public_tls_cert: Path | None = None  # gateway, relay: the certificate clients see (no client certificate asked)
     public_tls_key: Path | None = None
     # Prometheus metrics over HTTP: 0 = off.
     metrics_port: int = 0
@@ -105,16 +116,17 @@ class ServiceConfig:
     def from_env(cls, service: str) -> "ServiceConfig":
         up = service.upper()
         vd = var_dir()
+        owner = identity_of(service)  # the relay uses the connections service's database and account
         return cls(
             service=service,
             host=env(f"RS_{up}_HOST", env("RS_HOST", "127.0.0.1")),
             port=env_int(f"RS_{up}_PORT", DEFAULT_PORTS[service]),
-            database_url=database_url(service, f"sqlite:///{vd / (service + '.db')}"),
+            database_url=database_url(owner, f"sqlite:///{vd / (owner + '.db')}"),
             var_dir=vd,
             authz_addr=_addr("authz"),
             depot_addr=_addr("depot"),
             connections_addr=_addr("connections"),
-            service_token_file=Path(env(f"RS_{up}_TOKEN_FILE", str(vd / "secrets" / f"{service}.token"))),
+            service_token_file=Path(env(f"RS_{owner.upper()}_TOKEN_FILE", str(vd / "secrets" / f"{owner}.token"))),
             authz_deadline_s=env_float("RS_AUTHZ_DEADLINE_S", 2.0),
             call_deadline_s=env_float("RS_CALL_DEADLINE_S", 10.0),
             grace_s=env_float("RS_GRACE_S", 5.0),
@@ -122,8 +134,8 @@ class ServiceConfig:
             profile=env("RS_PROFILE", "dev"),
             tls=env_bool("RS_TLS", False),
             tls_dir=Path(env("RS_TLS_DIR", str(vd / "certs"))),
-            public_tls_cert=env_path(f"RS_{up}_PUBLIC_TLS_CERT") if service == "gateway" else None,
-            public_tls_key=env_path(f"RS_{up}_PUBLIC_TLS_KEY") if service == "gateway" else None,
+            public_tls_cert=env_path(f"RS_{up}_PUBLIC_TLS_CERT") if service in PUBLIC_FACING else None,
+            public_tls_key=env_path(f"RS_{up}_PUBLIC_TLS_KEY") if service in PUBLIC_FACING else None,
             metrics_port=env_int(f"RS_{up}_METRICS_PORT", 0),
             metrics_host=env("RS_METRICS_HOST", "127.0.0.1"),
         )
@@ -140,7 +152,7 @@ class ServiceConfig:
 # Every variable the kit reads, for `--help` and the production guide: (name, default, meaning).
 KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("RS_{SVC}_HOST / RS_HOST", "127.0.0.1", "address to listen on (0.0.0.0 in a container)"),
-    ("RS_{SVC}_PORT", "gateway 50051, authz 50052, depot 50053, connections 50054", "gRPC port"),
+    ("RS_{SVC}_PORT", "gateway 50051, authz 50052, depot 50053, connections 50054, relay 50055", "gRPC port"),
     ("RS_{SVC}_DATABASE_URL", "sqlite:///$RS_VAR_DIR/<svc>.db", "this service's own database "
                                                               "(postgresql+psycopg://user:pw@host/db)"),
     ("RS_{SVC}_DATABASE_PASSWORD_FILE", "(unset)", "a file holding the database password (a mounted secret); "
@@ -158,6 +170,8 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("RS_TLS_DIR", "$RS_VAR_DIR/certs", "ca.pem, <svc>.pem, <svc>-key.pem (make certs writes development ones)"),
     ("RS_GATEWAY_PUBLIC_TLS_CERT / RS_GATEWAY_PUBLIC_TLS_KEY", "(unset)",
      "gateway only: serve clients over TLS with this certificate (no client certificate asked)"),
+    ("RS_RELAY_PUBLIC_TLS_CERT / RS_RELAY_PUBLIC_TLS_KEY", "(unset)",
+     "relay only: serve connectors and tunnels over TLS with this certificate (no client certificate asked)"),
     ("RS_{SVC}_METRICS_PORT", "0 (off)", "Prometheus metrics on http://RS_METRICS_HOST:port/metrics"),
     ("RS_METRICS_HOST", "127.0.0.1", "address of the metrics endpoint"),
     ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),

@@ -2,8 +2,9 @@
 `python -m services.kit.healthcheck --service depot 127.0.0.1:50053` exits 0 when the server answers SERVING.
 
 It uses the same environment as the service: under mutual TLS (RS_TLS=1) it presents the service's own
-certificate from RS_TLS_DIR; for the gateway's public TLS port (RS_GATEWAY_PUBLIC_TLS_CERT) it verifies the
-server against RS_GATEWAY_PUBLIC_TLS_CA (default: public-ca.pem in RS_TLS_DIR, else the system's roots)."""
+certificate from RS_TLS_DIR (the relay: the connections service's); for a public TLS port (the gateway's or the
+relay's, RS_<SVC>_PUBLIC_TLS_CERT) it verifies the server against RS_<SVC>_PUBLIC_TLS_CA (default: public-ca.pem
+in RS_TLS_DIR, else the system's roots)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit import tls
+from services.kit.config import identity_of
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -29,12 +31,13 @@ def certs_dir(env: Mapping[str, str]) -> Path:
 def credentials_from_env(env: Mapping[str, str], service: str) -> grpc.ChannelCredentials | None:
     """How a local client (health check, supervisor) reaches `service` configured by `env`; None: plaintext."""
     directory = certs_dir(env)
-    if service == "gateway" and env.get("RS_GATEWAY_PUBLIC_TLS_CERT"):
-        ca_file = env.get("RS_GATEWAY_PUBLIC_TLS_CA") or (
+    up = service.upper()
+    if env.get(f"RS_{up}_PUBLIC_TLS_CERT"):  # the gateway or the relay serving clients with a public certificate
+        ca_file = env.get(f"RS_{up}_PUBLIC_TLS_CA") or (
             str(directory / "public-ca.pem") if (directory / "public-ca.pem").exists() else "")
         return grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes() if ca_file else None)
     if env.get("RS_TLS", "").strip().lower() in TRUE:
-        return tls.Identity.load(directory, service).channel_credentials()
+        return tls.Identity.load(directory, identity_of(service)).channel_credentials()
     return None
 
 

@@ -190,9 +190,9 @@ def tolerant(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes]
 
 # --- the one interceptor --------------------------------------------------------------------------------
 class KitInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behaviour of unary-unary methods with the six stages; framework methods and the gateway's
-    forwarded paths pass untouched, and any other streaming method is refused (UNIMPLEMENTED), since the stages
-    authorize unary calls only. With
+    """Wraps the behaviour of unary-unary methods, and of the bidirectional streams a service's policies name,
+    with the six stages; framework methods and the gateway's forwarded paths pass untouched, and any other
+    streaming method is refused (UNIMPLEMENTED). With
     `peer_check` (mutual TLS on), a service account's call must also come over a connection whose client
     certificate names that service."""
 
@@ -209,20 +209,30 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
-        # Streaming is served only for the framework's public services (health watch, reflection) and the
-        # gateway's forwarded paths (their owning service authorizes them); anything else is UNIMPLEMENTED.
-        if handler.unary_unary is None:
-            policy = self.policies.get(method)
-            forwarded = policy is not None and policy.forwarded
-            return handler if forwarded or method.startswith(PUBLIC_PREFIXES) else None
+        # Streaming is served for the framework's public services (health watch, reflection), the gateway's
+        # forwarded paths (their owning service authorizes them) and bidirectional streams with a policy;
+        # anything else is UNIMPLEMENTED.
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
         if method.startswith(PUBLIC_PREFIXES):
             return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._behavior(method, handler.unary_unary), request_deserializer=tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer)
+        if handler.unary_unary is None:
+            policy = self.policies.get(method)
+            if policy is not None and policy.forwarded:
+                return handler
+            if handler.stream_stream is None or policy is None:
+                return None
+            # a bidirectional stream of a service's own contract (the relay's): the stages around the stream
+            wrapped = grpc.stream_stream_rpc_method_handler(
+                self._stream_behavior(method, handler.stream_stream),
+                request_deserializer=tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
+        else:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._behavior(method, handler.unary_unary),
+                request_deserializer=tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -270,6 +280,78 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
             await abort(context, failure)
 
         return behavior
+
+    def _stream_behavior(self, method: str, inner) -> Callable:
+        """The wrapped behaviour of a bidirectional streaming method, built once. The resource is in the
+        stream's first message, so its policy is public (the handler authenticates the caller itself, e.g. by a
+        signed file) or `handler_decides` (the kit requires the bearer token; the handler asks authz with
+        `decide_bulk`, and a response written before authz answered is refused). Stages 1-4 and 6 run around
+        the whole stream; its access-log line and metrics are written when it ends."""
+        policy = self.policies.get(method)
+        authorizer, peer_check = self.authorizer, self.peer_check
+        observed = _MethodMetrics(method)
+        name = method.rsplit("/", 1)[-1]
+
+        async def behavior(request_iterator, context):
+            header = request_id(context.invocation_metadata())
+            auth.deadline_var.set(None)  # a stream lives as long as its window; its own deadline is grpc's
+            started = _perf_counter()
+            log_code = metric_code = "OK"
+            failure: DomainError | None = None
+            try:
+                if policy.permission is not None and not policy.handler_decides:  # policy_table refuses these
+                    raise auth.PermissionDenied(f"method {method} has no usable authorization policy; refused")
+                if policy.permission is not None:
+                    token = authenticate(header)
+                    verify = (lambda decision: _peer(context, decision)) if peer_check else None
+                    auth.auth_var.set(auth.AuthContext(token, None, authorizer, verify))
+                else:
+                    auth.auth_var.set(None)
+                requests = _decoded(request_iterator, name, method)
+                await map_errors(method, inner, requests, _StreamContext(context, policy))
+            except DomainError as error:
+                failure = error
+                log_code = metric_code = _status_name(error)
+            except asyncio.CancelledError:
+                metric_code = "CANCELLED"
+                log_code = _code_name(context, "CANCELLED")
+                raise
+            finally:
+                seconds = _perf_counter() - started
+                observed.observe(metric_code, seconds)
+                access_log(method, log_code, seconds)
+            if failure is not None:
+                await abort(context, failure)
+
+        return behavior
+
+
+async def _decoded(iterator, name: str, method: str):
+    """The stream's requests; one that does not decode ends the call INVALID_ARGUMENT."""
+    async for message in iterator:
+        if message is UNDECODABLE:
+            raise InvalidArgument("request", f"is not a {name}Request message: it does not decode ({method})")
+        yield message
+
+
+class _StreamContext:
+    """The servicer context of a stream, refusing to write a response of a `handler_decides` stream before
+    authz was consulted during the call (the streaming form of the unary guard)."""
+
+    __slots__ = ("_context", "_guarded")
+
+    def __init__(self, context, policy: auth.MethodPolicy) -> None:
+        self._context = context
+        self._guarded = policy.handler_decides
+
+    async def write(self, message) -> None:
+        if self._guarded and not auth.current().consulted:
+            logger.error("a stream wrote before consulting authz; the response was not sent")
+            raise Internal(f"internal error; quote request id {request_id_var.get()}")
+        await self._context.write(message)
+
+    def __getattr__(self, attribute: str):
+        return getattr(self._context, attribute)
 
 
 def chain(policies: dict[str, auth.MethodPolicy], authorizer: auth.Authorizer, *,

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Callable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,14 @@ AUTHZ_DECISIONS = Counter("rs_authz_decisions", "Authorization decisions enforce
 SWEEPS = Counter("rs_sweeps", "Background sweeps completed, by service and kind.", ["service", "kind"])
 SWEPT_ITEMS = Counter("rs_swept_items", "Rows a sweep acted on (closed, purged, re-wrapped...), by service "
                       "and kind.", ["service", "kind"])
+# the relay (services/connections/relay)
+RELAY_CONNECTORS = Gauge("rs_relay_connectors", "Service Connectors attached to this relay replica.")
+RELAY_SESSIONS = Gauge("rs_relay_sessions", "Live sessions (tunnels) carried by this relay replica.")
+RELAY_BYTES = Counter("rs_relay_bytes", "Bytes carried by the relay, by direction (to_target, from_target).",
+                      ["direction"])
+RELAY_REFUSALS = Counter("rs_relay_refusals", "Tunnel admissions and connector attachments refused, by reason.",
+                         ["reason"])
+RELAY_ENDS = Counter("rs_relay_session_ends", "Sessions ended, by reason.", ["reason"])
 
 _service: list[str] = [""]
 

@@ -23,6 +23,8 @@ _TEMPLATES = {
     rf"/connectionSetups/(?P<code>{TYPE_CODE})",
     "connection": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/systems/(?P<system>{SYSTEM_NUMBER})"
     rf"/connections/(?P<connection>{RESOURCE_ID})",
+    "session": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/systems/(?P<system>{SYSTEM_NUMBER})"
+    rf"/sessions/(?P<session>{RESOURCE_ID})",
     "connection_type": rf"connectionTypes/(?P<code>{TYPE_CODE})",
     "incident": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/incidents/(?P<incident>{RESOURCE_ID})",
 }
@@ -35,6 +37,7 @@ _EXAMPLES = {
     "restricted_view": "customers/{c}/systems/{s}/restrictedViews/{incident_id}",
     "connection_setup": "customers/{c}/systems/{s}/connectionSetups/{CODE}",
     "connection": "customers/{c}/systems/{s}/connections/{id}",
+    "session": "customers/{c}/systems/{s}/sessions/{id}",
     "connection_type": "connectionTypes/{CODE}",
     "incident": "customers/{c}/incidents/{id}",
 }

@@ -26,6 +26,8 @@ class ServerSpec:
     service_names: list[str]
     policies: dict[str, auth.MethodPolicy]
     generic_handlers: list = field(default_factory=list)
+    # channel arguments of this server beyond the kit's (e.g. the relay's keepalive policy for long-lived streams)
+    options: list[tuple[str, int]] = field(default_factory=list)
     # names among service_names whose health is another server's (kit.healthmirror): name -> channel to it
     mirrored_health: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
@@ -50,7 +52,7 @@ async def create_server(config: ServiceConfig, spec: ServerSpec, authorizer: aut
     credentials = tls.server_credentials(config)
     server = grpc.aio.server(
         interceptors=interceptors.chain(spec.policies, authorizer, peer_check=tls.requires_service_peer(config)),
-        options=server_options(config),
+        options=server_options(config) + list(spec.options),
         maximum_concurrent_rpcs=config_max_rpcs(),
     )
     spec.register(server)
@@ -85,10 +87,11 @@ async def mark_not_serving(health_servicer, service_names: list[str]) -> None:
 
 
 async def run_until_signalled(server: grpc.aio.Server, health_servicer, service_names: list[str], grace_s: float,
-                              on_stop: Callable[[], Awaitable[None]] | None = None, mirror=None) -> None:
+                              on_stop: Callable[[], Awaitable[None]] | None = None, mirror=None,
+                              on_drain: Callable[[], Awaitable[None]] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then stop taking calls and let in-flight ones finish within the grace.
     `service_names` are those whose health this server sets itself; a `mirror` (kit.healthmirror) stops
-    following its names, which go NOT_SERVING with the rest."""
+    following its names, which go NOT_SERVING with the rest. `on_drain` runs before the grace starts."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,6 +102,8 @@ async def run_until_signalled(server: grpc.aio.Server, health_servicer, service_
     if mirror is not None:
         await mirror.stop()
     await mark_not_serving(health_servicer, [*service_names, *(mirror.names if mirror is not None else ())])
+    if on_drain is not None:  # e.g. the relay ends its long-lived streams itself, saying why
+        await on_drain()
     await server.stop(grace_s)
     if on_stop is not None:
         await on_stop()

@@ -1,6 +1,6 @@
-"""`make run`: start authz, connections, depot and the gateway as four processes, wait until each
-reports SERVING, print the addresses, and stop all four cleanly on Ctrl-C. Unless RS_SMTP_HOST names a mail
-server, a fifth process is the local mail sink (services.kit.mailsink) that authz mails to: every message (the
+"""`make run`: start authz, connections, the relay, depot and the gateway as five processes, wait until each
+reports SERVING, print the addresses, and stop all five cleanly on Ctrl-C. Unless RS_SMTP_HOST names a mail
+server, a sixth process is the local mail sink (services.kit.mailsink) that authz mails to: every message (the
 users' one-time codes among them) lands in var/mail/.
 
 Also used by tests to start extra replicas of a service (`replica_ports`) against the same databases, and
@@ -20,14 +20,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.kit.config import DEFAULT_PORTS, env_int
+from services.kit.config import DEFAULT_PORTS, PART_OF, env_int
 from services.kit.healthcheck import credentials_from_env
 from services.kit.mail import DEFAULT_SMTP_PORT
 from services.kit.mailsink import free_port
 
-ORDER = ("authz", "connections", "depot", "gateway")
+ORDER = ("authz", "connections", "relay", "depot", "gateway")
 MODULES = {"authz": "services.authz.server", "connections": "services.connections.server",
-           "depot": "services.depot.server", "gateway": "gateway.server"}
+           "relay": "services.connections.relay", "depot": "services.depot.server", "gateway": "gateway.server"}
 
 
 def wait_serving(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
@@ -51,7 +51,7 @@ def wait_serving(address: str, timeout: float = 30.0, process: subprocess.Popen 
 
 @dataclass
 class Supervisor:
-    """The four processes of the suite; used by `make run` and by the end-to-end tests."""
+    """The five processes of the suite; used by `make run` and by the end-to-end tests."""
 
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
@@ -92,6 +92,9 @@ class Supervisor:
                 self.address(service)
         if self.own_mail and self.mail_port:
             env["RS_SMTP_HOST"], env["RS_SMTP_PORT"] = "127.0.0.1", str(self.mail_port)
+        if "relay" in self.ports and "RS_RELAY_ADDRESSES" not in self.env:  # what connector files tell connectors
+            env["RS_RELAY_ADDRESSES"] = ",".join(self.replica_address("relay", i)
+                                                 for i in range(self.replica_count("relay")))
         return env
 
     def start_mail(self, timeout: float = 15.0) -> None:
@@ -120,13 +123,17 @@ class Supervisor:
 
     def start(self, services=ORDER, timeout: float = 60.0, *, parallel: bool = False) -> None:
         """Start `services` one after another (each SERVING before the next), then their extra replicas.
-        parallel=True starts replica 0 of every service at once, then every extra replica at once: faster,
-        and still never two first starts on one database (migrations, authz's bootstrap). The mail sink
+        parallel=True starts replica 0 of every service at once (the relay just after, on the connections
+        database), then every extra replica at once: faster, and still never two first starts on one database
+        (migrations, authz's bootstrap). The mail sink
         first, when authz is among them."""
         if "authz" in services:
             self.start_mail()
         waves = [[(service, index) for service in services] for index in range(1 + max(
             (len(self.replica_ports.get(s, ())) for s in services), default=0))]
+        # a process of another service (the relay) shares its database: its first start waits for the owner's
+        waves = [[item for item in wave if item[0] not in PART_OF or item[1] > 0] for wave in waves[:1]] + \
+            [[item for item in waves[0] if item[0] in PART_OF]] + waves[1:]
         if not parallel:
             waves = [[(service, index)] for service in services
                      for index in range(1 + len(self.replica_ports.get(service, ())))]

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import grpc
 
+from services.kit.config import identity_of
 from services.kit.errors import PermissionDenied
 from services.kit.principals import SERVICE_ACCOUNT
 
@@ -70,7 +71,7 @@ def identity_for(config) -> Identity | None:
     """The service's own identity when mutual TLS is on (config: services.kit.config.ServiceConfig)."""
     if not getattr(config, "tls", False):
         return None
-    return Identity.load(config.certs_dir, config.service)
+    return Identity.load(config.certs_dir, identity_of(config.service))
 
 
 def public_server_credentials(cert_file: Path, key_file: Path) -> grpc.ServerCredentials:
@@ -79,11 +80,12 @@ def public_server_credentials(cert_file: Path, key_file: Path) -> grpc.ServerCre
 
 
 def server_credentials(config) -> grpc.ServerCredentials | None:
-    """How this service's port is secured: public TLS (gateway), mutual TLS, or None for plaintext."""
+    """How this service's port is secured: public TLS (gateway, relay), mutual TLS, or None for plaintext."""
     cert, key = getattr(config, "public_tls_cert", None), getattr(config, "public_tls_key", None)
     if (cert is None) != (key is None):
-        raise TlsConfigError("configuration error: set both RS_GATEWAY_PUBLIC_TLS_CERT and "
-                             "RS_GATEWAY_PUBLIC_TLS_KEY, or neither")
+        up = getattr(config, "service", "gateway").upper()
+        raise TlsConfigError(f"configuration error: set both RS_{up}_PUBLIC_TLS_CERT and "
+                             f"RS_{up}_PUBLIC_TLS_KEY, or neither")
     if cert is not None:
         return public_server_credentials(cert, key)
     identity = identity_for(config)

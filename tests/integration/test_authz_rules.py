@@ -35,6 +35,9 @@ EXPECTED = {
     "connections.incidents.create": ({"CREATE_INCIDENTS"}, set(), False, False, False, False),
     "connections.incidents.updateStatus": ({"CREATE_INCIDENTS"}, set(), False, True, True, False),
     "connections.incidents.assign": (set(), set(), False, True, True, False),
+    "connections.sessions.read": (set(), set(), True, True, True, False),  # an engineer: its own (the service)
+    "connections.sessions.terminate": ({"OPEN_REMOTE_CONNECTIONS"}, set(), False, False, False, False),
+    "connections.relay.tunnel": ({"OPEN_REMOTE_CONNECTIONS"}, set(), False, True, False, False),
     "depot.logonData.read": ({MY, ALL}, set(), False, True, False, False),
     "depot.logonData.create": ({MY, ALL}, set(), False, False, False, False),
     "depot.logonData.update": ({ALL}, {MY}, False, True, False, False),

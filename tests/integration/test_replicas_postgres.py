@@ -64,8 +64,8 @@ class Cluster:
         for service in ("authz", "connections", "depot"):
             env[f"RS_{service.upper()}_DATABASE_URL"] = self.databases.new(service)
         ports = free_ports(2 * len(ORDER))
-        self.supervisor = Supervisor(env=env, ports=dict(zip(ORDER, ports[:4])),
-                                     replica_ports={s: [p] for s, p in zip(ORDER, ports[4:])},
+        self.supervisor = Supervisor(env=env, ports=dict(zip(ORDER, ports[:len(ORDER)])),
+                                     replica_ports={s: [p] for s, p in zip(ORDER, ports[len(ORDER):])},
                                      log_dir=tmp / "logs")
 
     def address(self, service: str, replica: int) -> str:

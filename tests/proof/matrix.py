@@ -14,6 +14,7 @@ token depends on, and at principals that have no password to reset); SetPassword
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,6 +25,8 @@ from remotesupport.authz.v1 import authz_pb2 as az
 from remotesupport.connections.v1 import connections_pb2 as cn
 from remotesupport.depot.v1 import depot_pb2 as dp
 from remotesupport.gateway.v1 import gateway_pb2 as gw
+from services.connections.tables import SessionRow
+from services.kit.principals import CUSTOMER_USER, SUPPORT_ENGINEER
 from tests.harness import email_of
 from tests.proof.world import SAPROUTER, SERVER_OS, SYSTEM_USER, Actors, Principal, md, ts
 
@@ -78,6 +81,7 @@ class World:
         self.incidents: dict[str, Target] = {}  # key -> incident (system = system key)
         self.views: dict[str, frozenset[str]] = {}  # incident key -> entry keys its restricted view shows
         self.windows: dict[str, Target] = {}
+        self.sessions: dict[str, Target] = {}  # relay sessions (owner = the principal key that opened one)
         self.display: dict[str, str] = {}  # users/... -> display name
         self.reset: dict[str, Target] = {}  # users whose password ResetPassword may end: no principal's token
 
@@ -152,6 +156,20 @@ def build(actors: Actors, service_token: Callable[[str], str]) -> World:
         if key in ("XC", "XBC"):
             actors.set_status(name, cn.INCIDENT_STATUS_CONFIRMED, by)
 
+    def session(key, system_key, owner_key, state):
+        system = w.systems[system_key]
+        name = actors.live.run(_record_session(actors.live, w.windows[f"{system_key}:open"].name, w.who[owner_key],
+                                               state))
+        w.sessions[key] = Target(key, system.customer, name, system_key, system.installation, owner_key)
+
+    session("S1:E:assigned", "S1", "E:assigned", "ACTIVE")
+    session("S1:E:view", "S1", "E:view", "REFUSED")
+    session("S1:A:all", "S1", "A:all", "ENDED")
+    session("S2:E:S2", "S2", "E:S2", "ACTIVE")
+    session("S2:E:none", "S2", "E:none", "ENDED")  # an engineer's own session outlives its assignment
+    session("SB:B:all", "SB", "B:all", "ACTIVE")
+    w.sessions["S1:missing"] = Target("S1:missing", "A", f"{w.systems['S1'].name}/sessions/no-such-session", "S1", I1)
+
     def entry(key, system_key, owner_key, kind=SYSTEM_USER, restricted=""):
         system = w.systems[system_key]
         owner = w.who[owner_key]
@@ -195,6 +213,23 @@ def build(actors: Actors, service_token: Callable[[str], str]) -> World:
     w.reset["platform admin"] = Target("platform admin", "", "users/admin")  # no address: FAILED_PRECONDITION
     w.reset["service account"] = Target("service account", "", "users/svc-depot")  # no password: the same
     return w
+
+
+async def _record_session(live, window: str, principal: Who, state: str) -> str:
+    """A relay session through `window` as the relay records one (the relay does not run in this suite: the row
+    goes in through the connections service's own store); its name."""
+    customer, number, window_id = window.split("/")[1::2]
+    now = live.clock.now()
+    row = SessionRow(id=uuid.uuid4().hex, customer=customer, system_number=number, window_id=window_id,
+                     type_code=R3.removeprefix("connectionTypes/"), principal=principal.user,
+                     principal_kind=SUPPORT_ENGINEER if principal.kind == ENG else CUSTOMER_USER, incident="",
+                     target="app01:3200", relay_id="matrix", state=state, start_time=now - dt.timedelta(minutes=5),
+                     end_time=None if state == "ACTIVE" else now, bytes_to_target=0, bytes_from_target=0,
+                     end_reason="CLIENT_CLOSED" if state == "ENDED" else "",
+                     refusal_reason="WINDOW_NOT_OPEN" if state == "REFUSED" else "", detail="", terminated_by="")
+    async with live.suite.running["connections"].app.store.write() as uow:
+        uow.add(row)
+    return f"customers/{customer}/systems/{number}/sessions/{row.id}"
 
 
 HTTP = "connectionTypes/HTTP_CONNECT_URL"
@@ -296,6 +331,11 @@ REFERENCE: dict[str, Callable[[World, Who, Target | None], bool]] = {
     "connections.GetConnection": lambda w, p, t: member(p, t.customer) or assigned(w, p, t.system),
     "connections.ListConnections": lambda w, p, t: member(p, t.customer) or assigned(w, p, t.key),
     "connections.GetServiceConnector": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
+    # relay sessions: the customer's members read them all; any support engineer only the sessions it opened
+    # (another's, or one that does not exist, is PERMISSION_DENIED alike); terminating is OPEN_REMOTE_CONNECTIONS
+    "connections.ListSessions": lambda w, p, t: member(p, t.customer) or p.kind == ENG,
+    "connections.GetSession": lambda w, p, t: member(p, t.customer) or (p.kind == ENG and t.owner == p.key),
+    "connections.TerminateSession": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
     "connections.CreateIncident": lambda w, p, t: holds(p, (INCIDENTS,), t.customer, t.installation),
     "connections.GetIncident": lambda w, p, t: member(p, t.customer) or p.kind == ENG,
     "connections.ListIncidents": lambda w, p, t: member(p, t.customer) or p.kind == ENG,
@@ -399,6 +439,7 @@ def methods() -> list[Method]:
                extra={"entries": [w.entries[e].name for e in sorted(w.views.get(i, ()))]})
         for s, i in (("S1", "X2"), ("S1", "X1"), ("SB", "XB"))]
     windows = lambda w: list(w.windows.values())  # noqa: E731
+    sessions = lambda w: list(w.sessions.values())  # noqa: E731
     closed = lambda w: [t for t in w.windows.values() if t.key.endswith(":closed")]  # noqa: E731
     opened = lambda w: [t for t in w.windows.values() if t.key.endswith(":open")]  # noqa: E731
     incidents = lambda w: [w.incidents[k] for k in ("X1", "XB")]  # noqa: E731
@@ -469,6 +510,14 @@ def methods() -> list[Method]:
           lambda w, p, t, now: cn.ListConnectionsRequest(parent=t.name, page_size=1)),
         M("connections.GetServiceConnector", "connections", "GetServiceConnector", opened,
           lambda w, p, t, now: cn.GetServiceConnectorRequest(name=t.name)),
+        M("connections.ListSessions", "connections", "ListSessions", systems,
+          lambda w, p, t, now: cn.ListSessionsRequest(parent=t.name, page_size=1)),
+        M("connections.GetSession", "connections", "GetSession", sessions,
+          lambda w, p, t, now: cn.GetSessionRequest(name=t.name)),
+        # an ACTIVE session gets terminated_by at the first allowed call (FAILED_PRECONDITION after it), the
+        # others are FAILED_PRECONDITION or NOT_FOUND once allowed: no decision depends on it
+        M("connections.TerminateSession", "connections", "TerminateSession", sessions,
+          lambda w, p, t, now: cn.TerminateSessionRequest(name=t.name)),
         M("connections.CreateIncident", "connections", "CreateIncident", systems,
           lambda w, p, t, now: cn.CreateIncidentRequest(parent=w.customer_name(t.customer), incident=cn.Incident(
               system=t.name, title="matrix"))),

@@ -123,18 +123,27 @@ def test_the_authorization_matrix_matches_the_reference(live, actors, rec):
 
 
 def test_every_method_goes_through_the_interceptor_chain(rec):
-    """The kit's interceptors authenticate and authorize unary methods only (a streaming handler would pass
-    untouched): so every method of every service must be unary."""
+    """The kit's interceptor runs its stages around unary methods and around the bidirectional streams a policy
+    table names (the relay's); any other streaming method is not served. So every method is unary except the
+    relay's three streams, and each of those has a policy the stream stages can enforce: public (the
+    connector's, authenticated by the signed file or the one-time dial key) or handler_decides (the engineer's
+    OpenTunnel asks authz once its first message names the window); policy_table refuses any other."""
     from remotesupport.authz.v1 import authz_pb2
-    from remotesupport.connections.v1 import connections_pb2
+    from remotesupport.connections.v1 import connections_pb2, relay_pb2
     from remotesupport.depot.v1 import depot_pb2
     from remotesupport.gateway.v1 import gateway_pb2
-    methods = [m for module in (authz_pb2, depot_pb2, connections_pb2, gateway_pb2)
+    from services.connections.relay.policies import build_policies
+    methods = [m for module in (authz_pb2, depot_pb2, connections_pb2, relay_pb2, gateway_pb2)
                for service in module.DESCRIPTOR.services_by_name.values() for m in service.methods]
-    streaming = [m.full_name for m in methods if m.client_streaming or m.server_streaming]
-    rec(f"{len(methods)} methods of 4 services, {len(streaming)} streaming (which the interceptor chain would not "
-        "authorize)", not streaming, part="unary only", streaming=streaming)
-    assert not streaming
+    streaming = sorted(m.full_name for m in methods if m.client_streaming or m.server_streaming)
+    relay = sorted(m.full_name for m in relay_pb2.DESCRIPTOR.services_by_name["RelayService"].methods)
+    policies = build_policies()
+    enforceable = all(p.permission is None or p.handler_decides for p in policies.values())
+    passed = streaming == relay and enforceable
+    rec(f"{len(methods)} methods of 5 services, {len(streaming)} streaming: the relay's {len(relay)} "
+        f"(AttachConnector and AcceptTunnel public, OpenTunnel handler_decides), each with a stream policy: "
+        f"{enforceable}", passed, part="unary or relay streams", streaming=streaming)
+    assert passed, streaming
 
 
 def test_odd_method_paths_are_never_served(live, actors, rec):

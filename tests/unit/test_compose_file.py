@@ -255,3 +255,25 @@ def test_tls_and_metrics_variables_are_read(monkeypatch):
     monkeypatch.setenv("RS_TLS", "maybe")
     with pytest.raises(SystemExit, match="RS_TLS"):
         ServiceConfig.from_env("gateway")
+
+
+# --- the relay ---------------------------------------------------------------------------------------------
+def test_the_relay_runs_as_part_of_the_connections_service():
+    """Its own process and image target, on the connections database, token and certificate, published with
+    the public certificate (connectors and tunnels come from outside), and named in connector files."""
+    env, mounts = environment("relay"), mounted_secrets("relay")
+    assert service("relay")["build"]["target"] == "relay"
+    assert env["RS_CONNECTIONS_DATABASE_URL"] == environment("connections")["RS_CONNECTIONS_DATABASE_URL"]
+    assert env["RS_CONNECTIONS_TOKEN_FILE"] == environment("connections")["RS_CONNECTIONS_TOKEN_FILE"]
+    assert mounts["connections_tls_key"] == "/run/certs/connections-key.pem"
+    assert {s for s in mounts if s.endswith("_tls_key")} == {"connections_tls_key", "gateway_public_tls_key"}
+    assert mounts["gateway_public_tls_cert"] == env["RS_RELAY_PUBLIC_TLS_CERT"]
+    assert "50055:50055" in [str(p) for p in service("relay")["ports"]]
+    assert "127.0.0.1:9105:9105" in [str(p) for p in service("relay")["ports"]]
+    assert service("relay")["healthcheck"]["test"][-1] == "127.0.0.1:50055"
+    assert "RS_RELAY_ADDRESSES" in environment("connections")
+    spec = dockerfile_targets()["relay"]
+    assert shlex.split(spec["entrypoint"].replace("[", "").replace("]", "").replace(",", " ")) == \
+        ["python", "-m", MODULES["relay"]]
+    assert spec["expose"] == str(DEFAULT_PORTS["relay"])
+    assert (ROOT / "services" / "connections" / "relay" / "__main__.py").exists()

@@ -75,10 +75,22 @@ def test_the_service_guide_names_the_template():
         assert f"`{name.split('/')[0]}" in guide, name
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
-def test_policies_are_one_table(service):
+# The relay is a process of the connections service (DESIGN §2): its own server, servicer, policies, model,
+# settings and store (its queries), on the connections service's tables and migrations.
+RELAY = ROOT / "services" / "connections" / "relay"
+RELAY_TEMPLATE = ("server.py", "servicer.py", "policies.py", "model.py", "settings.py", "store.py", "__main__.py")
+
+
+def test_the_relay_has_the_templates_files():
+    missing = [name for name in RELAY_TEMPLATE if not (RELAY / name).exists()]
+    assert missing == [], f"the relay lacks {missing} (docs/SERVICE_GUIDE.md)"
+    assert not (RELAY / "tables.py").exists() and not (RELAY / "migrations").exists()  # connections' own
+
+
+@pytest.mark.parametrize("folder", [*(SERVICES[s] for s in sorted(SERVICES)), RELAY], ids=[*sorted(SERVICES), "relay"])
+def test_policies_are_one_table(folder):
     """policies.py builds the method table with the kit's policy_table: one shape in every service."""
-    source = (SERVICES[service] / "policies.py").read_text()
+    source = (folder / "policies.py").read_text()
     assert "def build_policies(" in source and "policy_table(" in source
 
 

@@ -81,6 +81,30 @@ def _check_system(w, r):
     assert r.system.name == w.system and r.system.system_id and r.system.etag
 
 
+async def _live_session(w: World) -> str:
+    """A fresh ACTIVE session of the shared window, of the engineer (inserted as the relay records one: the relay
+    does not run in these tests)."""
+    import uuid
+    from services.connections.tables import SessionRow
+    _, customer, _, number, _, window_id = w.window.split("/")
+    row = SessionRow(id=uuid.uuid4().hex, customer=customer, system_number=number, window_id=window_id,
+                     type_code="SSH", principal=w.users["engineer"], principal_kind="SUPPORT_ENGINEER",
+                     relay_id="relay-a", state="ACTIVE", start_time=w.suite.clock.now(), bytes_to_target=0,
+                     bytes_from_target=0, incident="", target="", end_reason="", refusal_reason="", detail="",
+                     terminated_by="")
+    async with w.suite.running["connections"].app.store.write() as uow:
+        uow.add(row)
+    return f"{w.system}/sessions/{row.id}"
+
+
+async def _get_session(w: World) -> cp.GetSessionRequest:
+    return cp.GetSessionRequest(name=await _live_session(w))
+
+
+async def _terminate_session(w: World) -> cp.TerminateSessionRequest:
+    return cp.TerminateSessionRequest(name=await _live_session(w))
+
+
 CASES = [
     Case("ListConnectionTypes", "member", (), const(lambda w: cp.ListConnectionTypesRequest()),
          lambda w: cp.ListConnectionTypesRequest(category=99), "category", _check_types, customer_scoped=False),
@@ -138,6 +162,14 @@ CASES = [
          lambda w: cp.GetServiceConnectorRequest(name=""), "name",
          lambda w, r: r.service_connector.file_name == "stfk.oez"
          and r.service_connector.ticket.connection == w.window),
+    Case("ListSessions", "member", ("admin",), const(lambda w: cp.ListSessionsRequest(parent=w.system)),
+         lambda w: cp.ListSessionsRequest(parent=w.system, connection=f"{w.system}/sessions/x"), "connection"),
+    Case("GetSession", "member", ("unassigned", "admin"), _get_session,
+         lambda w: cp.GetSessionRequest(name=w.window), "name",
+         lambda w, r: r.session.state == cp.SESSION_STATE_ACTIVE),
+    Case("TerminateSession", "opener", ("maintainer", "reporter", "member", "engineer", "unassigned", "admin"),
+         _terminate_session, lambda w: cp.TerminateSessionRequest(name=f"{w.system}/sessions/UPPER"), "name",
+         lambda w, r: r.session.terminated_by == w.users["opener"]),
     Case("CreateIncident", "reporter", ("maintainer", "opener", "member", "unassigned", "admin"),
          const(lambda w: cp.CreateIncidentRequest(parent=f"customers/{w.customer}", incident=cp.Incident(
              system=w.system, title="Printing fails", priority=cp.INCIDENT_PRIORITY_LOW))),

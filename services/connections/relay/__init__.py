@@ -1,0 +1,1 @@
+"""The relay: the connections service's data plane (its own process, the connections database)."""
