@@ -1,31 +1,24 @@
 """The connector's own check of a Service Connector file (stfk.oez) before it dials anywhere: the STFK1 format,
 the Ed25519 signature against a pinned public key, and the ticket's window, connection and target.
 
-The format is the contract of services/connections/connector_file.py (three ASCII lines: "STFK1", the base64
-ticket, the base64 signature over SIGNING_CONTEXT + the ticket). rsctl may not import a service's code
-(tests/unit/test_structure.py), so this module reads the format itself; tests/unit/test_rsctl_connector_agent.py
-checks that it accepts and refuses exactly what the service's ConnectorSigner.open does.
+The format and its signature check are the kit's (services/kit/stfk.py), the same code the connections service
+signs and checks with; tests/unit/test_rsctl_connector_agent.py checks that this accepts and refuses exactly what
+the service's ConnectorSigner.open does.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from google.protobuf.message import DecodeError
 
 from remotesupport.connections.v1 import connections_pb2
 from rsctl.errors import BAD_REQUEST, DATA_LOSS, FAILURE, USAGE, CliError
+from services.kit import stfk
 
-MAGIC = b"STFK1"
-SIGNING_CONTEXT = b"remotesupport stfk.oez v1\n"
-MAX_FILE_BYTES = 16 * 1024
+MAX_FILE_BYTES = stfk.MAX_FILE_BYTES
 MAX_KEY_BYTES = 64 * 1024
 UTC = dt.timezone.utc
 
@@ -48,12 +41,6 @@ class CheckedFile:
 
     def __repr__(self) -> str:  # the ticket holds the attach key: never shown
         return f"CheckedFile(connection={self.ticket.connection!r}, key_id={self.key_id!r})"
-
-
-def key_id_of(public_key: Ed25519PublicKey) -> str:
-    """The first 16 hex digits of SHA-256 over the raw public key (the ticket's key_id)."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -94,49 +81,19 @@ def public_key_path(file: Path, given: Path | None) -> Path:
 
 def split(content: bytes) -> tuple[bytes, bytes]:
     """The ticket bytes and the signature of an STFK1 file, or Refused (not the format, or damaged)."""
-    if len(content) > MAX_FILE_BYTES:
-        raise _invalid("the file is too large to be a service connector")
-    lines = content.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if len(lines) != 3 or lines[0] != MAGIC:
-        raise _invalid("this is not a service connector file (expected the STFK1 format)")
     try:
-        body = base64.b64decode(lines[1], validate=True)
-        signature = base64.b64decode(lines[2], validate=True)
-    except (binascii.Error, ValueError):
-        raise _invalid("the file is damaged (its content is not valid base64)") from None
-    if len(signature) != 64:
-        raise _invalid("the file is damaged (the signature has the wrong length)")
-    return body, signature
-
-
-def _parse(body: bytes) -> connections_pb2.ConnectorTicket | None:
-    ticket = connections_pb2.ConnectorTicket()
-    try:
-        ticket.ParseFromString(body)
-    except DecodeError:
-        return None
-    return ticket
+        return stfk.split(content)
+    except stfk.StfkInvalid as invalid:
+        raise _invalid(invalid.problem) from None
 
 
 def open_signed(content: bytes, public_key: Ed25519PublicKey) -> CheckedFile:
     """The ticket of an intact file signed with `public_key`, or Refused (exit 8) saying what is wrong."""
-    body, signature = split(content)
-    key_id = key_id_of(public_key)
     try:
-        public_key.verify(signature, SIGNING_CONTEXT + body)
-    except InvalidSignature:
-        inside = _parse(body)
-        if inside is not None and inside.key_id and inside.key_id != key_id:
-            raise _invalid(f"the signature does not match the pinned public key: the file was signed with key "
-                           f"{inside.key_id}, not with the pinned key {key_id}") from None
-        raise _invalid(f"the signature does not match the pinned public key {key_id}: the file was altered or "
-                       "not issued by the service that key belongs to") from None
-    ticket = _parse(body)
-    if ticket is None or ticket.key_id != key_id:
-        raise _invalid("the signed ticket names another signing key than the pinned one")
-    return CheckedFile(content, ticket, key_id)
+        ticket = stfk.open_signed(content, public_key, "the pinned public key")
+    except stfk.StfkInvalid as invalid:
+        raise _invalid(invalid.problem) from None
+    return CheckedFile(content, ticket, stfk.key_id_of(public_key))
 
 
 def iso(moment: dt.datetime) -> str:

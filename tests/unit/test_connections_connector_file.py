@@ -10,12 +10,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from remotesupport.connections.v1 import connections_pb2 as pb
 from services.connections.connector_file import (
-    MAGIC,
     ConnectorInvalid,
     ConnectorSigner,
     SigningKeyError,
     load_or_create_signing_key,
 )
+from services.kit.stfk import MAGIC
 
 
 def _ticket() -> pb.ConnectorTicket:

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
 from rsctl import connector_check
+from services.kit import stfk
+from services.kit.stfk import SIGNING_CONTEXT
 from rsctl.connector_agent import Backoff, new_instance_id, split_host_port
-from services.connections.connector_file import SIGNING_CONTEXT, ConnectorInvalid, ConnectorSigner
+from services.connections.connector_file import ConnectorInvalid, ConnectorSigner
 from tests.unit.rsctl_relay_support import (ATTACH_KEY, CONNECTION, Cli, CountingServer, FakeRelay, Files,
                                             kill_leftovers, now, until)
 
@@ -196,7 +198,7 @@ def test_the_local_check_accepts_exactly_what_the_service_accepts(files):
             assert refused.exit_code == 8 and refused.label == "CONNECTOR_FILE_INVALID"
             got = None
         assert got == expected, content[:40]
-    assert connector_check.key_id_of(key) == files.signer.key_id
+    assert stfk.key_id_of(key) == files.signer.key_id
 
 
 def test_a_checked_file_does_not_show_its_ticket(files):
