@@ -32,6 +32,7 @@ from services.kit.db import Database
 class RelayStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._address = ""  # this replica's, once registered
 
     async def close(self) -> None:
         await self.db.close()
@@ -46,6 +47,7 @@ class RelayStore:
     # --- replicas --------------------------------------------------------------------------------------
 
     async def register(self, relay_id: str, address: str, now: dt.datetime) -> None:
+        self._address = address
         async with self._write() as session:
             session.add(RelayRow(id=relay_id, address=address, start_time=now, seen_time=now))
 
@@ -61,7 +63,9 @@ class RelayStore:
         returns which of those sessions the customer asked to terminate."""
         windows = list(window_ids)
         async with self.db.unit_of_work() as session:
-            await session.execute(update(RelayRow).where(RelayRow.id == relay_id).values(seen_time=now))
+            renewed = await session.execute(update(RelayRow).where(RelayRow.id == relay_id).values(seen_time=now))
+            if not renewed.rowcount:  # taken for gone while it stalled: it is back (its later sessions count)
+                session.add(RelayRow(id=relay_id, address=self._address, start_time=now, seen_time=now))
             if windows:
                 await session.execute(update(AttachmentRow).where(
                     AttachmentRow.relay_id == relay_id, AttachmentRow.window_id.in_(windows)).values(seen_time=now))

@@ -11,9 +11,11 @@ import time
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from sqlalchemy import delete, select
 
 from remotesupport.authz.v1 import authz_pb2 as az
 from remotesupport.connections.v1 import connections_pb2 as cp
+from services.connections.tables import RelayRow
 from tests.helpers import status_details
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -156,3 +158,13 @@ async def test_live_sessions_are_listed_while_they_run(world):
     await tunnel.close_write()
     assert await tunnel.status() == grpc.StatusCode.OK
     await _ended(world, name, cp.SESSION_END_REASON_CLIENT_CLOSED)
+
+
+async def test_a_replica_taken_for_gone_comes_back_at_its_next_check(world, suite):
+    """If another replica ended this one's row (it stalled past the TTL), its next check registers it again."""
+    app = suite.running["relay"].app
+    async with app.store.db.unit_of_work() as session:
+        await session.execute(delete(RelayRow).where(RelayRow.id == app.settings.relay_id))
+    await app.enforcer.check_once()
+    async with app.store.db.unit_of_work() as session:
+        assert await session.scalar(select(RelayRow.id).where(RelayRow.id == app.settings.relay_id))
