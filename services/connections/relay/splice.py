@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 
 from remotesupport.connections.v1 import relay_pb2
-from services.connections.relay.model import EndReason, SessionEnded, TargetUnreachable
+from services.connections.relay.model import CHUNK_BYTES, EndReason, SessionEnded, TargetUnreachable
 from services.connections.relay.registry import CLOSE_WRITE, Live
 from services.kit.errors import InvalidArgument
 
@@ -69,6 +69,8 @@ async def _pump_in(requests, queue, count) -> None:
     async for message in requests:
         kind = message.WhichOneof("kind")
         if kind == "data":
+            if len(message.data) > CHUNK_BYTES:  # bounds what a session holds in its queues (8 per direction)
+                raise InvalidArgument("data", f"carries at most {CHUNK_BYTES} bytes per message")
             count(len(message.data))
             await queue.put(message.data)
         elif kind == "close_write":

@@ -22,8 +22,8 @@ async def test_bytes_pass_unchanged_and_the_session_is_recorded(world):
     admitted = await tunnel.open()
     assert admitted.target == f"127.0.0.1:{world.echo_port}"
     payload = os.urandom(300_000)
-    await tunnel.send(payload[:100_000])
-    await tunnel.send(payload[100_000:])
+    for start in range(0, len(payload), 60_000):
+        await tunnel.send(payload[start:start + 60_000])
     assert await tunnel.receive(len(payload)) == payload
     await tunnel.close_write()
     assert await tunnel.status() == grpc.StatusCode.OK  # once both directions are closed
@@ -46,3 +46,13 @@ async def test_the_readme_s_python_example_fetches_through_a_tunnel(world):
         b"GET / HTTP/1.0\r\n\r\n"  # the echo server answers with the request
     [session] = await world.sessions(line)
     assert session.end_reason == cp.SESSION_END_REASON_CLIENT_CLOSED and session.bytes_from_target == 18
+
+
+async def test_a_data_message_over_64_kib_ends_the_tunnel_invalid(world):
+    line = await world.new_line()
+    await world.attached(line)
+    tunnel = world.tunnel(line)
+    admitted = await tunnel.open()
+    await tunnel.send(b"x" * (64 * 1024 + 1))
+    await expect_error(tunnel.receive(1), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field="data")
+    assert (await world.session(admitted.session)).bytes_to_target == 0
