@@ -18,7 +18,7 @@ from rsctl.client import Tls
 from rsctl.errors import exit_code_for, status_details
 from rsctl.output import Output, clean
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # a dead relay (or a cut network) is noticed within a few seconds, also on an idle attach stream
 KEEPALIVE_OPTIONS = [
@@ -159,7 +159,7 @@ _EOF_SENT, _CALL_ENDED, _LOCAL_FAILED = "eof sent", "call ended", "local connect
 
 
 async def _upstream(reader: asyncio.StreamReader, call, request_type: Callable) -> str:
-    """TCP -> gRPC: data in chunks of at most 64 KiB; at TCP EOF close_write, then the request side ends."""
+    """TCP -> gRPC: data in chunks of at most 256 KiB (the relay refuses larger); at TCP EOF close_write, then the request side ends."""
     try:
         while True:
             try:

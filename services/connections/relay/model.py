@@ -10,7 +10,7 @@ import grpc
 from services.kit.errors import DomainError, FailedPrecondition, PermissionDenied
 
 INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-CHUNK_BYTES = 64 * 1024  # the largest data message either side sends
+CHUNK_BYTES = 256 * 1024  # the largest data message either side sends
 
 
 class WindowNotOpen(FailedPrecondition):

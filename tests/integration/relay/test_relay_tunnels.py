@@ -48,11 +48,11 @@ async def test_the_readme_s_python_example_fetches_through_a_tunnel(world):
     assert session.end_reason == cp.SESSION_END_REASON_CLIENT_CLOSED and session.bytes_from_target == 18
 
 
-async def test_a_data_message_over_64_kib_ends_the_tunnel_invalid(world):
+async def test_a_data_message_over_256_kib_ends_the_tunnel_invalid(world):
     line = await world.new_line()
     await world.attached(line)
     tunnel = world.tunnel(line)
     admitted = await tunnel.open()
-    await tunnel.send(b"x" * (64 * 1024 + 1))
+    await tunnel.send(b"x" * (256 * 1024 + 1))
     await expect_error(tunnel.receive(1), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field="data")
     assert (await world.session(admitted.session)).bytes_to_target == 0
