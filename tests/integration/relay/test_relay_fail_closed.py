@@ -7,7 +7,6 @@ import time
 
 import grpc
 import pytest
-from sqlalchemy import select
 
 from services.connections.tables import SessionRow
 from tests.helpers import expect_error
