@@ -12,7 +12,6 @@ import datetime as dt
 import importlib
 import importlib.util
 import io
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -25,21 +24,12 @@ from services.connections.tables import SessionRow
 from services.kit import names
 from services.kit.principals import CUSTOMER_USER, SUPPORT_ENGINEER
 from services.kit.validate import to_timestamp
+from tests.integration.test_rsctl_suite import Result
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 HAS_GATEWAY = importlib.util.find_spec("gateway.server") is not None
 MINUTE = dt.timedelta(minutes=1)
 HEADER = ["NAME", "STATE", "PRINCIPAL", "TYPE", "TARGET", "START", "END", "TO_TARGET", "FROM_TARGET", "WHY"]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self):
-        return json.loads(self.out)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -348,3 +349,18 @@ class FakeRelay(relay_pb2_grpc.RelayServiceServicer):
                 await engineer.write(relay_pb2.OpenTunnelResponse(data=message.data))
             elif message.WhichOneof("kind") == "close_write":
                 await engineer.write(relay_pb2.OpenTunnelResponse(close_write=True))
+
+
+# --- the fixtures both test modules use (imported by name into each) ------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+async def no_run_left_behind():
+    """Every rsctl process a test started is gone after it."""
+    yield
+    await kill_leftovers()
+
+
+@pytest.fixture
+def files(tmp_path):
+    return Files(tmp_path)

@@ -22,21 +22,11 @@ from services.kit import stfk
 from services.kit.stfk import SIGNING_CONTEXT
 from rsctl.connector_agent import Backoff, new_instance_id, split_host_port
 from services.connections.connector_file import ConnectorInvalid, ConnectorSigner
-from tests.unit.rsctl_relay_support import (ATTACH_KEY, CONNECTION, Cli, CountingServer, FakeRelay, Files,
-                                            kill_leftovers, now, until)
+from tests.unit.rsctl_relay_support import files, no_run_left_behind  # noqa: F401 - fixtures
+from tests.unit.rsctl_relay_support import (
+    ATTACH_KEY, CONNECTION, Cli, CountingServer, FakeRelay, Files, now, until)
 
 STEP = dt.timedelta(minutes=10)
-
-
-@pytest.fixture(autouse=True)
-async def _no_run_left_behind():
-    yield
-    await kill_leftovers()
-
-
-@pytest.fixture
-def files(tmp_path):
-    return Files(tmp_path)
 
 
 @pytest.fixture

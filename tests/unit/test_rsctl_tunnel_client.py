@@ -18,23 +18,12 @@ from rsctl.output import Output
 from rsctl.tunnel_client import Tunnel, parse_listen
 from rsctl.tunnel_pump import CORE_INTERNAL, Lines, end_of, open_stream
 from services.kit import certs
-from tests.unit.rsctl_relay_support import (ATTACH_KEY, CONNECTION, SYSTEM, Cli, CountingServer, EchoServer,
-                                            FakeRelay, Files, free_port, kill_leftovers, status,
-                                            until)
+from tests.unit.rsctl_relay_support import files, no_run_left_behind  # noqa: F401 - fixtures
+from tests.unit.rsctl_relay_support import (
+    ATTACH_KEY, CONNECTION, SYSTEM, Cli, CountingServer, EchoServer, FakeRelay, free_port, status, until)
 
 TOKEN = "rs_engineer_token_not_to_be_printed"
 MEGABYTE = 1024 * 1024
-
-
-@pytest.fixture(autouse=True)
-async def _no_run_left_behind():
-    yield
-    await kill_leftovers()
-
-
-@pytest.fixture
-def files(tmp_path):
-    return Files(tmp_path)
 
 
 @pytest.fixture
