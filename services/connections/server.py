@@ -19,7 +19,7 @@ from services.connections.policies import SERVICE, build_policies
 from services.connections.servicer import ConnectionsServicer
 from services.connections.settings import ConnectionsSettings
 from services.connections.store import Store
-from services.kit import clients, metrics
+from services.kit import clients, metrics, tracing
 from services.kit.app import Deps, main
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
@@ -69,8 +69,12 @@ class ConnectionsApp:
     async def sweep_once(self) -> SweepResult:
         """Record expired windows once each and reconcile support assignments left unsure."""
         async with self._sweep_lock:
-            expired = await windows.record_expired(self.store, self.clock)
-            reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
+            with tracing.background("connections sweep") as span:
+                expired = await windows.record_expired(self.store, self.clock)
+                reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
+                if span is not None:
+                    span.set_attributes({"remotesupport.windows_expired": len(expired),
+                                         "remotesupport.assignments_reconciled": reconciled})
         metrics.sweep_done("auto_close", len(expired), service="connections")
         metrics.sweep_done("reconcile", reconciled, service="connections")
         return SweepResult(expired, reconciled)

@@ -18,7 +18,7 @@ from services.depot.policies import SERVICE, build_policies
 from services.depot.servicer import DepotServicer
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
-from services.kit import app, clients, metrics
+from services.kit import app, clients, metrics, tracing
 from services.kit.db import migrate
 from services.kit.server import ServerSpec
 
@@ -58,15 +58,22 @@ class DepotApp:
         await self.depot.store.close()
 
     async def sweep_once(self) -> int:
-        purged = await maintenance.sweep_once(self.depot)
+        with tracing.background("depot expiry sweep") as span:
+            purged = await maintenance.sweep_once(self.depot)
+            _count(span, purged)
         metrics.sweep_done("expiry", purged, service="depot")
         return purged
 
     async def log_denial_counts_once(self) -> int:
-        return await denials.log_counts(self.depot)
+        with tracing.background("depot refused-reveal counts") as span:
+            counts = await denials.log_counts(self.depot)
+            _count(span, counts)
+        return counts
 
     async def rewrap_once(self) -> int:
-        moved = await maintenance.rewrap_once(self.depot)
+        with tracing.background("depot re-wrap batch") as span:
+            moved = await maintenance.rewrap_once(self.depot)
+            _count(span, moved)
         metrics.sweep_done("rewrap", moved, service="depot")
         return moved
 
@@ -86,6 +93,11 @@ class DepotApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval_s)
             self._wake.clear()
+
+
+def _count(span, handled: int) -> None:
+    if span is not None:
+        span.set_attribute("remotesupport.handled", handled)
 
 
 async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> DepotApp:

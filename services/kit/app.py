@@ -12,7 +12,7 @@ from typing import Awaitable, Callable, Protocol
 
 import grpc
 
-from services.kit import auth, clients, eventloop, logs, metrics, tls
+from services.kit import auth, clients, eventloop, logs, metrics, tls, tracing
 from services.kit.clock import Clock, SystemClock
 from services.kit.config import DEFAULT_PORTS, KIT_VARIABLES, ServiceConfig, env
 from services.kit.healthmirror import HealthMirror
@@ -151,13 +151,14 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
     eventloop.choice()  # an unknown RS_EVENT_LOOP stops the process before anything starts
     logs.setup(service, env("RS_LOG_LEVEL", "INFO").upper())
     metrics.set_service(service)
+    traced = tracing.configure(service)  # OTEL_* variables; off unless they name an exporter or endpoint
     tls.set_process_identity(tls.identity_for(config))
     deps = Deps(config, SystemClock(), clients.TokenFile(config.service_token_file))
 
     async def serve() -> None:
         running = await start(deps, build)
-        logger.info("%s serving on %s:%d%s", service, config.host, running.port,
-                    " (mutual TLS)" if config.tls else "")
+        logger.info("%s serving on %s:%d%s%s", service, config.host, running.port,
+                    " (mutual TLS)" if config.tls else "", " (tracing on)" if traced else "")
         await run_until_signalled(running.server, running.health, running.app.spec.own_health_names,
                                   config.grace_s, running.app.stop, running.mirror,
                                   getattr(running.app, "drain", None))
@@ -168,3 +169,5 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
         eventloop.run(serve())
     except KeyboardInterrupt:
         pass
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported before the process ends

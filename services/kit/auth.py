@@ -11,6 +11,7 @@ import grpc
 from google.protobuf import descriptor_pool
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
+from services.kit import tracing
 from services.kit.errors import AuthzUnavailable, PermissionDenied, Unauthenticated
 from services.kit.principals import KIND_BY_NUMBER
 
@@ -220,8 +221,10 @@ class RemoteAuthorizer:
     async def check(self, token: str, permission: str, resource: Resource) -> Decision:
         request = authz_pb2.CheckRequest(subject_token=token, permission=permission, resource=resource.to_proto())
         try:
-            response = await self._stub.Check(request, timeout=remaining(self._deadline_s) or 0.001,
-                                              metadata=self._metadata())
+            with tracing.span("authz consultation", {"remotesupport.authz.checks": 1,
+                                                     "remotesupport.authz.permissions": permission}):
+                response = await self._stub.Check(request, timeout=remaining(self._deadline_s) or 0.001,
+                                                  metadata=self._metadata())
             return Decision.from_proto(response)
         except grpc.RpcError as err:
             raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
@@ -237,8 +240,11 @@ class RemoteAuthorizer:
             items=[authz_pb2.CheckBulkItem(permission=p, resource=r.to_proto()) for p, r in items],
         )
         try:
-            response = await self._stub.CheckBulk(request, timeout=remaining(self._deadline_s) or 0.001,
-                                                  metadata=self._metadata())
+            with tracing.span("authz consultation", {
+                    "remotesupport.authz.checks": len(items),
+                    "remotesupport.authz.permissions": ",".join(sorted({p for p, _ in items}))}):
+                response = await self._stub.CheckBulk(request, timeout=remaining(self._deadline_s) or 0.001,
+                                                      metadata=self._metadata())
             results = response.results
             if len(results) != len(items):
                 raise AuthzUnavailable("authorization service answered an incomplete bulk check; the call is "

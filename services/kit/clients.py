@@ -7,7 +7,7 @@ from typing import Awaitable, Callable, TypeVar
 
 import grpc
 
-from services.kit import auth, tls
+from services.kit import auth, tls, tracing
 from services.kit.errors import DependencyUnavailable, from_rpc_error
 from services.kit.logs import request_id_var
 
@@ -29,7 +29,7 @@ MAX_RECONNECT_BACKOFF_MS = 5000
 def channel(address: str, max_message_bytes: int = 4 * 1024 * 1024, *,
             identity: "tls.Identity | None | object" = _CURRENT, server_name: str | None = None,
             own_connection: bool = False) -> grpc.aio.Channel:
-    """A channel to another service of the suite. Under mutual TLS it presents `identity` (by default the
+    """A channel to another service of the suite (traced when tracing is on). Under mutual TLS it presents `identity` (by default the
     identity of the service being built or of this process, see services.kit.tls) and verifies the server
     against the suite's CA; `server_name` overrides the name checked in the server's certificate.
     grpc shares one connection, and its reconnect backoff, between channels to the same address with the same
@@ -43,11 +43,13 @@ def channel(address: str, max_message_bytes: int = 4 * 1024 * 1024, *,
     if own_connection:
         options.append(("grpc.use_local_subchannel_pool", 1))
     ident = tls.current_identity() if identity is _CURRENT else identity
+    interceptors = tracing.client_interceptors()  # with tracing on: a CLIENT span and `traceparent` per call
     if ident is None:
-        return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
-    return grpc.aio.secure_channel(address, ident.channel_credentials(), options=options)
+    return grpc.aio.secure_channel(address, ident.channel_credentials(), options=options,
+                                   interceptors=interceptors)
 
 
 def caller_metadata() -> tuple[tuple[str, str], ...]:

@@ -176,4 +176,9 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("RS_METRICS_HOST", "127.0.0.1", "address of the metrics endpoint"),
     ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),
     ("RS_EVENT_LOOP", "uvloop", "the process's event loop: uvloop, or asyncio for the standard library's"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: tracing off)",
+     "OpenTelemetry collector for traces, OTLP over gRPC (e.g. http://127.0.0.1:4317); setting it turns tracing on"),
+    ("OTEL_TRACES_EXPORTER", "otlp", "otlp, console or none; the other standard OTEL_* variables apply "
+                                     "(OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER[_ARG], OTEL_SDK_DISABLED, OTEL_BSP_*)"),
+    ("OTEL_SERVICE_NAME", "remotesupport-<svc>", "the service name on this process's spans"),
 )

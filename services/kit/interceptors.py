@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 import grpc
 from google.protobuf.message import DecodeError
 
-from services.kit import auth, logs, metrics, tls
+from services.kit import auth, logs, metrics, tls, tracing
 from services.kit.errors import AuthzUnavailable, DomainError, Internal, InvalidArgument, Unauthenticated, \
     to_grpc_status
 from services.kit.logs import request_id_var
@@ -39,22 +39,31 @@ async def abort(context: grpc.aio.ServicerContext, error: DomainError) -> None:
     rid = request_id_var.get()
     if rid:
         error.metadata.setdefault("request_id", rid)
+    tracing.note_error(error.reason)
     await context.abort_with_status(to_grpc_status(error))
 
 
 # --- the stages, in order -------------------------------------------------------------------------------
 def request_id(metadata) -> str:
-    """Stage 1: the caller's x-request-id (or a new one) into its context variable. Returns the
-    authorization header as sent (the first one; "" when absent) for stage 4."""
-    rid = header = None
+    """Stage 1: the call's request id into its context variable: with tracing on, the call's trace id (so a log
+    line leads to its trace); otherwise the caller's x-request-id, else the trace id of its `traceparent`, else a
+    new one of the same shape. Returns the authorization header as sent (the first one; "" when absent) for
+    stage 4."""
+    rid = header = parent = None
     for key, value in metadata or ():
         if key == "x-request-id":
             if rid is None:
                 rid = value
-        elif key == "authorization" and header is None:
-            header = value
-    rid = rid if rid.__class__ is str and _RID.fullmatch(rid) else os.urandom(16).hex()
-    request_id_var.set(rid)
+        elif key == "authorization":
+            if header is None:
+                header = value
+        elif key == "traceparent" and parent is None:
+            parent = value
+    if tracing.ON:
+        rid = tracing.current_trace_id()
+    elif rid.__class__ is not str or not _RID.fullmatch(rid):
+        rid = tracing.trace_id_of(parent) if parent.__class__ is str else ""
+    request_id_var.set(rid or os.urandom(16).hex())
     return header if header is not None else ""
 
 
@@ -220,17 +229,19 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is None:
             policy = self.policies.get(method)
             if policy is not None and policy.forwarded:
-                return handler
-            if handler.stream_stream is None or policy is None:
+                if not tracing.ON:
+                    return handler
+                wrapped = _traced_forward(method, handler)  # the owning service authorizes it
+            elif handler.stream_stream is None or policy is None:
                 return None
-            # a bidirectional stream of a service's own contract (the relay's): the stages around the stream
-            wrapped = grpc.stream_stream_rpc_method_handler(
-                self._stream_behavior(method, handler.stream_stream),
-                request_deserializer=tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer)
+            else:  # a bidirectional stream of a service's own contract (the relay's): the stages around it
+                wrapped = grpc.stream_stream_rpc_method_handler(
+                    tracing.served(method, self._stream_behavior(method, handler.stream_stream), "stream"),
+                    request_deserializer=tolerant(handler.request_deserializer),
+                    response_serializer=handler.response_serializer)
         else:
             wrapped = grpc.unary_unary_rpc_method_handler(
-                self._behavior(method, handler.unary_unary),
+                tracing.served(method, self._behavior(method, handler.unary_unary)),
                 request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         self._wrapped[method] = (handler, wrapped)
@@ -324,6 +335,20 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
                 await abort(context, failure)
 
         return behavior
+
+
+def _traced_forward(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A forwarded streaming path's handler (the gateway's pass-through) inside a SERVER span, with tracing
+    on (a forwarded unary path runs the stages, so its span is the unary one)."""
+    serializers = {"request_deserializer": handler.request_deserializer,
+                   "response_serializer": handler.response_serializer}
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            tracing.served(method, handler.unary_stream, "generator"), **serializers)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(tracing.served(method, handler.stream_unary), **serializers)
+    return grpc.stream_stream_rpc_method_handler(
+        tracing.served(method, handler.stream_stream, "generator"), **serializers)
 
 
 async def _decoded(iterator, name: str, method: str):

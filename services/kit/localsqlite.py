@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
+from services.kit import tracing
 from services.kit.db import Database
 
 T = TypeVar("T")
@@ -127,6 +128,9 @@ class LocalSqlite:
                     raise LocalUnavailable("not a WAL file")
                 self._local.conn = conn
             # fetchall() steps the statement to its end, which resets it: no read transaction stays open
+            if tracing.ON:
+                with _statement_span(sql):
+                    return conn.execute(sql, params).fetchall()
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._failed("read", exc) from None
@@ -147,7 +151,7 @@ class LocalSqlite:
         except sqlite3.Error as exc:
             raise self._failed("write", exc) from None
         try:
-            result = work(conn)
+            result = work(_TracedConnection(conn) if tracing.ON else conn)
             conn.execute("COMMIT")
             return result
         except BaseException as exc:
@@ -168,6 +172,32 @@ class LocalSqlite:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+
+
+def _statement_span(sql: str):
+    """A span for one statement of the SQLite hot path, named by its verb as the SQLAlchemy spans are."""
+    words = sql.split(None, 1)
+    return tracing.span(words[0].upper() if words else "SQL", {"db.system": "sqlite", "db.statement": sql})
+
+
+class _TracedConnection:
+    """A write transaction's connection with a span per statement (tracing on): its text, never its values."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args):
+        with _statement_span(sql):
+            return self._conn.execute(sql, *args)
+
+    def executemany(self, sql: str, *args):
+        with _statement_span(sql):
+            return self._conn.executemany(sql, *args)
+
+    def __getattr__(self, attribute: str):
+        return getattr(self._conn, attribute)
 
 
 class LocalTable:

@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit import tracing
 from services.kit.config import DEFAULT_PORTS, PART_OF, env_int
 from services.kit.healthcheck import credentials_from_env
 from services.kit.mail import DEFAULT_SMTP_PORT
@@ -199,6 +200,11 @@ def main() -> None:
     if supervisor.own_mail:
         print(f"Mail (one-time codes for new users): {supervisor.mail_dir}/ (SMTP sink on 127.0.0.1:"
               f"{supervisor.mail_port}; set RS_SMTP_HOST to use a real mail server)")
+    if tracing.wanted():
+        print(f"Tracing on: every service's spans go to {tracing.destination()}")
+    else:
+        print("Tracing off; to send every service's spans to your OpenTelemetry collector: "
+              "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 make run (docs/PRODUCTION.md, Tracing)")
     print("Try: grpcurl -plaintext 127.0.0.1:50051 list        Stop with Ctrl-C.\n", flush=True)
     while not stop:
         for service, process in list(supervisor.processes.items()):

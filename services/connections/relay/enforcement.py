@@ -15,7 +15,7 @@ from services.connections.relay.model import EndReason
 from services.connections.relay.registry import Live, Registry
 from services.connections.relay.settings import RelaySettings
 from services.connections.relay.store import RelayStore
-from services.kit import metrics
+from services.kit import metrics, tracing
 from services.kit import permissions as P
 from services.kit.auth import Authorizer
 from services.kit.clock import Clock
@@ -45,6 +45,14 @@ class Enforcer:
 
     async def check_once(self) -> None:
         """One pass over this replica's attachments and live sessions."""
+        if not self.registry.sessions and not self.registry.attachments:
+            with tracing.quiet():  # an idle pass (the replica's heartbeat) makes no trace
+                return await self._check()
+        with tracing.background("relay re-check", {"remotesupport.sessions": len(self.registry.sessions),
+                                                   "remotesupport.attachments": len(self.registry.attachments)}):
+            await self._check()
+
+    async def _check(self) -> None:
         now = self.clock.now()
         live = list(self.registry.sessions.values())
         attachments = list(self.registry.attachments.values())

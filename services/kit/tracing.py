@@ -1,0 +1,261 @@
+"""Tracing with OpenTelemetry: a span per RPC (served and called), per database statement, per authz
+consultation, per barrier operation and per pass of background work, under the caller's W3C `traceparent`.
+
+Configured only by the standard OTEL_* variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT,
+OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER[_ARG], OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_BSP_*) and off
+unless they name an exporter or an endpoint. Off, the kit never calls into OpenTelemetry: each hook is one test
+of `ON`, chosen when a method's handler is built, not per call.
+
+No attribute carries key material, a secret, a token or a logon user name: spans hold method names, status
+codes, ErrorInfo reasons, SQL text (whose values are bound parameters, never in the text), counts and key
+versions. `tests/e2e/test_e2e_tracing.py` scans every exported attribute for planted secrets."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any, Iterator, Mapping
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+ON = False  # True once configure() installed an exporter in this process
+_provider: Any = None
+_tracer: trace.Tracer = trace.get_tracer("remotesupport")  # a no-op tracer until configured
+
+# Server span status per the RPC semantic conventions: these codes are the server's fault; the rest
+# (PERMISSION_DENIED, INVALID_ARGUMENT, ...) are answers and leave the span's status unset.
+_SERVER_ERRORS = frozenset({"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+                            "DATA_LOSS"})
+_CODE_NUMBERS = {code.name: code.value[0] for code in grpc.StatusCode}
+REASON_ATTRIBUTE = "remotesupport.error.reason"
+SUPPORTED_EXPORTERS = ("otlp", "console", "none")
+
+
+class TracingConfigError(SystemExit):
+    """An OTEL_* setting this suite cannot honour: the process stops with the message before serving."""
+
+
+def wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the OTEL_* variables turn tracing on: an exporter other than `none`, or an OTLP endpoint,
+    and OTEL_SDK_DISABLED not `true`."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporters:
+        return any(name.strip() not in ("", "none") for name in exporters.split(","))
+    return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+                or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip())
+
+
+def exporters_from(environ: Mapping[str, str] = os.environ) -> list:
+    """The span exporters OTEL_TRACES_EXPORTER names (default `otlp`): OTLP over gRPC, or the console."""
+    names = [n.strip() for n in (environ.get("OTEL_TRACES_EXPORTER", "") or "otlp").lower().split(",") if n.strip()]
+    out = []
+    for name in names:
+        if name == "otlp":
+            protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
+            if protocol != "grpc":
+                raise TracingConfigError(
+                    f"tracing: OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported; this suite exports "
+                    "OTLP over gRPC (set it to grpc, or leave it unset)")
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            out.append(OTLPSpanExporter())
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+            out.append(ConsoleSpanExporter(out=sys.stdout))
+        elif name != "none":
+            raise TracingConfigError(f"tracing: OTEL_TRACES_EXPORTER={name} is not supported; use one of "
+                                     f"{', '.join(SUPPORTED_EXPORTERS)}")
+    return out
+
+
+def destination(environ: Mapping[str, str] = os.environ) -> str:
+    """Where the OTEL_* variables send spans, for a person to read."""
+    names = [n.strip() for n in (environ.get("OTEL_TRACES_EXPORTER", "") or "otlp").lower().split(",")]
+    endpoint = (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                or "http://localhost:4317")
+    return ", ".join(f"OTLP/gRPC at {endpoint}" if n == "otlp" else "the console (stdout)" if n == "console"
+                     else n for n in names if n and n != "none")
+
+
+def configure(service: str, environ: Mapping[str, str] = os.environ, exporters: list | None = None) -> bool:
+    """Turn tracing on for this process when the OTEL_* variables ask for it (or `exporters` are given, as
+    tests do). The service name defaults to `remotesupport-<service>`; the sampler is OTEL_TRACES_SAMPLER's
+    (the SDK's default: parent-based, always on). Returns whether tracing is on."""
+    global ON, _provider, _tracer
+    if exporters is None:
+        if not wanted(environ):
+            return False
+        exporters = exporters_from(environ)
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = environ.get("OTEL_SERVICE_NAME", "").strip() or f"remotesupport-{service}"
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))  # + OTEL_RESOURCE_ATTRIBUTES
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    _provider, _tracer, ON = provider, provider.get_tracer("remotesupport"), True
+    return True
+
+
+def shutdown() -> None:
+    """Export what is buffered and stop (at process exit)."""
+    global ON, _provider, _tracer
+    if _provider is not None:
+        _provider.shutdown()
+    _provider, _tracer, ON = None, trace.get_tracer("remotesupport"), False
+
+
+def current_trace_id() -> str:
+    """The current span's trace id as 32 hex digits, "" when there is none (the request id when tracing is on)."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else ""
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The trace id of a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), "" when it is not one."""
+    if len(traceparent) != 55 or traceparent[2] != "-" or traceparent[35] != "-" or traceparent[52] != "-":
+        return ""
+    trace_id = traceparent[3:35]
+    try:
+        return trace_id if int(trace_id, 16) != 0 and trace_id == trace_id.lower() else ""
+    except ValueError:
+        return ""
+
+
+# --- served RPCs ------------------------------------------------------------------------------------------
+class _MetadataGetter:
+    """Reads W3C trace context from gRPC invocation metadata (a sequence of (key, value) pairs)."""
+
+    def get(self, carrier, key: str):
+        values = [value for k, value in carrier or () if k == key and isinstance(value, str)]
+        return values or None
+
+    def keys(self, carrier):
+        return [k for k, _ in carrier or ()]
+
+
+_GETTER = _MetadataGetter()
+
+
+def _rpc_attributes(method: str) -> dict[str, str]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+@contextlib.contextmanager
+def _server_span(method: str, attributes: dict, context) -> Iterator[trace.Span]:
+    parent = extract(context.invocation_metadata(), getter=_GETTER)
+    with _tracer.start_as_current_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER,
+                                       attributes=attributes, record_exception=False,
+                                       set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BaseException:
+            _end_rpc(span, context, "UNKNOWN")
+            raise
+        _end_rpc(span, context, "OK")
+
+
+def _end_rpc(span: trace.Span, context, default: str) -> None:
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001 - a context that does not expose the code: the default stands
+        code = None
+    name = code.name if isinstance(code, grpc.StatusCode) else default
+    span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS.get(name, 2))
+    if name in _SERVER_ERRORS:
+        span.set_status(Status(StatusCode.ERROR, name))
+
+
+def served(method: str, behavior, kind: str = "unary"):
+    """`behavior` of a served method inside a SERVER span that continues the caller's trace. `kind` is the
+    behaviour's shape: "unary" or "stream" for a coroutine (a streamed response written with context.write),
+    "generator" for an async generator of responses. Returned unchanged when tracing is off."""
+    if not ON:
+        return behavior
+    attributes = _rpc_attributes(method)
+    if kind == "generator":
+        async def traced_generator(request, context):
+            with _server_span(method, attributes, context):
+                async for response in behavior(request, context):
+                    yield response
+        return traced_generator
+
+    async def traced(request, context):
+        with _server_span(method, attributes, context):
+            return await behavior(request, context)
+    return traced
+
+
+def note_error(reason: str) -> None:
+    """Record a refused or failed call's ErrorInfo reason on its span."""
+    if ON and reason:
+        trace.get_current_span().set_attribute(REASON_ATTRIBUTE, reason)
+
+
+# --- called RPCs, statements, internal work ---------------------------------------------------------------
+def client_interceptors() -> list | None:
+    """The channel interceptors that make a CLIENT span per call and send `traceparent` (None when off)."""
+    if not ON:
+        return None
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+    return aio_client_interceptors(tracer_provider=_provider)
+
+
+def instrument_engine(engine) -> None:
+    """A span per SQL statement of this SQLAlchemy (async) engine, with the statement's text, never its values."""
+    if not ON:
+        return
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import get_meter
+    usage = get_meter("remotesupport").create_up_down_counter("db.client.connections.usage")
+    EngineTracer(_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+                 getattr(engine, "sync_engine", engine), usage, enable_commenter=False)
+
+
+_NOTHING = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _internal(name: str, attributes: dict | None, parent=None) -> Iterator[trace.Span]:
+    with _tracer.start_as_current_span(name, context=parent, attributes=attributes, record_exception=False,
+                                       set_status_on_exception=False) as current:
+        try:
+            yield current
+        except BaseException as exc:  # the class and reason only: an exception's text stays out of spans
+            reason = getattr(exc, "reason", None)
+            if isinstance(reason, str):
+                current.set_attribute(REASON_ATTRIBUTE, reason)
+            current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+
+
+def span(name: str, attributes: dict | None = None):
+    """An INTERNAL span around a piece of the suite's own work (an authz consultation, a barrier operation, a
+    statement on the SQLite hot path); a shared no-op when tracing is off. Attributes: counts, versions,
+    SQL text - never a value."""
+    if not ON:
+        return _NOTHING
+    return _internal(name, attributes)
+
+
+def background(name: str, attributes: dict | None = None):
+    """A root span (a trace of its own) for one pass of background work: a sweep, a re-wrap, a check round."""
+    if not ON:
+        return _NOTHING
+    return _internal(name, attributes, otel_context.Context())
+
+
+def quiet():
+    """No spans from the instrumentations (statements, calls) inside: for routine passes that would be noise."""
+    if not ON:
+        return _NOTHING
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+    return suppress_instrumentation()
