@@ -34,7 +34,7 @@ class E2E:
     """The running suite as a user sees it: one gateway address, the admin token file, the mail folder, process
     logs."""
 
-    def __init__(self, backend: str, tmp: Path) -> None:
+    def __init__(self, backend: str, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
         self.backend = backend
         self.tmp = tmp
         self.var = tmp / "var"
@@ -44,6 +44,7 @@ class E2E:
                     "RS_DEPOT_SWEEP_INTERVAL_S": "1", "RS_CONNECTIONS_SWEEP_INTERVAL_S": "1"})
         for service in ("authz", "connections", "depot"):
             env[f"RS_{service.upper()}_DATABASE_URL"] = self.databases.new(service)
+        env.update(extra_env or {})
         self.supervisor = Supervisor(env=env, ports=dict(zip(ORDER, free_ports(len(ORDER)))),
                                      log_dir=tmp / "logs")
         self.channel: grpc.Channel | None = None
