@@ -277,3 +277,18 @@ def test_the_relay_runs_as_part_of_the_connections_service():
         ["python", "-m", MODULES["relay"]]
     assert spec["expose"] == str(DEFAULT_PORTS["relay"])
     assert (ROOT / "services" / "connections" / "relay" / "__main__.py").exists()
+
+
+# --- tracing -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", (*SERVICES, "relay"))
+def test_every_service_exports_traces_only_where_the_operator_points_it(name):
+    env = environment(name)
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"  # unset: tracing off
+    assert env["OTEL_SERVICE_NAME"] == f"remotesupport-{name}"
+
+
+def test_the_tracing_backend_is_opt_in_and_its_ui_on_loopback_only():
+    jaeger = service("jaeger")
+    assert jaeger["profiles"] == ["tracing"] and ":" in jaeger["image"] and not jaeger["image"].endswith(":latest")
+    assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert all(str(p).startswith("127.0.0.1:") for p in jaeger["ports"])
