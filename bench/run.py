@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import httpclient, load, loginflood, peers, relay, report, stats, suite
+from bench import httpclient, load, loginflood, peers, relay, report, stats, suite, tracing
 from bench.probe import METHOD as PROBE_METHOD
 from bench.probe import Request as ProbeRequest
 from bench.probe import Response as ProbeResponse
@@ -54,6 +54,7 @@ COMPARISONS = [
     {"label": "Check: many vs 10 principals", "scenario": "check-scale", "ours": "many", "ours_label": "many",
      "ref_scenario": "check-scale", "ref": "few", "ref_label": "few"},
     loginflood.COMPARISON,
+    tracing.COMPARISON,
 ]
 
 
@@ -169,22 +170,34 @@ class Bench:
         cerbos.stop()
 
     # --- depot vs OpenBao ------------------------------------------------------------------------------
+    @staticmethod
+    def reveal_operation(stub: depot_pb2_grpc.LogonDepotServiceStub, fx: suite.Fixture):
+        """One reveal per call, round-robin over the fixture's entries (the same on the depot and the gateway)."""
+        metadata = suite.md(fx.token)
+        n = len(fx.entries)
+
+        async def reveal(w, i):
+            response = await stub.RevealLogonData(depot_pb2.RevealLogonDataRequest(
+                name=fx.entries[(w * 7 + i) % n], reason="benchmark"), metadata=metadata, timeout=10)
+            if not response.secret or not response.user_name:
+                raise RuntimeError("reveal returned no secret")
+        return reveal
+
+    async def measure_reveal(self, ours: suite.OurSuite, fx: suite.Fixture, *, scenario: str,
+                             side: str) -> list[load.LoadResult]:
+        """The depot's RevealLogonData, called directly; CPU of the depot and authz."""
+        async with grpc.aio.insecure_channel(ours.address("depot")) as channel:
+            return await self.measure(self.reveal_operation(depot_pb2_grpc.LogonDepotServiceStub(channel), fx),
+                                      scenario=scenario, side=side,
+                                      processes=ours.pids("depot", "authz", "connections", "gateway"),
+                                      touched=("depot", "authz"))
+
     async def depot_ours(self, ours: suite.OurSuite, fx: suite.Fixture) -> None:
+        if self.wanted("reveal"):
+            await self.measure_reveal(ours, fx, scenario="reveal", side="ours")
         metadata = suite.md(fx.token)
         async with grpc.aio.insecure_channel(ours.address("depot")) as channel:
             stub = depot_pb2_grpc.LogonDepotServiceStub(channel)
-            n = len(fx.entries)
-
-            async def reveal(w, i):
-                response = await stub.RevealLogonData(depot_pb2.RevealLogonDataRequest(
-                    name=fx.entries[(w * 7 + i) % n], reason="benchmark"), metadata=metadata, timeout=10)
-                if not response.secret or not response.user_name:
-                    raise RuntimeError("reveal returned no secret")
-
-            if self.wanted("reveal"):
-                await self.measure(reveal, scenario="reveal", side="ours",
-                                   processes=ours.pids("depot", "authz", "connections", "gateway"),
-                                   touched=("depot", "authz"))
 
             async def create(w, i):
                 response = await stub.CreateLogonData(suite.entry_request(fx.system, w * 1_000_000 + i),
@@ -240,17 +253,8 @@ class Bench:
 
     # --- gateway vs chain -------------------------------------------------------------------------------
     async def gateway(self, ours: suite.OurSuite, fx: suite.Fixture) -> None:
-        metadata = suite.md(fx.token)
         async with grpc.aio.insecure_channel(ours.address("gateway")) as channel:
-            stub = depot_pb2_grpc.LogonDepotServiceStub(channel)
-            n = len(fx.entries)
-
-            async def reveal(w, i):
-                response = await stub.RevealLogonData(depot_pb2.RevealLogonDataRequest(
-                    name=fx.entries[(w * 7 + i) % n], reason="benchmark"), metadata=metadata, timeout=10)
-                if not response.secret:
-                    raise RuntimeError("reveal returned no secret")
-
+            reveal = self.reveal_operation(depot_pb2_grpc.LogonDepotServiceStub(channel), fx)
             await self.measure(reveal, scenario="gateway-reveal", side="ours",
                                processes=ours.pids("gateway", "depot", "authz", "connections"),
                                touched=("gateway", "depot", "authz"))
@@ -458,6 +462,8 @@ class Bench:
             await self.depot_openbao()
         if self.wanted("gateway"):
             await self.gateway(ours, fx)
+        if self.wanted("tracing"):  # issue 19: a reveal's CPU with tracing off and on
+            await tracing.run_group(self, ours, fx)
         if self.wanted("relay"):  # issue 16: rsctl tunnel + relay + rsctl connector vs socat and direct TCP
             await relay.run_group(self, ours)
         if self.args.profile:
@@ -489,7 +495,7 @@ class Bench:
                      "scale": self.scale, "duration_s": self.duration, "warmup_s": self.warmup,
                      "clients": self.clients, "total_s": total_s},
             "targets": targets(comparisons, self.scale_figures, self.clients, self.scale)
-            + relay.targets(self.scale_figures),
+            + relay.targets(self.scale_figures) + tracing.targets(comparisons, self.clients),
             "comparisons": comparisons,
             "results": results,
             "scale": {"figures": self.scale_figures, "rss_mib": self.rss},
@@ -579,7 +585,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, 1 and 4 clients, scale 0.01")
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of Check and Reveal (extra runs)")
     parser.add_argument("--only", default="", help="comma list of: floor,check,loginflood,reveal,create,gateway,"
-                                                   "list,check-scale,sweep,verify,relay")
+                                                   "list,check-scale,sweep,verify,relay,tracing")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.{md,json,png} go")
     args = parser.parse_args()
     bench = Bench(args)
