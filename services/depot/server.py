@@ -58,20 +58,20 @@ class DepotApp:
         await self.depot.store.close()
 
     async def sweep_once(self) -> int:
-        with tracing.background("depot expiry sweep") as span:
+        with tracing.span("depot expiry sweep") as span:
             purged = await maintenance.sweep_once(self.depot)
             _count(span, purged)
         metrics.sweep_done("expiry", purged, service="depot")
         return purged
 
     async def log_denial_counts_once(self) -> int:
-        with tracing.background("depot refused-reveal counts") as span:
+        with tracing.span("depot refused-reveal counts") as span:
             counts = await denials.log_counts(self.depot)
             _count(span, counts)
         return counts
 
     async def rewrap_once(self) -> int:
-        with tracing.background("depot re-wrap batch") as span:
+        with tracing.span("depot re-wrap batch") as span:
             moved = await maintenance.rewrap_once(self.depot)
             _count(span, moved)
         metrics.sweep_done("rewrap", moved, service="depot")
@@ -80,14 +80,15 @@ class DepotApp:
     async def _run(self) -> None:
         while True:
             try:
-                purged = await self.sweep_once()
-                if purged:
-                    logger.info("expiry sweep deleted %d expired entries", purged)
-                counts = await self.log_denial_counts_once()
-                if counts:
-                    logger.info("logged %d counts of refused reveals by callers outside the customer", counts)
-                while await self.rewrap_once():
-                    await asyncio.sleep(0)  # let calls in between batches
+                with tracing.background("depot background pass"):  # one trace per pass, its steps as children
+                    purged = await self.sweep_once()
+                    if purged:
+                        logger.info("expiry sweep deleted %d expired entries", purged)
+                    counts = await self.log_denial_counts_once()
+                    if counts:
+                        logger.info("logged %d counts of refused reveals by callers outside the customer", counts)
+                    while await self.rewrap_once():
+                        await asyncio.sleep(0)  # let calls in between batches
             except Exception:  # noqa: BLE001 - the loop must outlive a failed pass; the next one retries
                 logger.exception("depot background pass failed; retrying in %.0fs", self.settings.sweep_interval_s)
             with contextlib.suppress(TimeoutError):

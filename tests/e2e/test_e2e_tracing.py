@@ -214,6 +214,23 @@ def test_a_refusal_is_traced_with_its_code_and_reason(traced, tmp_path):
     assert span.status.code == trace_pb2.Status.STATUS_CODE_UNSET  # an answer, not the server's fault
 
 
+def test_background_work_is_a_trace_of_its_own_per_pass(traced):
+    suite, receiver = traced
+    steps = {"depot expiry sweep", "depot refused-reveal counts", "depot re-wrap batch"}
+
+    def passes(spans):
+        return ({s.name for svc, s in spans if svc == "remotesupport-depot"} >= steps | {"depot background pass"}
+                and any(s.name == "connections sweep" for _, s in spans))
+    spans = wait_for(receiver, passes, "the first background passes")
+    roots = {s.span_id: s for svc, s in spans if s.name in ("depot background pass", "connections sweep")}
+    assert roots and all(not s.parent_span_id for s in roots.values())  # each pass starts a trace
+    depot_steps = [s for svc, s in spans if svc == "remotesupport-depot" and s.name in steps]
+    assert depot_steps and all(roots[s.parent_span_id].name == "depot background pass" for s in depot_steps)
+    assert all("remotesupport.handled" in attributes(s) for s in depot_steps)
+    sweep = next(s for s in roots.values() if s.name == "connections sweep")
+    assert {"remotesupport.windows_expired", "remotesupport.assignments_reconciled"} <= set(attributes(sweep))
+
+
 def test_the_readme_walkthroughs_export_no_secret_password_token_or_logon_user(traced, tmp_path):
     suite, receiver = traced
     for name in ("grpcurl", "rsctl"):
