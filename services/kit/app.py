@@ -156,7 +156,8 @@ def main(service: str, build: Callable[[Deps], Awaitable[App]]) -> None:
     deps = Deps(config, SystemClock(), clients.TokenFile(config.service_token_file))
 
     async def serve() -> None:
-        running = await start(deps, build)
+        with tracing.background(f"{service} start"):  # migrations and set-up: one trace, not one per statement
+            running = await start(deps, build)
         logger.info("%s serving on %s:%d%s%s", service, config.host, running.port,
                     " (mutual TLS)" if config.tls else "", " (tracing on)" if traced else "")
         await run_until_signalled(running.server, running.health, running.app.spec.own_health_names,
