@@ -179,14 +179,25 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
 
     async def CheckBulk(self, request, context):
         items = request.items
-        rows, with_assignments = await self.decisions.authorize_caller_and_read_subject(
-            request.subject_token, [i.permission for i in items[:MAX_BULK]])
+        permissions = [i.permission for i in items[:MAX_BULK]]
+        at_of: dict[str, list[int]] = {}  # subject token -> the positions of its items
+        for i, item in enumerate(items[:MAX_BULK]):
+            at_of.setdefault(item.subject_token or request.subject_token, []).append(i)
+        distinct = list(at_of) or [request.subject_token]
+        if len(distinct) == 1:  # one subject (a call's own checks): one statement for caller and subject
+            rows, with_assignments = await self.decisions.authorize_caller_and_read_subject(distinct[0], permissions)
+            rows_of = {distinct[0]: rows}
+        else:  # the checks of several calls travelling together (the kit's coalesced consultations)
+            rows_of, with_assignments = await self.decisions.authorize_caller_and_read_subjects(distinct, permissions)
         if len(items) > MAX_BULK:
             raise InvalidArgument("items", f"may hold at most {MAX_BULK} checks")
         for i, item in enumerate(items):
             _check_permission(f"items[{i}].permission", item.permission)
-        decisions = self.decisions.decide(rows, with_assignments,
-                                          [(item.permission, Resource.from_proto(item.resource)) for item in items])
+        decisions = [None] * len(items)
+        for subject, at in at_of.items():  # each subject's items decided on its own rows, answered in order
+            asked = [(items[i].permission, Resource.from_proto(items[i].resource)) for i in at]
+            for i, decision in zip(at, self.decisions.decide(rows_of[subject], with_assignments, asked)):
+                decisions[i] = decision
         response = authz_pb2.CheckBulkResponse()
         results = response.results
         for decision in decisions:
