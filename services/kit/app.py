@@ -73,7 +73,7 @@ class Running:
 
 def remote_authorizer(config: ServiceConfig, token: Callable[[], str]) -> tuple[auth.RemoteAuthorizer, grpc.aio.Channel]:
     channel = clients.channel(config.authz_addr, identity=tls.identity_for(config))
-    return auth.RemoteAuthorizer(channel, token, config.authz_deadline_s), channel
+    return auth.RemoteAuthorizer(channel, token, config.authz_deadline_s, config.authz_coalesce_us / 1e6), channel
 
 
 async def start(deps: Deps, build: Callable[[Deps], Awaitable[App]]) -> Running:

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import descriptor_pool
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
-from services.kit import tracing
+from services.kit import coalesce, tracing
 from services.kit.errors import AuthzUnavailable, PermissionDenied, Unauthenticated
 from services.kit.principals import KIND_BY_NUMBER
 
@@ -204,59 +204,73 @@ async def no_resource(_request: object) -> Resource:
     return Resource()
 
 
-UNREADABLE = "authorization service answered something that is not a decision; the call is refused"
+DEFAULT_COALESCE_S = 0.0003  # the longest a check waits for companions (RS_AUTHZ_COALESCE_US)
+MAX_CHECKS = 1000  # checks in one CheckBulk (authz's limit)
 
 
 class RemoteAuthorizer:
-    """Asks the authz service. Every call has a deadline; any failure refuses (fails closed)."""
+    """Asks the authz service. Every call has a deadline; any failure refuses (fails closed). The checks of calls
+    that ask at the same moment travel together in one CheckBulk (services.kit.coalesce; `coalesce_s` is the
+    longest a check waits for companions, 0 sends each call's checks on their own)."""
 
-    def __init__(self, channel: grpc.aio.Channel, service_token: Callable[[], str], deadline_s: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, service_token: Callable[[], str], deadline_s: float,
+                 coalesce_s: float = DEFAULT_COALESCE_S) -> None:
         self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
         self._service_token = service_token
         self._deadline_s = deadline_s
-
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self._service_token()}"),)
+        self._consultations = coalesce.Coalescer(self._send, coalesce_s, MAX_CHECKS)
 
     async def check(self, token: str, permission: str, resource: Resource) -> Decision:
-        request = authz_pb2.CheckRequest(subject_token=token, permission=permission, resource=resource.to_proto())
-        try:
-            with tracing.span("authz consultation", {"remotesupport.authz.checks": 1,
-                                                     "remotesupport.authz.permissions": permission}):
-                response = await self._stub.Check(request, timeout=remaining(self._deadline_s) or 0.001,
-                                                  metadata=self._metadata())
-            return Decision.from_proto(response)
-        except grpc.RpcError as err:
-            raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
-                from None
-        except Exception:  # noqa: BLE001 - an answer that is no decision (undecodable, unknown enum values)
-            raise AuthzUnavailable(UNREADABLE) from None
+        return (await self._consult(token, [(permission, resource)]))[0]
 
     async def check_bulk(self, token: str, items: list[tuple[str, Resource]]) -> list[Decision]:
-        if not items:
-            return []
-        request = authz_pb2.CheckBulkRequest(
-            subject_token=token,
-            items=[authz_pb2.CheckBulkItem(permission=p, resource=r.to_proto()) for p, r in items],
-        )
+        return await self._consult(token, items) if items else []
+
+    async def _consult(self, token: str, items: list[tuple[str, Resource]]) -> list[Decision]:
+        timeout = remaining(self._deadline_s) or 0.001
+        if not tracing.ON:
+            return (await self._consultations.ask(token, items, timeout))[0]
+        with tracing.span("authz consultation", {"remotesupport.authz.checks": len(items),
+                                                 "remotesupport.authz.permissions": ",".join(
+                                                     sorted({p for p, _ in items}))}) as span:
+            decisions, travelled = await self._consultations.ask(token, items, timeout)
+            span.set_attribute("remotesupport.authz.travelled_with", travelled)  # checks in the one CheckBulk
+            return decisions
+
+    async def _send(self, asks: list[coalesce.Ask], timeout: float) -> list[list[Decision]]:
+        """One request for `asks`: Check for a single check, CheckBulk for one call's, CheckBulk with each item's
+        subject for several calls'."""
+        metadata = (("authorization", f"Bearer {self._service_token()}"),)
         try:
-            with tracing.span("authz consultation", {
-                    "remotesupport.authz.checks": len(items),
-                    "remotesupport.authz.permissions": ",".join(sorted({p for p, _ in items}))}):
-                response = await self._stub.CheckBulk(request, timeout=remaining(self._deadline_s) or 0.001,
-                                                      metadata=self._metadata())
-            results = response.results
-            if len(results) != len(items):
+            if len(asks) == 1 and len(asks[0].items) == 1:
+                (permission, resource), = asks[0].items
+                response = await self._stub.Check(authz_pb2.CheckRequest(
+                    subject_token=asks[0].token, permission=permission, resource=resource.to_proto()),
+                    timeout=timeout, metadata=metadata)
+                return [[Decision.from_proto(response)]]
+            if len(asks) == 1:
+                request = authz_pb2.CheckBulkRequest(subject_token=asks[0].token, items=[
+                    authz_pb2.CheckBulkItem(permission=p, resource=r.to_proto()) for p, r in asks[0].items])
+            else:
+                request = authz_pb2.CheckBulkRequest(items=[
+                    authz_pb2.CheckBulkItem(permission=p, resource=r.to_proto(), subject_token=ask.token)
+                    for ask in asks for p, r in ask.items])
+            results = (await self._stub.CheckBulk(request, timeout=timeout, metadata=metadata)).results
+            if len(results) != len(request.items):
                 raise AuthzUnavailable("authorization service answered an incomplete bulk check; the call is "
                                        "refused")
-            return [Decision.from_proto(r) for r in results]
+            out, at = [], 0
+            for ask in asks:
+                out.append([Decision.from_proto(r) for r in results[at:at + len(ask.items)]])
+                at += len(ask.items)
+            return out
         except grpc.RpcError as err:
             raise AuthzUnavailable(f"authorization service did not answer ({_code(err)}); the call is refused") \
                 from None
         except AuthzUnavailable:
             raise
         except Exception:  # noqa: BLE001 - an answer that is no decision (undecodable, unknown enum values)
-            raise AuthzUnavailable(UNREADABLE) from None
+            raise AuthzUnavailable(coalesce.UNREADABLE) from None
 
 
 def _code(err: grpc.RpcError) -> str:
