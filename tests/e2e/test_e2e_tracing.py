@@ -169,6 +169,8 @@ def test_a_reveal_through_the_gateway_is_one_trace_under_the_callers_own(traced,
     consultations = [s for svc, s in spans if svc == "remotesupport-depot" and s.name == "authz consultation"]
     assert consultations and all(parent_of(s)[1] is depot for s in consultations)
     assert len(consultations) == 1 and attributes(consultations[0])["remotesupport.authz.checks"] >= 1
+    assert attributes(consultations[0])["remotesupport.authz.travelled_with"] >= \
+        attributes(consultations[0])["remotesupport.authz.checks"]
     asked = one("remotesupport-depot", "/" + check, CLIENT)
     assert parent_of(asked)[1] in consultations
     decided = one("remotesupport-authz", check, SERVER)
