@@ -204,7 +204,7 @@ async def no_resource(_request: object) -> Resource:
     return Resource()
 
 
-DEFAULT_COALESCE_S = 0.0003  # the longest a check waits for companions (RS_AUTHZ_COALESCE_US)
+DEFAULT_COALESCE_S = 0.0  # off by default: measured no CPU saving yet (bench/README.md); RS_AUTHZ_COALESCE_US
 MAX_CHECKS = 1000  # checks in one CheckBulk (authz's limit)
 
 

@@ -86,7 +86,7 @@ def _addr(service: str) -> str:
 
 
 def _coalesce_us() -> float:
-    value = env_float("RS_AUTHZ_COALESCE_US", 300.0)
+    value = env_float("RS_AUTHZ_COALESCE_US", 0.0)
     if not 0 <= value <= 10_000:
         raise SystemExit("configuration error: RS_AUTHZ_COALESCE_US must be between 0 and 10000 (microseconds)")
     return value
@@ -106,7 +106,7 @@ class ServiceConfig:
     connections_addr: str = ""
     service_token_file: Path | None = None
     authz_deadline_s: float = 2.0
-    authz_coalesce_us: float = 300.0  # the longest a check waits to travel with others' (0: each on its own)
+    authz_coalesce_us: float = 0.0  # the longest a check waits to travel with others' (0: each on its own)
     call_deadline_s: float = 10.0
     grace_s: float = 5.0
     max_message_bytes: int = 4 * 1024 * 1024
@@ -171,7 +171,7 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("RS_VAR_DIR", "var", "local state: SQLite files, token files, development keys"),
     ("RS_{SVC}_TOKEN_FILE", "$RS_VAR_DIR/secrets/<svc>.token", "this service's own token (0600)"),
     ("RS_AUTHZ_DEADLINE_S", "2.0", "deadline of each authorization check (fails closed)"),
-    ("RS_AUTHZ_COALESCE_US", "300", "the longest a call's authz checks wait to travel with other calls' in one "
+    ("RS_AUTHZ_COALESCE_US", "0", "the longest a call's authz checks wait to travel with other calls' in one "
                                     "CheckBulk (0: each call consults on its own; a call alone never waits)"),
     ("RS_CALL_DEADLINE_S", "10.0", "default deadline of calls to other services"),
     ("RS_GRACE_S", "5.0", "shutdown grace for in-flight calls"),
