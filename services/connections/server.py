@@ -72,9 +72,8 @@ class ConnectionsApp:
             with tracing.background("connections sweep") as span:
                 expired = await windows.record_expired(self.store, self.clock)
                 reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
-                if span is not None:
-                    span.set_attributes({"remotesupport.windows_expired": len(expired),
-                                         "remotesupport.assignments_reconciled": reconciled})
+                tracing.annotate(span, {"remotesupport.windows_expired": len(expired),
+                                        "remotesupport.assignments_reconciled": reconciled})
         metrics.sweep_done("auto_close", len(expired), service="connections")
         metrics.sweep_done("reconcile", reconciled, service="connections")
         return SweepResult(expired, reconciled)

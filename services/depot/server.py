@@ -60,20 +60,20 @@ class DepotApp:
     async def sweep_once(self) -> int:
         with tracing.span("depot expiry sweep") as span:
             purged = await maintenance.sweep_once(self.depot)
-            _count(span, purged)
+            tracing.annotate(span, {"remotesupport.handled": purged})
         metrics.sweep_done("expiry", purged, service="depot")
         return purged
 
     async def log_denial_counts_once(self) -> int:
         with tracing.span("depot refused-reveal counts") as span:
             counts = await denials.log_counts(self.depot)
-            _count(span, counts)
+            tracing.annotate(span, {"remotesupport.handled": counts})
         return counts
 
     async def rewrap_once(self) -> int:
         with tracing.span("depot re-wrap batch") as span:
             moved = await maintenance.rewrap_once(self.depot)
-            _count(span, moved)
+            tracing.annotate(span, {"remotesupport.handled": moved})
         metrics.sweep_done("rewrap", moved, service="depot")
         return moved
 
@@ -94,11 +94,6 @@ class DepotApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval_s)
             self._wake.clear()
-
-
-def _count(span, handled: int) -> None:
-    if span is not None:
-        span.set_attribute("remotesupport.handled", handled)
 
 
 async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> DepotApp:

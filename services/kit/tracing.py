@@ -51,11 +51,15 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
                 or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip())
 
 
+def _exporter_names(environ: Mapping[str, str]) -> list[str]:
+    """The exporters OTEL_TRACES_EXPORTER names, lower case (default `otlp`)."""
+    return [n.strip() for n in (environ.get("OTEL_TRACES_EXPORTER", "") or "otlp").lower().split(",") if n.strip()]
+
+
 def exporters_from(environ: Mapping[str, str] = os.environ) -> list:
     """The span exporters OTEL_TRACES_EXPORTER names (default `otlp`): OTLP over gRPC, or the console."""
-    names = [n.strip() for n in (environ.get("OTEL_TRACES_EXPORTER", "") or "otlp").lower().split(",") if n.strip()]
     out = []
-    for name in names:
+    for name in _exporter_names(environ):
         if name == "otlp":
             protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                         or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
@@ -76,11 +80,10 @@ def exporters_from(environ: Mapping[str, str] = os.environ) -> list:
 
 def destination(environ: Mapping[str, str] = os.environ) -> str:
     """Where the OTEL_* variables send spans, for a person to read."""
-    names = [n.strip() for n in (environ.get("OTEL_TRACES_EXPORTER", "") or "otlp").lower().split(",")]
     endpoint = (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
                 or "http://localhost:4317")
     return ", ".join(f"OTLP/gRPC at {endpoint}" if n == "otlp" else "the console (stdout)" if n == "console"
-                     else n for n in names if n and n != "none")
+                     else n for n in _exporter_names(environ) if n != "none")
 
 
 def configure(service: str, environ: Mapping[str, str] = os.environ, exporters: list | None = None) -> bool:
@@ -251,6 +254,12 @@ def background(name: str, attributes: dict | None = None):
     if not ON:
         return _NOTHING
     return _internal(name, attributes, otel_context.Context())
+
+
+def annotate(current, attributes: dict) -> None:
+    """Attributes on a span from `span()` / `background()` known only at its end (a no-op when tracing is off)."""
+    if current is not None:
+        current.set_attributes(attributes)
 
 
 def quiet():
