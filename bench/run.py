@@ -54,7 +54,6 @@ COMPARISONS = [
     {"label": "Check: many vs 10 principals", "scenario": "check-scale", "ours": "many", "ours_label": "many",
      "ref_scenario": "check-scale", "ref": "few", "ref_label": "few"},
     loginflood.COMPARISON,
-    tracing.COMPARISON,
 ]
 
 
@@ -495,7 +494,7 @@ class Bench:
                      "scale": self.scale, "duration_s": self.duration, "warmup_s": self.warmup,
                      "clients": self.clients, "total_s": total_s},
             "targets": targets(comparisons, self.scale_figures, self.clients, self.scale)
-            + relay.targets(self.scale_figures) + tracing.targets(comparisons, self.clients),
+            + relay.targets(self.scale_figures) + tracing.targets(self.scale_figures, self.clients),
             "comparisons": comparisons,
             "results": results,
             "scale": {"figures": self.scale_figures, "rss_mib": self.rss},

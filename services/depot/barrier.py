@@ -420,7 +420,7 @@ def _decrypt_field(data_key: bytes, ctx: EntryContext, field: str, key_version: 
 def seal_secret(ring: KeyRing, version: int, ctx: EntryContext, field: str, plaintext: str) -> Sealed:
     """Encrypt ``plaintext`` as the entry's ``field`` under a fresh data key, wrapped by ring key ``version``
     (two encryptions under fresh nonces: the field by the data key, the data key by the ring key)."""
-    with tracing.span("barrier seal", _span_attributes(field, version)):
+    with tracing.leaf("barrier seal", _span_attributes(field, version)):
         ring._key(version)  # an unknown version fails before anything is encrypted
         data_key = os.urandom(KEY_SIZE)
         return Sealed(version, _wrap_data_key(ring, version, data_key, ctx),
@@ -430,7 +430,7 @@ def seal_secret(ring: KeyRing, version: int, ctx: EntryContext, field: str, plai
 def open_secret(ring: KeyRing, ctx: EntryContext, field: str, sealed: Sealed) -> str:
     """The plaintext of a sealed ``field``; :class:`DecryptionFailed` if it or its wrapped data key was moved
     or altered, :class:`BarrierError` if its ring key version is not in the ring."""
-    with tracing.span("barrier open", _span_attributes(field, sealed.key_version)):
+    with tracing.leaf("barrier open", _span_attributes(field, sealed.key_version)):
         data_key = _unwrap_data_key(ring, sealed.key_version, sealed.wrapped_data_key, ctx)
         return _decrypt_field(data_key, ctx, field, sealed.key_version, sealed.ciphertext)
 
@@ -439,7 +439,7 @@ def reseal_secret(ring: KeyRing, ctx: EntryContext, field: str, sealed: Sealed, 
     """A sealed ``field`` moved to ring key ``to_version``: its data key re-wrapped and the field re-encrypted
     with the new version bound in (both authenticate on the way: :class:`DecryptionFailed` if either was
     altered or moved)."""
-    with tracing.span("barrier reseal", {**_span_attributes(field, sealed.key_version),
+    with tracing.leaf("barrier reseal", {**_span_attributes(field, sealed.key_version),
                                          "remotesupport.key.to_version": to_version}):
         ring._key(to_version)
         data_key = _unwrap_data_key(ring, sealed.key_version, sealed.wrapped_data_key, ctx)

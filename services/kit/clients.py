@@ -45,11 +45,11 @@ def channel(address: str, max_message_bytes: int = 4 * 1024 * 1024, *,
     ident = tls.current_identity() if identity is _CURRENT else identity
     interceptors = tracing.client_interceptors()  # with tracing on: a CLIENT span and `traceparent` per call
     if ident is None:
-        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+        return tracing.traced_channel(grpc.aio.insecure_channel(address, options=options, interceptors=interceptors))
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
-    return grpc.aio.secure_channel(address, ident.channel_credentials(), options=options,
-                                   interceptors=interceptors)
+    return tracing.traced_channel(grpc.aio.secure_channel(address, ident.channel_credentials(), options=options,
+                                                          interceptors=interceptors))
 
 
 def caller_metadata() -> tuple[tuple[str, str], ...]:

@@ -177,7 +177,7 @@ class LocalSqlite:
 def _statement_span(sql: str):
     """A span for one statement of the SQLite hot path, named by its verb as the SQLAlchemy spans are."""
     words = sql.split(None, 1)
-    return tracing.span(words[0].upper() if words else "SQL", {"db.system": "sqlite", "db.statement": sql})
+    return tracing.leaf(words[0].upper() if words else "SQL", {"db.system": "sqlite", "db.statement": sql})
 
 
 class _TracedConnection:

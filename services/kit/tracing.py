@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 ON = False  # True once configure() installed an exporter in this process
@@ -205,11 +205,70 @@ def note_error(reason: str) -> None:
 
 # --- called RPCs, statements, internal work ---------------------------------------------------------------
 def client_interceptors() -> list | None:
-    """The channel interceptors that make a CLIENT span per call and send `traceparent` (None when off)."""
+    """The channel interceptors for streamed calls: a CLIENT span per call and `traceparent` (None when off).
+    Unary calls are traced by `traced_channel` instead."""
     if not ON:
         return None
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
-    return aio_client_interceptors(tracer_provider=_provider)
+    return [i for i in aio_client_interceptors(tracer_provider=_provider)
+            if not isinstance(i, grpc.aio.UnaryUnaryClientInterceptor)]
+
+
+def traced_channel(channel):
+    """`channel` with a CLIENT span and `traceparent` per unary call (itself when off). The kit's own rather than
+    the instrumentation's interceptor: any unary interceptor sends every call through grpc.aio's intercepted-call
+    path, which cost more than the span itself (bench/README.md, the tracing group)."""
+    return _TracedChannel(channel) if ON else channel
+
+
+class _TracedChannel:
+    """A grpc.aio channel whose unary-unary multicallables are traced; everything else is the channel's."""
+
+    def __init__(self, channel) -> None:
+        self._channel = channel
+
+    def unary_unary(self, method: str, *args, **kwargs):
+        return _TracedUnary(self._channel.unary_unary(method, *args, **kwargs), method)
+
+    def __getattr__(self, attribute: str):
+        return getattr(self._channel, attribute)
+
+    async def __aenter__(self):
+        await self._channel.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info):
+        return await self._channel.__aexit__(*exc_info)
+
+
+class _TracedUnary:
+    """A unary call in a CLIENT span, the current trace context sent as `traceparent` (replacing any the caller's
+    metadata carries, as the gateway's forwarded metadata does), its status code on the span. Callers await it."""
+
+    __slots__ = ("_call", "_name", "_attributes")
+
+    def __init__(self, call, method: str) -> None:
+        self._call, self._name, self._attributes = call, method.lstrip("/"), _rpc_attributes(method)
+
+    async def __call__(self, request, *, timeout=None, metadata=None, **kwargs):
+        from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+        if not is_instrumentation_enabled():  # inside quiet()
+            return await self._call(request, timeout=timeout, metadata=metadata, **kwargs)
+        with _tracer.start_as_current_span(self._name, kind=SpanKind.CLIENT, attributes=self._attributes,
+                                           record_exception=False, set_status_on_exception=False) as current:
+            carrier: dict[str, str] = {}
+            inject(carrier)
+            sent = tuple(kv for kv in metadata or () if kv[0] not in carrier) + tuple(carrier.items())
+            try:
+                response = await self._call(request, timeout=timeout, metadata=sent, **kwargs)
+            except grpc.RpcError as err:
+                code = err.code() if hasattr(err, "code") else None
+                name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                current.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS.get(name, 2))
+                current.set_status(Status(StatusCode.ERROR, name))  # the code only: a message can quote a caller
+                raise
+            current.set_attribute("rpc.grpc.status_code", 0)
+            return response
 
 
 def instrument_engine(engine) -> None:
@@ -226,18 +285,42 @@ def instrument_engine(engine) -> None:
 _NOTHING = contextlib.nullcontext()
 
 
+def _failed(current: trace.Span, exc: BaseException) -> None:
+    """The class and reason only: an exception's text stays out of spans."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        current.set_attribute(REASON_ATTRIBUTE, reason)
+    current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+
 @contextlib.contextmanager
 def _internal(name: str, attributes: dict | None, parent=None) -> Iterator[trace.Span]:
     with _tracer.start_as_current_span(name, context=parent, attributes=attributes, record_exception=False,
                                        set_status_on_exception=False) as current:
         try:
             yield current
-        except BaseException as exc:  # the class and reason only: an exception's text stays out of spans
-            reason = getattr(exc, "reason", None)
-            if isinstance(reason, str):
-                current.set_attribute(REASON_ATTRIBUTE, reason)
-            current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        except BaseException as exc:
+            _failed(current, exc)
             raise
+
+
+class _Leaf:
+    """A span that is never the current one (nothing runs under it): cheaper than _internal, for statements and
+    barrier operations."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, name: str, attributes: dict | None) -> None:
+        self._span = _tracer.start_span(name, attributes=attributes)
+
+    def __enter__(self) -> trace.Span:
+        return self._span
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None:
+            _failed(self._span, exc)
+        self._span.end()
+        return False
 
 
 def span(name: str, attributes: dict | None = None):
@@ -247,6 +330,13 @@ def span(name: str, attributes: dict | None = None):
     if not ON:
         return _NOTHING
     return _internal(name, attributes)
+
+
+def leaf(name: str, attributes: dict | None = None):
+    """As `span`, for work that starts no span of its own (a statement, a barrier operation)."""
+    if not ON:
+        return _NOTHING
+    return _Leaf(name, attributes)
 
 
 def background(name: str, attributes: dict | None = None):

@@ -218,9 +218,77 @@ def test_statement_spans_carry_the_text_never_the_values_and_quiet_suppresses_th
     assert not any("Planted-Value-1" in str(dict(s.attributes)) for s in spans)
 
 
-def test_client_channels_get_the_instrumentations_interceptors_when_on(exported):
-    interceptors_on = tracing.client_interceptors()
-    assert interceptors_on and all(isinstance(i, grpc.aio.ClientInterceptor) for i in interceptors_on)
+def test_leaf_spans_are_children_of_the_current_span_and_never_current_themselves(exported):
+    class Refused(Exception):
+        reason = "SECRET_UNREADABLE"
+    with tracing.span("request"):
+        with tracing.leaf("barrier open", {"remotesupport.barrier.field": "secret"}):
+            with tracing.span("inside"):  # work under a leaf is the request's, not the leaf's
+                pass
+        with pytest.raises(Refused):
+            with tracing.leaf("barrier reseal"):
+                raise Refused("text that stays out")
+    inside, opened, resealed, request = exported()
+    assert opened.parent.span_id == request.context.span_id == inside.parent.span_id
+    assert opened.attributes["remotesupport.barrier.field"] == "secret"
+    assert resealed.status.status_code == StatusCode.ERROR and resealed.status.description == "Refused"
+    assert resealed.attributes[tracing.REASON_ATTRIBUTE] == "SECRET_UNREADABLE" and not resealed.events
+
+
+def test_streamed_calls_get_the_instrumentations_interceptors_and_unary_calls_the_kits_span(exported):
+    streamed = tracing.client_interceptors()
+    assert streamed and all(isinstance(i, grpc.aio.ClientInterceptor) for i in streamed)
+    assert not any(isinstance(i, grpc.aio.UnaryUnaryClientInterceptor) for i in streamed)  # grpc.aio's slow path
+
+
+async def test_a_unary_call_is_a_client_span_whose_context_replaces_any_traceparent_sent(exported):
+    seen = []
+
+    async def answer(request, context):
+        seen.append([v for k, v in context.invocation_metadata() if k == "traceparent"])
+        if request == b"refuse":
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a message that stays out")
+        return b"ok"
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "remotesupport.test.v1.Echo", {"Say": grpc.unary_unary_rpc_method_handler(answer)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with tracing.traced_channel(grpc.aio.insecure_channel(f"127.0.0.1:{port}")) as channel:
+            say = channel.unary_unary("/remotesupport.test.v1.Echo/Say")
+            with tracing.span("request"):
+                assert await say(b"hi", timeout=5, metadata=(("traceparent", TRACEPARENT), ("x-a", "1"))) == b"ok"
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await say(b"refuse", timeout=5)
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                with tracing.quiet():
+                    assert await say(b"quiet", timeout=5) == b"ok"
+    finally:
+        await server.stop(None)
+    spans = exported()
+    calls = [s for s in spans if s.kind == SpanKind.CLIENT]
+    request = next(s for s in spans if s.name == "request")
+    assert [s.name for s in calls] == ["remotesupport.test.v1.Echo/Say"] * 2  # none inside quiet()
+    ok, denied = calls
+    assert all(s.parent.span_id == request.context.span_id for s in calls)
+    assert ok.attributes["rpc.grpc.status_code"] == 0 and ok.status.status_code == StatusCode.UNSET
+    assert denied.attributes["rpc.grpc.status_code"] == 7
+    assert denied.status.status_code == StatusCode.ERROR and denied.status.description == "PERMISSION_DENIED"
+    # exactly one traceparent, the call's own span (the caller's forwarded one is replaced); none when quiet
+    assert seen[0] == [f"00-{format(ok.context.trace_id, '032x')}-{format(ok.context.span_id, '016x')}-"
+                       f"{int(ok.context.trace_flags):02x}"]
+    assert len(seen[1]) == 1 and seen[2] == []
+    assert PARENT_TRACE not in seen[0][0]
+
+
+async def test_off_a_channel_is_returned_as_it_is():
+    assert not tracing.ON
+    channel = grpc.aio.insecure_channel("127.0.0.1:1")
+    try:
+        assert tracing.traced_channel(channel) is channel and tracing.client_interceptors() is None
+    finally:
+        await channel.close()
 
 
 def test_make_run_says_where_the_spans_go():
