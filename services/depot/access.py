@@ -41,8 +41,7 @@ def name_of(row: Entry) -> str:
 
 async def known_installation(depot: Depot, customer: str, system: str) -> str:
     """The installation number of a system the depot has stored entries for ("" if unknown)."""
-    async with depot.store.read() as tx:
-        return await tx.known_installation(customer, system)
+    return await depot.store.known_installation(customer, system)
 
 
 async def system_resource(depot: Depot, parts: dict[str, str], **extra: str) -> Resource:

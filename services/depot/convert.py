@@ -52,10 +52,10 @@ def logon_data_pb(row: Entry) -> depot_pb2.LogonData:
     return depot_pb2.LogonData(
         name=access.name_of(row), kind=KIND_NUMBER[row.kind], connection_type=row.connection_type,
         user_name=row.user_name, has_secret=bool(row.secret_ciphertext), client=row.client, server=row.server,
-        notes=row.notes, expire_time=to_timestamp(as_utc(row.expire_time)),
+        notes=row.notes, expire_time=to_timestamp(row.expire_time),
         restricted_incident=row.restricted_incident, creator=row.creator,
-        create_time=to_timestamp(as_utc(row.create_time)), updater=row.updater,
-        update_time=to_timestamp(as_utc(row.update_time)), etag=row.etag, key_version=row.key_version,
+        create_time=to_timestamp(row.create_time), updater=row.updater,
+        update_time=to_timestamp(row.update_time), etag=row.etag, key_version=row.key_version,
         connection=row.connection, installation=row.installation,
     )
 

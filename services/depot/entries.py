@@ -86,19 +86,19 @@ async def list_entries(depot: Depot, parent: dict[str, str], kind: str, page_tok
     chunk = size + 1 if not who.is_engineer else (size + 1) * LIST_SCAN_FACTOR
     page: list[Entry] = []
     now = depot.clock.now()
-    async with depot.store.read() as tx:
-        views = await tx.views_for(parent["customer"], parent["system"], who.incidents)
-        while len(page) <= size:
-            rows = await tx.entries_page(parent["customer"], parent["system"], now, kind, after, chunk)
-            for row in rows:
-                if not who.is_engineer or model.engineer_access(row.kind, row.entry_id, row.restricted_incident,
-                                                                who.incidents, views) is not None:
-                    page.append(row)
-                    if len(page) > size:
-                        break
-            if len(rows) < chunk:
-                break
-            after = rows[-1].pk
+    views = await depot.store.views_for(parent["customer"], parent["system"], who.incidents) \
+        if who.is_engineer else {}
+    while len(page) <= size:
+        rows = await depot.store.entries_page(parent["customer"], parent["system"], now, kind, after, chunk)
+        for row in rows:
+            if not who.is_engineer or model.engineer_access(row.kind, row.entry_id, row.restricted_incident,
+                                                            who.incidents, views) is not None:
+                page.append(row)
+                if len(page) > size:
+                    break
+        if len(rows) < chunk:
+            break
+        after = rows[-1].pk
     if len(page) > size:
         return page[:size], ENTRY_PAGES.issue([page[size - 1].pk], scope)
     return page, ""

@@ -403,6 +403,7 @@ class _LocalStatements:
     def __init__(self, local: LocalSqlite) -> None:
         self.by_id = LocalTable(local, _ENTRIES, ("entry_id",))
         self.by_pk = LocalTable(local, _ENTRIES, ("pk",))
+        self.known = LocalTable(local, _KNOWN, ("customer", "system_number"))
         new_entry = [c for c in _ENTRIES.columns if c.name != "pk"]
         self.entry_binds = dict(zip([c.name for c in new_entry], converters(new_entry, "bind")))
         self.insert_entry = compile_sql(insert(_ENTRIES).values({c.name: bindparam(c.name) for c in new_entry}))
@@ -420,6 +421,13 @@ class _LocalStatements:
             _RING.c.version == bindparam("version"),
             _RING.c.encryptions + bindparam("encryptions") <= bindparam("limit"))
             .values(encryptions=_RING.c.encryptions + bindparam("encryptions")))
+        page = (select(_ENTRIES).where(_ENTRIES.c.customer == bindparam("customer"),
+                                       _ENTRIES.c.system_number == bindparam("system"),
+                                       _ENTRIES.c.expire_time > bindparam("now"), _ENTRIES.c.pk > bindparam("after"))
+                .order_by(_ENTRIES.c.pk).limit(bindparam("limit")).offset(bindparam("offset")))  # offset 0
+        self.page = compile_sql(page)
+        self.page_of_kind = compile_sql(page.where(_ENTRIES.c.kind == bindparam("kind")))
+        self.expire_bind = converters([_ENTRIES.c.expire_time], "bind")[0]
         self.head = compile_sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash, _HEADS.c.seal)
                                 .where(_HEADS.c.customer == bindparam("customer")))
         self.event_names = [c.name for c in CHAINED_COLUMNS]
@@ -545,6 +553,39 @@ class Store:
                 return self._local_sql.by_id.get(entry_id=entry_id)
         async with self.read() as tx:
             return await tx.entry_by_id(entry_id)
+
+    async def entries_page(self, customer: str, system: str, now: dt.datetime, kind: str, after: int,
+                           limit: int) -> list[Entry]:
+        """Up to `limit` unexpired entries of a system after primary key `after`, in creation order: one
+        statement on the local connection when there is one (each page is its own read, as pages always were)."""
+        sql = self._local_sql
+        if sql is not None:
+            params = {"customer": customer, "system": system, "now": sql.expire_bind(now) if sql.expire_bind else now,
+                      "after": after, "limit": limit, "offset": 0}
+            if kind:
+                params["kind"] = kind
+            with contextlib.suppress(LocalUnavailable):  # the engine reads it instead
+                return [sql.by_id.make(values) for values in self.local.read(sql.page_of_kind if kind else sql.page,
+                                                                              params)]
+        async with self.read() as tx:
+            return await tx.entries_page(customer, system, now, kind, after, limit)
+
+    async def known_installation(self, customer: str, system: str) -> str:
+        """The installation number of a system the depot has stored entries for ("" if unknown): read on the
+        local connection when there is one."""
+        if self._local_sql is not None:
+            with contextlib.suppress(LocalUnavailable):  # the engine reads it instead
+                known = self._local_sql.known.get(customer=customer, system_number=system)
+                return known.installation if known else ""
+        async with self.read() as tx:
+            return await tx.known_installation(customer, system)
+
+    async def views_for(self, customer: str, system: str, incidents: tuple[str, ...]) -> dict[str, frozenset[str]]:
+        """The restricted views of `incidents` on the system (Tx.views_for), in a read of its own."""
+        if not incidents:
+            return {}
+        async with self.read() as tx:
+            return await tx.views_for(customer, system, incidents)
 
     async def write(self, work: Callable[[Tx], Awaitable[T]], *, local: bool = False,
                     validate_only: bool = False) -> T:

@@ -62,12 +62,17 @@ def timestamp(ts: timestamp_pb2.Timestamp) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ts.seconds, UTC) + dt.timedelta(microseconds=ts.nanos // 1000)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    if value is not None:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-        out.FromDatetime(value.astimezone(UTC))
-    return out
+    """A datetime (naive: UTC, as SQLite returns them) as a Timestamp, the unset Timestamp for None. Exact to the
+    microsecond, in integer arithmetic (protobuf's FromDatetime costs several times more: a list page converts
+    three per entry)."""
+    if value is None:
+        return timestamp_pb2.Timestamp()
+    since = (value.replace(tzinfo=UTC) if value.tzinfo is None else value) - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def page_size(value: int, field: str = "page_size") -> int:

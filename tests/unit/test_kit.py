@@ -7,7 +7,9 @@ import logging
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from google.rpc import error_details_pb2, status_pb2
 
 from remotesupport.depot.v1 import depot_pb2
@@ -74,6 +76,15 @@ def test_timestamps_round_trip_and_unset_is_none():
     assert validate.timestamp(validate.to_timestamp(instant)) == instant
     assert validate.timestamp(validate.to_timestamp(None)) is None
     assert as_utc(dt.datetime(2030, 1, 1)).tzinfo == UTC
+
+
+@settings(max_examples=500, deadline=None)
+@given(instant=st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
+                            timezones=st.one_of(st.none(), st.timezones())))
+def test_to_timestamp_is_protobufs_conversion_with_naive_as_utc(instant):
+    expected = timestamp_pb2.Timestamp()
+    expected.FromDatetime((instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant).astimezone(UTC))
+    assert validate.to_timestamp(instant) == expected
 
 
 @pytest.mark.parametrize("seconds,nanos", [(1, -1), (1, 1_000_000_000), (-62_135_596_801, 0),

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from remotesupport.depot.v1 import depot_pb2 as dp
-from services.depot import access, audit, masterkeyfile, reveal
+from services.depot import access, audit, convert, masterkeyfile, reveal
 from services.depot.keyring import KeyService
 from services.depot.store import Store
 from services.kit import names
@@ -397,3 +397,49 @@ async def test_a_ring_key_another_process_added_is_loaded_by_the_local_create(wo
 
     assert entry.key_version == added.version and engine_writes == []  # loaded and used on the local writer
     assert (await w.reveal("creator", entry.name)).secret == "on the new key"
+
+
+
+# --- ListLogonData's page on the local connection ---------------------------------------------------------------
+async def test_a_list_page_reads_on_the_local_connection_what_the_engine_reads(world):
+    """The page's statement on the local connection (a SQLite file) returns the rows the engine's returns: the
+    system's unexpired entries after the cursor, in creation order, of one kind when asked, at most `limit`."""
+    sqlite_only(world)
+    w = await fresh_customer(world)
+    short = await w.create("creator", expire_time=w.expire_in(seconds=30), user_name="SHORT")
+    kept = [await w.create("creator", user_name=f"USER{i}") for i in range(3)]
+    router = await w.create("creator", kind=SAPROUTER)
+    w.suite.clock.set(short.expire_time.ToDatetime(dt.timezone.utc))  # `short` expires now: never listed
+    target, now = store(world), w.suite.clock.now()
+    system = names.parse("system", w.system, "parent")
+    router_kind = convert.kind_name(SAPROUTER)
+    cases = [("", 0, 10), ("", 0, 2), ("", entry_pk(w, kept[0].name), 10), (router_kind, 0, 10),
+             (router_kind, entry_pk(w, router.name), 10)]
+    for kind, after, limit in cases:
+        local_rows = await target.entries_page(system["customer"], system["system"], now, kind, after, limit)
+        async with target.read() as tx:
+            engine_rows = await tx.entries_page(system["customer"], system["system"], now, kind, after, limit)
+        assert all(type(r) is not type(e) for r, e in zip(local_rows, engine_rows))  # read locally indeed
+        assert [(r.pk, r.entry_id, r.kind, r.user_name, r.expire_time.replace(tzinfo=None)) for r in local_rows] == \
+            [(r.pk, r.entry_id, r.kind, r.user_name, r.expire_time.replace(tzinfo=None)) for r in engine_rows], \
+            (kind, after, limit)
+    assert [len(await target.entries_page(system["customer"], system["system"], now, kind, after, limit))
+            for kind, after, limit in cases] == [4, 2, 3, 1, 0]
+    listed = await w.depot.ListLogonData(dp.ListLogonDataRequest(parent=w.system), metadata=w.md("edit_all"))
+    assert [e.name for e in listed.logon_data] == [e.name for e in kept] + [router.name]
+
+
+async def test_the_known_installation_is_read_on_the_local_connection_as_the_engine_reads_it(world, monkeypatch):
+    sqlite_only(world)
+    w = await fresh_customer(world)
+    await w.create("creator")
+    target = store(world)
+    system = names.parse("system", w.system, "parent")
+    async with target.read() as tx:
+        engine = await tx.known_installation(system["customer"], system["system"])
+    assert engine  # the create confirmed the system's installation
+    engine_reads = []
+    monkeypatch.setattr(target, "read", lambda: engine_reads.append(1))  # any engine read fails the test
+    assert await target.known_installation(system["customer"], system["system"]) == engine
+    assert await target.known_installation(system["customer"], system["system"] + "9") == ""
+    assert engine_reads == []
