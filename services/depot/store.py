@@ -546,39 +546,40 @@ class Store:
             logger.warning("the depot's database refused a read (%s)", type(err.orig or err).__name__)
             raise DependencyUnavailable("the depot's database is not available; nothing was read") from None
 
-    async def find_entry(self, entry_id: str) -> Entry | None:
-        """The entry with this id, expired or not: read on the local connection when there is one."""
+    async def _read_local_first(self, local: Callable[["_LocalStatements"], T],
+                                engine: Callable[[EngineTx], Awaitable[T]]) -> T:
+        """`local(statements)` on the local connection when there is one; else, or when it cannot answer now,
+        `engine(tx)` in a read of the engine."""
         if self._local_sql is not None:
             with contextlib.suppress(LocalUnavailable):  # the engine reads it instead
-                return self._local_sql.by_id.get(entry_id=entry_id)
+                return local(self._local_sql)
         async with self.read() as tx:
-            return await tx.entry_by_id(entry_id)
+            return await engine(tx)
+
+    async def find_entry(self, entry_id: str) -> Entry | None:
+        """The entry with this id, expired or not: read on the local connection when there is one."""
+        return await self._read_local_first(lambda sql: sql.by_id.get(entry_id=entry_id),
+                                            lambda tx: tx.entry_by_id(entry_id))
 
     async def entries_page(self, customer: str, system: str, now: dt.datetime, kind: str, after: int,
                            limit: int) -> list[Entry]:
         """Up to `limit` unexpired entries of a system after primary key `after`, in creation order: one
         statement on the local connection when there is one (each page is its own read, as pages always were)."""
-        sql = self._local_sql
-        if sql is not None:
-            params = {"customer": customer, "system": system, "now": sql.expire_bind(now) if sql.expire_bind else now,
-                      "after": after, "limit": limit, "offset": 0}
-            if kind:
-                params["kind"] = kind
-            with contextlib.suppress(LocalUnavailable):  # the engine reads it instead
-                return [sql.by_id.make(values) for values in self.local.read(sql.page_of_kind if kind else sql.page,
-                                                                              params)]
-        async with self.read() as tx:
-            return await tx.entries_page(customer, system, now, kind, after, limit)
+        def local(sql: _LocalStatements) -> list[Entry]:
+            params = {"customer": customer, "system": system, "now": sql.expire_bind(now), "after": after,
+                      "limit": limit, "offset": 0, "kind": kind}
+            return [sql.by_id.make(values) for values in self.local.read(sql.page_of_kind if kind else sql.page,
+                                                                          params)]
+        return await self._read_local_first(local, lambda tx: tx.entries_page(customer, system, now, kind, after,
+                                                                              limit))
 
     async def known_installation(self, customer: str, system: str) -> str:
         """The installation number of a system the depot has stored entries for ("" if unknown): read on the
         local connection when there is one."""
-        if self._local_sql is not None:
-            with contextlib.suppress(LocalUnavailable):  # the engine reads it instead
-                known = self._local_sql.known.get(customer=customer, system_number=system)
-                return known.installation if known else ""
-        async with self.read() as tx:
-            return await tx.known_installation(customer, system)
+        def local(sql: _LocalStatements) -> str:
+            known = sql.known.get(customer=customer, system_number=system)
+            return known.installation if known else ""
+        return await self._read_local_first(local, lambda tx: tx.known_installation(customer, system))
 
     async def views_for(self, customer: str, system: str, incidents: tuple[str, ...]) -> dict[str, frozenset[str]]:
         """The restricted views of `incidents` on the system (Tx.views_for), in a read of its own."""

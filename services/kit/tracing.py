@@ -171,10 +171,15 @@ def _end_rpc(span: trace.Span, context, default: str) -> None:
         code = context.code()
     except Exception:  # noqa: BLE001 - a context that does not expose the code: the default stands
         code = None
-    name = code.name if isinstance(code, grpc.StatusCode) else default
+    name = _code_name(code, default)
     span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS.get(name, 2))
     if name in _SERVER_ERRORS:
         span.set_status(Status(StatusCode.ERROR, name))
+
+
+def _code_name(code, default: str) -> str:
+    """A grpc.StatusCode's name, `default` for anything else."""
+    return code.name if isinstance(code, grpc.StatusCode) else default
 
 
 def served(method: str, behavior, kind: str = "unary"):
@@ -262,8 +267,7 @@ class _TracedUnary:
             try:
                 response = await self._call(request, timeout=timeout, metadata=sent, **kwargs)
             except grpc.RpcError as err:
-                code = err.code() if hasattr(err, "code") else None
-                name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                name = _code_name(err.code() if hasattr(err, "code") else None, "UNKNOWN")
                 current.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS.get(name, 2))
                 current.set_status(Status(StatusCode.ERROR, name))  # the code only: a message can quote a caller
                 raise
@@ -324,9 +328,9 @@ class _Leaf:
 
 
 def span(name: str, attributes: dict | None = None):
-    """An INTERNAL span around a piece of the suite's own work (an authz consultation, a barrier operation, a
-    statement on the SQLite hot path); a shared no-op when tracing is off. Attributes: counts, versions,
-    SQL text - never a value."""
+    """An INTERNAL span around a piece of the suite's own work that may have spans of its own (an authz
+    consultation, a pass of a sweep); a shared no-op when tracing is off. Attributes: counts, versions, SQL text -
+    never a value."""
     if not ON:
         return _NOTHING
     return _internal(name, attributes)
