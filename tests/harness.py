@@ -120,7 +120,7 @@ class Suite:
             authz_addr=self.addr.get("authz", ""), connections_addr=self.addr.get("connections", ""),
             depot_addr=self.addr.get("depot", ""),
             service_token_file=self.var / "secrets" / f"{identity_of(service)}.token",
-            authz_deadline_s=2.0, call_deadline_s=5.0, grace_s=0.5,
+            authz_deadline_s=2.0, call_deadline_s=5.0, grace_s=0.5, events_heartbeat_s=0.5,
         )
 
     async def start_service(self, service: str, build=None, **build_kwargs) -> kit_app.Running:

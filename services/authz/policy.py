@@ -52,6 +52,9 @@ RULES: dict[str, Rule] = {
     P.SESSIONS_TERMINATE: _r([OPEN]),
     # a tunnel through the relay: an engineer assigned to the system, or the customer testing its own line
     P.RELAY_TUNNEL: _r([OPEN], assigned_engineer=True),
+    # event feeds: any member or engineer may open one; each event is then shown only to whom its list shows it
+    P.CONNECTIONS_EVENTS_WATCH: _r(member=True, any_engineer=True),
+    P.CONNECTIONS_EVENTS_READ: _r(member=True, assigned_engineer=True),
     P.LOGON_READ: _r([EDIT_MY, EDIT_ALL], assigned_engineer=True),
     P.LOGON_CREATE: _r([EDIT_MY, EDIT_ALL]),
     P.LOGON_UPDATE: _r([EDIT_ALL], [EDIT_MY], assigned_engineer=True),
@@ -62,6 +65,8 @@ RULES: dict[str, Rule] = {
     P.VIEWS_WRITE: _r([EDIT_ALL]),
     P.LOG_READ: _r([EDIT_MY, EDIT_ALL]),
     P.KEYS_MANAGE: _r(admin=True),
+    P.DEPOT_EVENTS_WATCH: _r(member=True, any_engineer=True),
+    P.DEPOT_EVENTS_READ: _r([EDIT_MY, EDIT_ALL]),  # exactly ListLogEvents' readers (the log is not an engineer's)
     P.CUSTOMERS_CREATE: _r(admin=True),
     P.USERS_CREATE: _r([USER_ADMIN], admin=True),
     P.USERS_READ: _r([USER_ADMIN], admin=True, self_target=True),
@@ -77,6 +82,7 @@ RULES: dict[str, Rule] = {
     P.PREPARE_ACCESS: _r([OPEN]),
     P.END_ACCESS: _r([OPEN]),
     P.SYSTEM_OVERVIEW: _r(member=True, assigned_engineer=True),
+    P.GATEWAY_EVENTS_WATCH: _r(member=True, any_engineer=True),
 }
 
 

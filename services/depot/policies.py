@@ -64,6 +64,7 @@ def build_policies(depot: Depot) -> dict[str, MethodPolicy]:
         "GetRestrictedView": MethodPolicy(P.VIEWS_READ, view("name", lambda r: r.name)),
         "ListLogEvents": MethodPolicy(P.LOG_READ, customer),
         "VerifyLog": MethodPolicy(P.LOG_READ, customer),
+        "WatchEvents": MethodPolicy(P.SESSION, handler_decides=True),  # the feed decides the watch and each event
         "RotateKey": MethodPolicy(P.KEYS_MANAGE, no_resource),
         "GetKeyStatus": MethodPolicy(P.KEYS_MANAGE, no_resource),
     })

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 
-from remotesupport.depot.v1 import depot_pb2_grpc
-from services.depot import denials, maintenance, masterkeyfile
+from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
+from services.depot import denials, events, maintenance, masterkeyfile
 from services.depot.barrier import LogSealer
 from services.depot.connections_client import Connections
 from services.depot.deps import Depot
@@ -18,7 +18,7 @@ from services.depot.policies import SERVICE, build_policies
 from services.depot.servicer import DepotServicer
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
-from services.kit import app, clients, metrics, tracing
+from services.kit import app, clients, feed, metrics, tracing
 from services.kit.db import migrate
 from services.kit.server import ServerSpec
 
@@ -114,7 +114,11 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> Dep
     channel = clients.channel(deps.config.connections_addr)
     depot = Depot(store, keys, sealer, deps.clock, settings, Connections(channel, deps.config.call_deadline_s))
     wake = asyncio.Event()
-    servicer = DepotServicer(depot, on_rotated=wake.set)
+    notifier = feed.Notifier()
+    store.committed = notifier.wake
+    watch = feed.Feed(events.SOURCE, events.DepotEvents(store), events.RULES, notifier, depot_pb2.WatchEventsResponse,
+                      heartbeat_s=deps.config.events_heartbeat_s)
+    servicer = DepotServicer(depot, on_rotated=wake.set, events=watch)
     spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),
                       service_names=[SERVICE], policies=build_policies(depot))
     return DepotApp(spec, depot, channel, wake)

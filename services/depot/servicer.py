@@ -7,15 +7,16 @@ from typing import Callable
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
 from services.depot import access, audit, convert, entries, model, reveal, views
 from services.depot.deps import Depot
-from services.kit import names
+from services.kit import feed, names
 from services.kit.errors import InvalidArgument
 from services.kit.validate import mask_paths, page_size
 
 
 class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
-    def __init__(self, depot: Depot, on_rotated: Callable[[], None]) -> None:
+    def __init__(self, depot: Depot, on_rotated: Callable[[], None], events: feed.Feed) -> None:
         self.depot = depot
         self.on_rotated = on_rotated
+        self.events = events
 
     async def CreateLogonData(self, request, context):
         parent = names.parse("system", request.parent, "parent")
@@ -76,6 +77,9 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
         customer = names.parse("customer", request.parent, "parent")["customer"]
         verdict = await audit.verify(self.depot.store, self.depot.sealer, customer, convert.kept_head(request))
         return convert.verdict_pb(verdict)
+
+    async def WatchEvents(self, request, context):
+        await self.events.serve(request, context)
 
     async def RotateKey(self, request, context):
         status = await self.depot.keys.rotate(self.depot.store, self.depot.clock.now())

@@ -528,6 +528,7 @@ class Store:
         self.local = local  # the local SQLite connections on a SQLite file, else None
         self._local_sql = _LocalStatements(local) if local is not None else None
         self._write_lock = asyncio.Lock()
+        self.committed: Callable[[], None] = lambda: None  # called after every committed write (the feed's wake)
         if db.sqlite:  # deleted rows (data keys) are overwritten, not left in free pages
             event.listen(db.engine.sync_engine, "connect", _secure_delete)
 
@@ -607,9 +608,12 @@ class Store:
         if local and self.local is not None:
             async with self._write_lock:
                 try:
-                    return self.local.write(lambda conn: _run_now(work(LocalTx(self._local_sql, conn))))
+                    answer = self.local.write(lambda conn: _run_now(work(LocalTx(self._local_sql, conn))))
                 except LocalUnavailable:
                     pass  # nothing was written: the engine does the work
+                else:
+                    self.committed()
+                    return answer
         return await self.write_on_engine(work)
 
     async def write_on_engine(self, work: Callable[[EngineTx], Awaitable[T]]) -> T:
@@ -617,7 +621,9 @@ class Store:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 async with self._write_lock, self.db.unit_of_work() as session:
-                    return await work(EngineTx(session))
+                    answer = await work(EngineTx(session))
+                self.committed()
+                return answer
             except LogConflict:
                 if attempt == WRITE_ATTEMPTS:
                     raise

@@ -2,8 +2,9 @@
 forwarded, the remaining deadline, and errors brought back as domain errors."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import grpc
 
@@ -61,6 +62,15 @@ def caller_metadata() -> tuple[tuple[str, str], ...]:
     return tuple(md)
 
 
+def _domain_error(err: grpc.RpcError, service: str) -> Exception:
+    """Another service's answer as this call's error: its own status where it is the caller's to see, else
+    DEPENDENCY_UNAVAILABLE naming the service."""
+    code = err.code() if hasattr(err, "code") else None
+    if code in _PASS_THROUGH_CODES:
+        return from_rpc_error(err)
+    return DependencyUnavailable(f"the {service} service did not answer ({code.name if code else 'error'})")
+
+
 async def call(method: Callable[..., Awaitable[T]], request, *, service: str, default_timeout: float,
                metadata: tuple[tuple[str, str], ...] | None = None) -> T:
     """Call another service as the caller; its status comes back as a DomainError with the same code."""
@@ -68,11 +78,22 @@ async def call(method: Callable[..., Awaitable[T]], request, *, service: str, de
         return await method(request, timeout=auth.remaining(default_timeout) or 0.001,
                             metadata=metadata if metadata is not None else caller_metadata())
     except grpc.RpcError as err:
-        code = err.code() if hasattr(err, "code") else None
-        if code in _PASS_THROUGH_CODES:
-            raise from_rpc_error(err) from None
-        raise DependencyUnavailable(f"the {service} service did not answer ({code.name if code else 'error'})") \
-            from None
+        raise _domain_error(err, service) from None
+
+
+async def stream(method: Callable, request, *, service: str) -> AsyncIterator:
+    """The responses of another service's server stream, opened as the caller and lasting as long as the
+    caller's deadline (none: until either side ends it); its end is a DomainError as with `call`."""
+    deadline = auth.deadline_var.get()
+    call = method(request, metadata=caller_metadata(),
+                  timeout=None if deadline is None else max(0.001, deadline - time.monotonic()))
+    try:
+        async for response in call:
+            yield response
+    except grpc.RpcError as err:
+        raise _domain_error(err, service) from None
+    finally:
+        call.cancel()
 
 
 class TokenFile:

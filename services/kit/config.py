@@ -109,6 +109,7 @@ class ServiceConfig:
     authz_coalesce_us: float = 0.0  # the longest a check waits to travel with others' (0: each on its own)
     call_deadline_s: float = 10.0
     grace_s: float = 5.0
+    events_heartbeat_s: float = 15.0  # an event feed with nothing new sends its cursor this often
     max_message_bytes: int = 4 * 1024 * 1024
     profile: str = "dev"
     # Mutual TLS between the services (off by default; `make certs` writes a development CA and certificates).
@@ -139,6 +140,7 @@ class ServiceConfig:
             authz_coalesce_us=_coalesce_us(),
             call_deadline_s=env_float("RS_CALL_DEADLINE_S", 10.0),
             grace_s=env_float("RS_GRACE_S", 5.0),
+            events_heartbeat_s=env_float("RS_EVENTS_HEARTBEAT_S", 15.0),
             max_message_bytes=env_int("RS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             profile=env("RS_PROFILE", "dev"),
             tls=env_bool("RS_TLS", False),

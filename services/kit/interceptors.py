@@ -199,9 +199,9 @@ def tolerant(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes]
 
 # --- the one interceptor --------------------------------------------------------------------------------
 class KitInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behaviour of unary-unary methods, and of the bidirectional streams a service's policies name,
-    with the six stages; framework methods and the gateway's forwarded paths pass untouched, and any other
-    streaming method is refused (UNIMPLEMENTED). With
+    """Wraps the behaviour of unary-unary methods, and of the streams (bidirectional, or one request and a
+    stream of responses) a service's policies name, with the six stages; framework methods and the gateway's
+    forwarded paths pass untouched, and any other streaming method is refused (UNIMPLEMENTED). With
     `peer_check` (mutual TLS on), a service account's call must also come over a connection whose client
     certificate names that service."""
 
@@ -232,13 +232,21 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
                 if not tracing.ON:
                     return handler
                 wrapped = _traced_forward(method, handler)  # the owning service authorizes it
-            elif handler.stream_stream is None or policy is None:
+            elif policy is None:
                 return None
-            else:  # a bidirectional stream of a service's own contract (the relay's): the stages around it
+            elif handler.stream_stream is not None:  # a bidirectional stream of a service's own contract
                 wrapped = grpc.stream_stream_rpc_method_handler(
                     tracing.served(method, self._stream_behavior(method, handler.stream_stream), "stream"),
                     request_deserializer=tolerant(handler.request_deserializer),
                     response_serializer=handler.response_serializer)
+            elif handler.unary_stream is not None:  # a server stream of a service's own contract (a feed)
+                wrapped = grpc.unary_stream_rpc_method_handler(
+                    tracing.served(method, self._stream_behavior(method, handler.unary_stream, unary=True),
+                                   "stream"),
+                    request_deserializer=tolerant(handler.request_deserializer),
+                    response_serializer=handler.response_serializer)
+            else:
+                return None
         else:
             wrapped = grpc.unary_unary_rpc_method_handler(
                 tracing.served(method, self._behavior(method, handler.unary_unary)),
@@ -292,9 +300,10 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
 
         return behavior
 
-    def _stream_behavior(self, method: str, inner) -> Callable:
-        """The wrapped behaviour of a bidirectional streaming method, built once. The resource is in the
-        stream's first message, so its policy is public (the handler authenticates the caller itself, e.g. by a
+    def _stream_behavior(self, method: str, inner, unary: bool = False) -> Callable:
+        """The wrapped behaviour of a streaming method, built once: bidirectional, or (`unary`) one request and
+        a stream of responses. The resource is in the stream's first message, or the handler decides per
+        response, so its policy is public (the handler authenticates the caller itself, e.g. by a
         signed file) or `handler_decides` (the kit requires the bearer token; the handler asks authz with
         `decide_bulk`, and a response written before authz answered is refused). Stages 1-4 and 6 run around
         the whole stream; its access-log line and metrics are written when it ends."""
@@ -318,7 +327,13 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
                     auth.auth_var.set(auth.AuthContext(token, None, authorizer, verify))
                 else:
                     auth.auth_var.set(None)
-                requests = _decoded(request_iterator, name, method)
+                if not unary:
+                    requests = _decoded(request_iterator, name, method)
+                elif request_iterator is UNDECODABLE:
+                    raise InvalidArgument("request", f"is not a {name}Request message: it does not decode "
+                                                     f"({method})")
+                else:
+                    requests = request_iterator  # the one request
                 await map_errors(method, inner, requests, _StreamContext(context, policy))
             except DomainError as error:
                 failure = error

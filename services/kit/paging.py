@@ -84,26 +84,26 @@ class PageTokens:
         body = {"a": [_wire(v) for v in after], "q": fingerprint(scope)}
         return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
 
-    def read(self, token: str, scope: Mapping) -> list | None:
+    def read(self, token: str, scope: Mapping, field: str = FIELD) -> list | None:
         """The cursor a token carries (values converted to their kinds), None for the first page; a token that
-        is not ours, or belongs to another request, is INVALID_ARGUMENT."""
+        is not ours, or belongs to another request, is INVALID_ARGUMENT on `field`."""
         if not token:
             return None
         if len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidArgument(FIELD, _NOT_OURS)
+            raise InvalidArgument(field, _NOT_OURS)
         try:
             raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
             body = json.loads(raw)
         except (ValueError, UnicodeError, binascii.Error, RecursionError):
-            raise InvalidArgument(FIELD, _NOT_OURS) from None
+            raise InvalidArgument(field, _NOT_OURS) from None
         if not isinstance(body, dict) or set(body) != {"a", "q"}:
-            raise InvalidArgument(FIELD, _NOT_OURS)
+            raise InvalidArgument(field, _NOT_OURS)
         if body["q"] != fingerprint(scope):
-            raise InvalidArgument(FIELD, _OTHER_REQUEST)
+            raise InvalidArgument(field, _OTHER_REQUEST)
         after = body["a"]
         if not isinstance(after, list) or len(after) != len(self.kinds):
-            raise InvalidArgument(FIELD, _NOT_OURS)
+            raise InvalidArgument(field, _NOT_OURS)
         try:
             return [kind(value) for kind, value in zip(self.kinds, after)]
         except (ValueError, TypeError, OverflowError):
-            raise InvalidArgument(FIELD, _NOT_OURS) from None
+            raise InvalidArgument(field, _NOT_OURS) from None

@@ -176,10 +176,18 @@ async def test_every_method_refuses_a_missing_or_unknown_token(world, method, to
         "SetRestrictedView": dict(restricted_view=dp.RestrictedView(name=view)),
         "GetRestrictedView": dict(name=view), "ListLogEvents": dict(parent=f"customers/{world.customer}"),
         "VerifyLog": dict(parent=f"customers/{world.customer}"), "RotateKey": {}, "GetKeyStatus": {},
+        "WatchEvents": dict(parent=f"customers/{world.customer}"),
     }.get(method, dict(name=entry)))
     metadata = world.suite.md(token) if token else ()
-    await expect_error(getattr(world.depot, method)(request, metadata=metadata), grpc.StatusCode.UNAUTHENTICATED,
+    call = getattr(world.depot, method)(request, metadata=metadata)
+    await expect_error(_first(call) if descriptor.server_streaming else call, grpc.StatusCode.UNAUTHENTICATED,
                        "UNAUTHENTICATED")
+
+
+async def _first(call):
+    """The first response of a server stream."""
+    async for response in call:
+        return response
 
 
 # --- update and delete --------------------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""The event feed: the one way a service serves `WatchEvents` over its own events.
+
+A service's events are a per-customer sequence without gaps, written in the transaction of the change they
+describe, under a per-customer lock held to the commit (the depot's hash-chained log; the connections service's
+event table). So positions commit in their order, an event exists if and only if its change committed, and a
+reader that remembers the last position it saw misses nothing and sees nothing twice: the sequence is the
+transactional outbox, and the feed is a reader of it.
+
+`Feed.serve` runs one watch: the caller may open it (`rules.watch` on the customer, decided by authz), then
+every batch of new events is decided again, event by event (`rules.read` on the event's customer, installation,
+system and incident: the same rules as the service's lists), so a revoked token ends the stream at the next
+batch and a revoked grant hides the next events. A watch without a cursor starts at the feed's end (what
+happened before is in the service's lists and log). With nothing new, a heartbeat (the cursor, no events) is sent
+every `heartbeat_s`, after deciding the watch again."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from remotesupport.common.v1 import events_pb2
+from services.kit import auth, names
+from services.kit.auth import Resource
+from services.kit.clock import as_utc
+from services.kit.errors import InvalidArgument
+from services.kit.paging import INT, PageTokens
+from services.kit.validate import Violations, to_timestamp
+
+CURSORS = PageTokens(INT)
+TYPE_NUMBER = {v.name.removeprefix("EVENT_TYPE_"): v.number for v in events_pb2.EventType.DESCRIPTOR.values
+               if v.number}
+BATCH = 200  # events read, decided and sent at a time (one CheckBulk of at most as many distinct resources)
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One stored event as the feed reads it; `type` is an EventType name without its prefix."""
+
+    position: int
+    type: str
+    actor: str
+    time: dt.datetime
+    system: str = ""  # "customers/{c}/systems/{s}"
+    resource: str = ""
+    incident: str = ""  # "customers/{c}/incidents/{i}"
+    scope_incident: str = ""  # the incident an assigned engineer must process to see it ("": any of the system)
+    detail: str = ""
+    log_sequence: int = 0
+    chain_hash: str = ""
+
+
+class Source(Protocol):
+    """A service's stored events of one customer (its store implements it)."""
+
+    async def events_after(self, customer: str, position: int, limit: int) -> Sequence[FeedEvent]: ...
+
+    async def last_position(self, customer: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Rules:
+    watch: str  # the permission to open a watch of a customer
+    read: str   # the permission to see one event (on its customer, installation, system, incident)
+
+
+class Notifier:
+    """Wakes this process's watchers when it committed new events; events written by another process (the
+    relay, another replica) are found by polling."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+@dataclass(frozen=True)
+class Watch:
+    customer: str  # customer number
+    types: frozenset[str]  # empty: all
+    after: int | None  # None: from the end of the feed
+
+
+def parse(request) -> Watch:
+    """The WatchEventsRequest's customer, type filter and cursor; INVALID_ARGUMENT naming the field."""
+    parts = names.parse("customer", request.parent, "parent")
+    v = Violations()
+    for i, number in enumerate(request.types):
+        v.enum(f"types[{i}]", number, events_pb2.EventType)
+    v.raise_if_any()
+    types = frozenset(events_pb2.EventType.Name(n).removeprefix("EVENT_TYPE_") for n in request.types)
+    cursor = CURSORS.read(request.cursor, _scope(request.parent), "cursor")
+    return Watch(parts["customer"], types, cursor[0] if cursor else None)
+
+
+def _scope(parent: str) -> dict:
+    return {"parent": parent, "feed": "events"}
+
+
+def cursor_for(customer: str, position: int) -> str:
+    return CURSORS.issue([position], _scope(names.customer(customer)))
+
+
+def to_proto(source: str, customer: str, event: FeedEvent) -> events_pb2.Event:
+    return events_pb2.Event(
+        id=f"{source}/customers/{customer}/events/{event.position}", type=TYPE_NUMBER[event.type], source=source,
+        position=event.position, customer=names.customer(customer), system=event.system, actor=event.actor,
+        time=to_timestamp(as_utc(event.time)), resource=event.resource, incident=event.incident, detail=event.detail,
+        log_sequence=event.log_sequence, chain_hash=event.chain_hash)
+
+
+class Feed:
+    """Serves WatchEvents of one service (`source`, e.g. "depot") over its `events` (a Source)."""
+
+    def __init__(self, source: str, events: Source, rules: Rules, notifier: Notifier, response_type, *,
+                 poll_s: float = 0.25, heartbeat_s: float = 15.0) -> None:
+        self.source, self.events, self.rules, self.notifier = source, events, rules, notifier
+        self.response_type = response_type
+        self.poll_s, self.heartbeat_s = poll_s, heartbeat_s
+
+    async def serve(self, request, context) -> None:
+        watch = parse(request)
+        customer = watch.customer
+        caller = auth.current()
+        await self._may_watch(caller, customer)
+        last = await self.events.last_position(customer)
+        position = last if watch.after is None else watch.after
+        if position > last:
+            raise InvalidArgument("cursor", f"is ahead of the feed of {names.customer(customer)} (it was not "
+                                            "issued by this suite's database)")
+        await context.write(self.response_type(cursor=cursor_for(customer, position)))  # the watch is open
+        beat = asyncio.get_running_loop().time()
+        while True:
+            rows = await self.events.events_after(customer, position, BATCH)
+            if rows:
+                position = rows[-1].position
+                shown = await self._visible(caller, customer, [r for r in rows if not watch.types
+                                                               or r.type in watch.types])
+                if shown:
+                    await context.write(self.response_type(
+                        events=[to_proto(self.source, customer, e) for e in shown],
+                        cursor=cursor_for(customer, position)))
+                    beat = asyncio.get_running_loop().time()
+                if len(rows) == BATCH:
+                    continue
+            now = asyncio.get_running_loop().time()
+            if now - beat >= self.heartbeat_s:
+                await self._may_watch(caller, customer)  # a revoked token or membership ends the watch
+                await context.write(self.response_type(cursor=cursor_for(customer, position)))
+                beat = now
+            await self.notifier.wait(min(self.poll_s, max(0.0, beat + self.heartbeat_s - now)))
+
+    async def _may_watch(self, caller: auth.AuthContext, customer: str) -> None:
+        decision, = await caller.decide_bulk([(self.rules.watch, Resource(customer=names.customer(customer)))])
+        decision.raise_unless_allowed()
+
+    async def _visible(self, caller: auth.AuthContext, customer: str, rows: list[FeedEvent]) -> list[FeedEvent]:
+        """The rows the caller may see now: one CheckBulk for the batch's distinct resources."""
+        if not rows:
+            return []
+        resources = {r: _resource(customer, r) for r in rows}
+        distinct = list(dict.fromkeys(resources.values()))
+        decisions = await caller.decide_bulk([(self.rules.read, res) for res in distinct])
+        allowed = {res for res, decision in zip(distinct, decisions) if decision.allowed}
+        return [r for r in rows if resources[r] in allowed]
+
+
+def _resource(customer: str, event: FeedEvent) -> Resource:
+    return Resource(customer=names.customer(customer), system=event.system, incident=event.scope_incident)
