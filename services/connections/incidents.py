@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from services.connections import model
+from services.connections import events, model
 from services.connections.assignment_client import (
     CONTENT_REFUSALS,
     Assignment,
@@ -97,6 +97,8 @@ async def create_incident(store: Store, clock: Clock, actor: Actor, customer: st
                           status=IncidentStatus.NEW.value, processor=None, reporter=actor.user,
                           create_time=now, update_time=now, etag=model.new_etag())
         uow.add(row)
+        await uow.emit(events.incident_event("INCIDENT_CREATED", row, actor.user, now,
+                                             detail=f"{row.priority}: {row.title}"))
     return row
 
 
@@ -136,7 +138,7 @@ class IncidentWorkflow:
             return target, row.processor
 
         try:
-            return await self._change(customer, incident_id, decide)
+            return await self._change(actor, customer, incident_id, decide, "INCIDENT_STATUS_CHANGED")
         except AssignmentRefused as refused:
             raise _refusal(refused, FailedPrecondition(
                 f"authz refused the support assignment for the processor ({refused.message}); "
@@ -152,15 +154,17 @@ class IncidentWorkflow:
             return IncidentStatus.IN_PROCESS_AT_VENDOR, engineer
 
         try:
-            return await self._change(customer, incident_id, decide)
+            return await self._change(actor, customer, incident_id, decide, "INCIDENT_TAKEN")
         except AssignmentRefused as refused:
             raise _refusal(refused, InvalidArgument(
                 "processor", f"{engineer} cannot process this incident: authz refused the support assignment "
                              f"({refused.message})")) from None
 
-    async def _change(self, customer: str, incident_id: str, decide: Decide) -> IncidentRow:
+    async def _change(self, actor: Actor, customer: str, incident_id: str, decide: Decide, event_type: str
+                      ) -> IncidentRow:
         """Apply `decide` to the locked incident and push the assignment it implies to authz before the
-        commit. The note is written first, in its own transaction, so that it survives a rollback."""
+        commit, with its event (`event_type`) last. The note is written first, in its own transaction, so that
+        it survives a rollback."""
         name = f"customers/{customer}/incidents/{incident_id}"
         note = await self._write_note(customer, incident_id)
         before: Assignment | None = None
@@ -177,6 +181,8 @@ class IncidentWorkflow:
                 if after is not None or before is not None:
                     touched = True
                     await self._push(name, after)
+                await uow.emit(events.incident_event(event_type, row, actor.user, row.update_time, detail=(
+                    f"{row.status}" + (f", processor {row.processor}" if row.processor else ""))))
         except AssignmentRefused:
             await self._drop_note(note)  # authz changed nothing, and neither did the rollback
             raise

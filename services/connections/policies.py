@@ -102,4 +102,5 @@ def build_policies(store: Store) -> dict[str, MethodPolicy]:
         "ListIncidents": MethodPolicy(p.INCIDENTS_READ, system_in_body("system", required=False)),
         "UpdateIncidentStatus": MethodPolicy(p.INCIDENTS_UPDATE_STATUS, incident_of("name")),
         "AssignProcessor": MethodPolicy(p.INCIDENTS_ASSIGN, incident_of("name")),
+        "WatchEvents": MethodPolicy(p.SESSION, handler_decides=True),  # the feed decides the watch and each event
     })

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 
-from remotesupport.connections.v1 import connections_pb2_grpc
-from services.connections import windows
+from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
+from services.connections import events, windows
 from services.connections.assignment_client import AuthzAssignments
 from services.connections.connection_types import ConnectionTypes
 from services.connections.connector_file import ConnectorSigner, load_or_create_signing_key
@@ -19,7 +19,7 @@ from services.connections.policies import SERVICE, build_policies
 from services.connections.servicer import ConnectionsServicer
 from services.connections.settings import ConnectionsSettings
 from services.connections.store import Store
-from services.kit import clients, metrics, tracing
+from services.kit import clients, feed, metrics, tracing
 from services.kit.app import Deps, main
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
@@ -96,7 +96,12 @@ async def build(deps: Deps) -> ConnectionsApp:
     authz_channel = clients.channel(deps.config.authz_addr)
     assignments = AuthzAssignments(authz_channel, deps.service_token, deps.config.authz_deadline_s)
     workflow = IncidentWorkflow(store, deps.clock, assignments)
-    servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses)
+    notifier = feed.Notifier()
+    store.committed = notifier.wake
+    watch = feed.Feed(events.SOURCE, events.ConnectionsEvents(store), events.RULES, notifier,
+                      connections_pb2.WatchEventsResponse, heartbeat_s=deps.config.events_heartbeat_s)
+    servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses,
+                                   watch)
     spec = ServerSpec(
         register=lambda server: connections_pb2_grpc.add_ConnectionsServiceServicer_to_server(servicer, server),
         service_names=[SERVICE],

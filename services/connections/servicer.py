@@ -10,7 +10,7 @@ from services.connections.connector_file import ConnectorSigner
 from services.connections.incidents import IncidentFields, IncidentWorkflow
 from services.connections.model import Actor
 from services.connections.store import Store
-from services.kit import auth, names
+from services.kit import auth, feed, names
 from services.kit.clock import Clock
 from services.kit.errors import InvalidArgument
 from services.kit.validate import Violations, mask_paths, page_size, timestamp
@@ -37,8 +37,9 @@ def _enum(field: str, value: int, enum_type, *, allow_unspecified: bool) -> None
 
 class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
     def __init__(self, store: Store, clock: Clock, connection_types: ConnectionTypes, signer: ConnectorSigner,
-                 workflow: IncidentWorkflow, relay_addresses: tuple[str, ...]) -> None:
+                 workflow: IncidentWorkflow, relay_addresses: tuple[str, ...], events: feed.Feed) -> None:
         self.store = store
+        self.events = events
         self.relay_addresses = relay_addresses
         self.clock = clock
         self.connection_types = connection_types
@@ -225,3 +226,7 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
                                                    names.user(processor["user"]) if processor else "")
         return pb.AssignProcessorResponse(incident=convert.incident(row))
 
+    # --- events ------------------------------------------------------------------------------------
+
+    async def WatchEvents(self, request, context):
+        await self.events.serve(request, context)

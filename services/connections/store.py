@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
-from sqlalchemy import Row, and_, delete, func, or_, select, text, update
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,8 @@ from services.connections.model import IncidentStatus, WindowState
 from services.connections.tables import (
     AssignmentCheckRow,
     ConnectionTypeRow,
+    EventHeadRow,
+    EventRow,
     IncidentRow,
     SessionRow,
     SetupRow,
@@ -33,12 +36,31 @@ from services.kit.db import Database
 from services.kit.errors import AlreadyExists
 from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable
 
+_HEADS = EventHeadRow.__table__
+_EVENTS = EventRow.__table__
+
+
+async def append_event(session: AsyncSession, event: EventRow) -> int:
+    """Write `event` at the next position of its customer's feed, in the caller's transaction, and return the
+    position. The head's row stays locked to the commit (the upsert takes its lock on PostgreSQL; SQLite has one
+    writer), so the customer's positions have no gaps and commit in their order: a reader that saw position n
+    has seen every position before it. Call it last in a transaction, so the lock is held briefly."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(_HEADS).values(customer=event.customer, last_position=1)
+    upsert = upsert.on_conflict_do_update(index_elements=[_HEADS.c.customer],
+                                          set_={"last_position": _HEADS.c.last_position + 1})
+    position = (await session.execute(upsert.returning(_HEADS.c.last_position))).scalar_one()
+    values = {c.name: getattr(event, c.name) for c in _EVENTS.columns}
+    await session.execute(insert(_EVENTS).values({**values, "position": position}))
+    return position
+
 
 class Store:
     """The service's database, with the local SQLite reader of systems where there is one."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.committed: Callable[[], None] = lambda: None  # called after every committed write (the feed's wake)
         local = LocalSqlite.for_database(db)
         self.local_systems = LocalTable(local, SystemRow.__table__, ("customer", "system_number")) if local else None
 
@@ -67,6 +89,8 @@ class Store:
                 await session.flush()
                 session.expunge_all()
                 await session.rollback()
+        if not validate_only:
+            self.committed()
 
     async def system(self, customer: str, number: str) -> SystemRow | None:
         """The system customers/{customer}/systems/{number} (its columns as attributes), or None."""
@@ -235,10 +259,11 @@ class UnitOfWork:
 
     async def record_expired(self, now: dt.datetime, limit: int) -> list[Row]:
         """Record `close_time = end_time` on up to `limit` windows whose end has passed and whose close is not
-        recorded yet; returns their (id, customer, system_number). Concurrent sweeps on PostgreSQL skip each
-        other's locked rows."""
+        recorded yet; returns their (id, customer, system_number, incident_id, type_code, end_time). Concurrent
+        sweeps on PostgreSQL skip each other's locked rows."""
         due = (await self._session.execute(
-            select(WindowRow.id, WindowRow.customer, WindowRow.system_number)
+            select(WindowRow.id, WindowRow.customer, WindowRow.system_number, WindowRow.incident_id,
+                   WindowRow.type_code, WindowRow.end_time)
             .where(WindowRow.close_time.is_(None), WindowRow.end_time <= now)
             .order_by(WindowRow.end_time).limit(limit)
             .with_for_update(skip_locked=True))).all()
@@ -317,6 +342,22 @@ class UnitOfWork:
                                      SessionRow.terminated_by == "")
             .values(terminated_by=by).execution_options(synchronize_session="evaluate"))
         return result.rowcount == 1
+
+    # --- the event feed ------------------------------------------------------------------------------
+
+    async def emit(self, event: EventRow) -> int:
+        """Append the event of this transaction's change (`append_event`); its position."""
+        return await append_event(self._session, event)
+
+    async def events_after(self, customer: str, position: int, limit: int) -> list[EventRow]:
+        """Up to `limit` events of the customer after `position`, in order."""
+        return list((await self._session.scalars(select(EventRow).where(
+            EventRow.customer == customer, EventRow.position > position)
+            .order_by(EventRow.position).limit(limit))).all())
+
+    async def last_event_position(self, customer: str) -> int:
+        return (await self._session.scalar(select(EventHeadRow.last_position).where(
+            EventHeadRow.customer == customer))) or 0
 
     # --- notes of assignment changes in flight -------------------------------------------------------
 

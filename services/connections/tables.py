@@ -200,3 +200,31 @@ class SessionRow(Base):
     refusal_reason: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(String(500), default="")
     terminated_by: Mapped[str] = mapped_column(String(USER_NAME), default="")
+
+
+class EventRow(Base):
+    """One event of a customer's feed (the service's outbox): written in the transaction of the change it
+    describes, at the next position of the customer's `EventHeadRow`, so positions have no gaps and commit in
+    order. Never holds a secret."""
+
+    __tablename__ = "events"
+
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(40))  # an EventType name without its prefix
+    actor: Mapped[str] = mapped_column(String(USER_NAME))
+    time: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+    system: Mapped[str] = mapped_column(String(120))  # customers/{c}/systems/{s}
+    resource: Mapped[str] = mapped_column(String(300))  # the window, incident or session
+    incident: Mapped[str] = mapped_column(String(300))  # customers/{c}/incidents/{i}, or ""
+    scope_incident: Mapped[str] = mapped_column(String(300))  # the incident an engineer must process to see it
+    detail: Mapped[str] = mapped_column(String(500))
+
+
+class EventHeadRow(Base):
+    """A customer's newest event position; moving it locks the row to the commit (the order of positions)."""
+
+    __tablename__ = "event_heads"
+
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    last_position: Mapped[int] = mapped_column(BigInteger)

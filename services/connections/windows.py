@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from services.connections import model
+from services.connections import events, model
 from services.connections.connection_types import ConnectionTypeSpec, max_duration
 from services.connections.model import Actor, IncidentStatus, WindowState, window_state
 from services.connections.store import Store, UnitOfWork
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 MAX_REASON = 500
 SWEEP_BATCH = 500
+SWEEP_ACTOR = "services/connections"  # the actor of a window's expiry
 _PAGE_TOKENS = PageTokens(TIME, STR)  # ListConnections pages by (start_time, id), newest first
 
 
@@ -96,6 +97,8 @@ async def open_connection(store: Store, clock: Clock, actor: Actor, customer: st
                         incident_id=request.incident_id or None, reason=request.reason, opener=actor.user,
                         create_time=now, closed_by_sweep=False)
         uow.add(row)
+        await uow.emit(events.window_event("WINDOW_OPENED", row, actor.user, now, detail=(
+            f"{code} from {as_utc(start).isoformat()} to {as_utc(request.end).isoformat()}")))
     if not validate_only:
         log(logger, logging.INFO, "connection opened", connection=window_name(row), opener=actor.user)
     return row
@@ -120,6 +123,8 @@ async def close_connection(store: Store, clock: Clock, actor: Actor, customer: s
             raise FailedPrecondition(f"connection {window_name(row)} is already {state.value}")
         row.closer = actor.user
         row.close_time = now
+        await uow.emit(events.window_event("WINDOW_CLOSED", row, actor.user, now,
+                                           detail=f"{row.type_code} closed before its end"))
     if not validate_only:
         log(logger, logging.INFO, "connection closed", connection=window_name(row), closer=actor.user)
     return row
@@ -154,6 +159,9 @@ async def record_expired(store: Store, clock: Clock, batch: int = SWEEP_BATCH) -
     while True:
         async with store.write() as uow:
             due = await uow.record_expired(now, batch)
+            for row in due:
+                await uow.emit(events.window_event("WINDOW_EXPIRED", row, SWEEP_ACTOR, now, detail=(
+                    f"{row.type_code} ended at {as_utc(row.end_time).isoformat()}")))
         for row in due:
             name = window_name(row)
             recorded.append(name)

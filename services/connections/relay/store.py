@@ -25,6 +25,8 @@ from services.connections.tables import (
     SystemRow,
     WindowRow,
 )
+from services.connections.events import session_event
+from services.connections.store import append_event
 from services.connections.targets import target_of
 from services.kit.db import Database
 
@@ -84,14 +86,17 @@ class RelayStore:
         async with self._write() as session:
             stale = select(RelayRow.id).where(RelayRow.seen_time < stale_before)
             alive = select(RelayRow.id).where(RelayRow.seen_time >= stale_before)
-            result = await session.execute(update(SessionRow).where(
+            detail = "the relay replica carrying it stopped"
+            ended = (await session.scalars(update(SessionRow).where(
                 SessionRow.state == ACTIVE, SessionRow.relay_id.not_in(alive)).values(
-                state=ENDED, end_time=now, end_reason=EndReason.RELAY_LOST.value,
-                detail="the relay replica carrying it stopped").execution_options(synchronize_session=False))
+                state=ENDED, end_time=now, end_reason=EndReason.RELAY_LOST.value, detail=detail)
+                .returning(SessionRow).execution_options(synchronize_session=False))).all()
             await session.execute(delete(AttachmentRow).where(or_(
                 AttachmentRow.relay_id.in_(stale), AttachmentRow.seen_time < stale_before)))
             await session.execute(delete(RelayRow).where(RelayRow.seen_time < stale_before))
-            return result.rowcount or 0
+            for row in ended:
+                await append_event(session, session_event("SESSION_ENDED", row, now, _ended(row)))
+            return len(ended)
 
     # --- windows, systems, targets ---------------------------------------------------------------------
 
@@ -163,12 +168,27 @@ class RelayStore:
         """A new session: ACTIVE (admitted) or REFUSED (with its reason)."""
         async with self.db.unit_of_work() as session:
             session.add(row)
+            if row.state == ACTIVE:
+                event = session_event("SESSION_STARTED", row, row.start_time, f"to {row.target}")
+            else:
+                event = session_event("SESSION_REFUSED", row, row.start_time, f"{row.refusal_reason}: {row.detail}")
+            await append_event(session, event)
 
     async def end_session(self, session_id: str, reason: EndReason, detail: str, now: dt.datetime, up: int,
                           down: int) -> None:
         """Record the end of an ACTIVE session once (a session already ended keeps its first end)."""
         async with self.db.unit_of_work() as session:
-            await session.execute(update(SessionRow).where(
+            row = (await session.scalars(update(SessionRow).where(
                 SessionRow.id == session_id, SessionRow.state == ACTIVE).values(
                 state=ENDED, end_time=now, end_reason=reason.value, detail=detail[:500], bytes_to_target=up,
-                bytes_from_target=down))
+                bytes_from_target=down).returning(SessionRow).execution_options(synchronize_session=False))
+                ).one_or_none()
+            if row is not None:
+                await append_event(session, session_event("SESSION_ENDED", row, now, _ended(row)))
+
+
+def _ended(row: SessionRow) -> str:
+    """Why a session ended and what it carried (an ENDED event's detail)."""
+    by = f", terminated by {row.terminated_by}" if row.terminated_by else ""
+    return (f"{row.end_reason}{by}: {row.bytes_to_target} bytes to the target, {row.bytes_from_target} back; "
+            f"{row.detail}")

@@ -189,6 +189,9 @@ CASES = [
     Case("AssignProcessor", "engineer", ("maintainer", "opener", "reporter", "member", "admin"),
          _fresh_incident_assign, lambda w: cp.AssignProcessorRequest(name=w.incident, processor="eng.one"),
          "processor", lambda w, r: r.incident.processor == w.users["engineer"]),
+    Case("WatchEvents", "member", ("admin",), const(lambda w: cp.WatchEventsRequest(parent=f"customers/{w.customer}")),
+         lambda w: cp.WatchEventsRequest(parent=f"customers/{w.customer}", types=[999]), "types[0]",
+         lambda w, r: bool(r.cursor) and not r.events),
 ]
 IDS = [c.method for c in CASES]
 

@@ -38,7 +38,15 @@ class World:
         return self.suite.md(self.tokens[principal])
 
     async def call(self, method: str, request, principal: str):
-        return await getattr(self.conn, method)(request, metadata=self.md(principal))
+        """The method's response (of a server stream: its first response, and the stream is cancelled)."""
+        call = getattr(self.conn, method)(request, metadata=self.md(principal))
+        if not cp.DESCRIPTOR.services_by_name["ConnectionsService"].methods_by_name[method].server_streaming:
+            return await call
+        try:
+            async for response in call:
+                return response
+        finally:
+            call.cancel()
 
     def at(self, delta: dt.timedelta):
         return to_timestamp(self.suite.clock.now() + delta)
