@@ -91,9 +91,11 @@ class Passthrough(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(self._stream_stream(path, route))
 
     # --- one behaviour per shape ----------------------------------------------------------------------------
-    def _call_options(self, context: grpc.aio.ServicerContext) -> dict:
+    def _call_options(self, context: grpc.aio.ServicerContext, *, streams: bool = False) -> dict:
+        """The caller's metadata and deadline; without one, the default timeout, except for a call whose
+        responses stream (a feed lasts until either side ends it)."""
         left = context.time_remaining()
-        timeout = self.default_timeout if left is None else max(left, 0.001)
+        timeout = (None if streams else self.default_timeout) if left is None else max(left, 0.001)
         return {"timeout": timeout, "metadata": forwarded_metadata(context.invocation_metadata())}
 
     def _unary_unary(self, path: str, route: Route):
@@ -110,7 +112,7 @@ class Passthrough(grpc.GenericRpcHandler):
         forward = route.channel.unary_stream(path)  # no serializers: bytes in, bytes out
 
         async def behavior(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            call = forward(request, **self._call_options(context))
+            call = forward(request, **self._call_options(context, streams=True))
             try:
                 async for response in call:
                     yield response
@@ -132,7 +134,7 @@ class Passthrough(grpc.GenericRpcHandler):
         forward = route.channel.stream_stream(path)  # no serializers: bytes in, bytes out
 
         async def behavior(request_iterator, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            call = forward(request_iterator, **self._call_options(context))
+            call = forward(request_iterator, **self._call_options(context, streams=True))
             try:
                 async for response in call:
                     yield response

@@ -54,5 +54,6 @@ def build_policies(b: Backends, passthrough: Passthrough) -> dict[str, MethodPol
         "PrepareRemoteAccess": MethodPolicy(P.PREPARE_ACCESS, prepare),
         "EndRemoteAccess": MethodPolicy(P.END_ACCESS, end),
         "GetSystemOverview": MethodPolicy(P.SYSTEM_OVERVIEW, overview),
+        "WatchEvents": MethodPolicy(P.SESSION, handler_decides=True),  # gateway.events.watch, then each source's
     })
     return {**passthrough.policies(), **own}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from gateway.backends import Backends
+from gateway.events import MergedFeed
 from gateway.passthrough import Passthrough, routes_for
 from gateway.policies import SERVICE, build_policies
 from gateway.servicer import RemoteSupportServicer
@@ -61,7 +62,8 @@ async def build(deps: app.Deps) -> GatewayApp:
                         depot=depot_pb2_grpc.LogonDepotServiceStub(channels["depot"]),
                         clock=deps.clock, call_deadline_s=settings.call_deadline_s,
                         undo_timeout_s=settings.undo_timeout_s)
-    servicer = RemoteSupportServicer(backends)
+    servicer = RemoteSupportServicer(backends, MergedFeed({"depot": backends.depot,
+                                                           "connections": backends.connections}))
     spec = ServerSpec(
         register=lambda server: gateway_pb2_grpc.add_RemoteSupportServiceServicer_to_server(servicer, server),
         service_names=[SERVICE] + [descriptor.full_name for _, _, descriptor in FORWARDED],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from gateway.backends import Backends
 from gateway.end_access import end_remote_access
+from gateway.events import MergedFeed
 from gateway.overview import system_overview
 from gateway.prepare import prepare_remote_access
 from remotesupport.gateway.v1 import gateway_pb2_grpc
@@ -10,8 +11,9 @@ from services.kit import auth
 
 
 class RemoteSupportServicer(gateway_pb2_grpc.RemoteSupportServiceServicer):
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, events: MergedFeed) -> None:
         self.b = backends
+        self.events = events
 
     async def PrepareRemoteAccess(self, request, context):
         return await prepare_remote_access(self.b, request, auth.current().subject.user)
@@ -21,3 +23,6 @@ class RemoteSupportServicer(gateway_pb2_grpc.RemoteSupportServiceServicer):
 
     async def GetSystemOverview(self, request, context):
         return await system_overview(self.b, request)
+
+    async def WatchEvents(self, request, context):
+        await self.events.serve(request, context)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import grpc
 
@@ -135,6 +135,17 @@ class Client:
             return getattr(stub, method)(request, metadata=metadata, timeout=self.timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err, f"{self.addresses.of(service)} ({service} service)") from None
+
+    def stream(self, service: str, method: str, request) -> Iterator:
+        """The responses of a server-streaming method, as they come, without a deadline (until the caller stops
+        reading or the server ends it); a failure raises CliError like `call`."""
+        call = getattr(self._stub(service), method)(request, metadata=self._metadata(True))
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            raise from_rpc_error(err, f"{self.addresses.of(service)} ({service} service)") from None
+        finally:
+            call.cancel()
 
     def collect(self, service: str, method: str, request, items: str, limit: int | None = None) -> list:
         """Every item of a paged List method (following next_page_token), at most `limit`."""

@@ -59,6 +59,9 @@ class Context:
     def call(self, service: str, method: str, request, *, authenticated: bool = True):
         return self.client.call(service, method, request, authenticated=authenticated)
 
+    def stream(self, service: str, method: str, request):
+        return self.client.stream(service, method, request)
+
     def collect(self, service: str, method: str, request, items: str, limit: int | None = None) -> list:
         return self.client.collect(service, method, request, items, limit)
 

@@ -250,7 +250,8 @@ async def test_reflection_lists_and_describes_the_whole_suite(world):
     for module, name in ((apb, SERVICES["authz"]), (cpb, SERVICES["connections"]), (dpb, SERVICES["depot"])):
         expected = [m.name for m in module.DESCRIPTOR.services_by_name[name.rsplit(".", 1)[1]].methods]
         assert methods[name] == expected
-    assert methods[SERVICES["gateway"]] == ["PrepareRemoteAccess", "EndRemoteAccess", "GetSystemOverview"]
+    assert methods[SERVICES["gateway"]] == ["PrepareRemoteAccess", "EndRemoteAccess", "GetSystemOverview",
+                                           "WatchEvents"]
 
 
 def _grpcurl() -> str:

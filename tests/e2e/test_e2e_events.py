@@ -1,0 +1,144 @@
+"""The event feed across crashes, on the real processes: the depot is killed with SIGKILL while writes commit
+and a reader follows the gateway's feed, ten times; the reader reconnects from its cursor each time. At the end
+the depot events it read are exactly the depot's log: every committed event delivered, once, in order, and
+none the log does not hold."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import signal
+import threading
+import time
+
+import grpc
+
+from remotesupport.authz.v1 import authz_pb2 as az
+from remotesupport.common.v1 import events_pb2 as ep
+from remotesupport.connections.v1 import connections_pb2 as cn
+from remotesupport.depot.v1 import depot_pb2 as dp
+from remotesupport.gateway.v1 import gateway_pb2 as gpb
+from remotesupport.gateway.v1 import gateway_pb2_grpc
+from tests.e2e.test_e2e_seed import CUSTOMER, Actors, md, ts
+
+ROUNDS = 10
+DEPOT_TYPES = [v for n, v in ep.EventType.items() if n.startswith("EVENT_TYPE_LOGON_DATA_")]
+
+
+class Reader(threading.Thread):
+    """Follows the gateway's feed of the customer's depot events, reconnecting from its cursor when it ends."""
+
+    def __init__(self, channel: grpc.Channel, token: str) -> None:
+        super().__init__(daemon=True)
+        self.stub = gateway_pb2_grpc.RemoteSupportServiceStub(channel)
+        self.token = token
+        self.events: list[ep.Event] = []
+        self.cursor = ""
+        self.reconnects = 0
+        self.opened = threading.Event()
+        self.stopping = False
+        self._call = None
+
+    def run(self) -> None:
+        while not self.stopping:
+            self._call = self.stub.WatchEvents(gpb.WatchEventsRequest(
+                parent=f"customers/{CUSTOMER}", types=DEPOT_TYPES, cursor=self.cursor), metadata=md(self.token))
+            try:
+                for response in self._call:
+                    self.events.extend(response.events)
+                    self.cursor = response.cursor
+                    self.opened.set()
+            except grpc.RpcError as err:
+                assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), err
+                self.reconnects += 1
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self._call is not None:
+            self._call.cancel()
+
+
+def writes(a: Actors, token: str, system: str, stop: threading.Event, done: list) -> None:
+    """Create and reveal entries until `stop`; a call the kill interrupts may or may not have committed."""
+    while not stop.is_set():
+        try:
+            entry = a.depot.CreateLogonData(dp.CreateLogonDataRequest(parent=system, logon_data=dp.LogonData(
+                kind=dp.LOGON_DATA_KIND_SYSTEM_USER, user_name="SUPPORT1", client="001",
+                expire_time=ts(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3))), secret="kill-9-secret"),
+                metadata=md(token), timeout=5).logon_data
+            a.depot.RevealLogonData(dp.RevealLogonDataRequest(name=entry.name), metadata=md(token), timeout=5)
+            done.append(entry.name)
+        except grpc.RpcError:
+            time.sleep(0.05)
+
+
+class _Once:
+    """A stop flag that lets `writes` try exactly once."""
+
+    def __init__(self) -> None:
+        self.tried = False
+
+    def is_set(self) -> bool:
+        tried, self.tried = self.tried, True
+        return tried
+
+
+def log_events(a: Actors, token: str) -> list[dp.LogEvent]:
+    out, page = [], ""
+    while True:
+        response = a.depot.ListLogEvents(dp.ListLogEventsRequest(parent=f"customers/{CUSTOMER}", page_size=1000,
+                                                                 page_token=page), metadata=md(token))
+        out.extend(response.events)
+        page = response.next_page_token
+        if not page:
+            return out
+
+
+def test_every_committed_depot_event_is_delivered_once_across_kill_9(e2e):
+    a = Actors(e2e)
+    admin = e2e.admin_token
+    a.authz.CreateCustomer(az.CreateCustomerRequest(customer=az.Customer(customer_number=CUSTOMER,
+                                                                         display_name="ACME Corp")), metadata=md(admin))
+    useradmin = a.create_user(admin, "S0004711001", [az.AUTHORIZATION_USER_ADMIN])
+    basis = a.create_user(useradmin, "S0004711002", [az.AUTHORIZATION_MAINTAIN_SYSTEM_DATA])
+    keeper = a.create_user(useradmin, "S0004711004", [az.AUTHORIZATION_EDIT_MY_LOGIN_DATA])
+    system = a.conn.CreateSystem(cn.CreateSystemRequest(parent=f"customers/{CUSTOMER}", system=cn.System(
+        installation_number="20047110", system_id="PRD", system_number="310000471100", description="ERP")),
+        metadata=md(basis)).system.name
+    reader = Reader(e2e.channel, keeper)
+    reader.start()
+    try:
+        _rounds(e2e, a, keeper, system, reader)
+    finally:
+        reader.stop()
+        reader.join(10)
+
+
+def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> None:
+    assert reader.opened.wait(30), "the feed did not open"
+    supervisor, done = e2e.supervisor, []
+    rng = random.Random(17)
+    for _ in range(ROUNDS):
+        stop = threading.Event()
+        writer = threading.Thread(target=writes, args=(a, keeper, system, stop, done), daemon=True)
+        writer.start()
+        time.sleep(rng.uniform(0.3, 0.8))
+        supervisor.stop("depot", sig=signal.SIGKILL)  # kill -9, between commits and their delivery
+        stop.set()
+        writer.join(30)
+        supervisor.start(("depot",), timeout=60)
+    deadline = time.monotonic() + 30  # one more complete write once the depot is back (its channel may back off)
+    before = len(done)
+    while len(done) == before and time.monotonic() < deadline:
+        writes(a, keeper, system, _Once(), done)
+    log = log_events(a, keeper)
+    deadline = time.monotonic() + 30
+    while (not reader.events or reader.events[-1].log_sequence < log[-1].sequence) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(done) >= ROUNDS, f"only {len(done)} create-and-reveal pairs completed"
+    assert reader.reconnects >= ROUNDS, reader.reconnects
+    assert [(e.log_sequence, e.chain_hash) for e in reader.events] == [(e.sequence, e.hash) for e in log]
+    assert [e.log_sequence for e in reader.events] == list(range(1, len(log) + 1))
+    assert all("kill-9-secret" not in repr(e) for e in reader.events)
+    print(f"kill -9 x{ROUNDS}: {len(log)} log events, all delivered once; {len(done)} complete writes, "
+          f"{reader.reconnects} reconnects")
