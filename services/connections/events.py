@@ -53,7 +53,7 @@ def session_event(type_: str, row: SessionRow, now: dt.datetime, detail: str = "
 
 
 class ConnectionsEvents:
-    """feed.Source over the `events` table."""
+    """feed.Source and siem.Outbox over the `events` table."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,3 +68,11 @@ class ConnectionsEvents:
     async def last_position(self, customer: str) -> int:
         async with self.store.read() as uow:
             return await uow.last_event_position(customer)
+
+    async def behind(self, limit: int) -> list[tuple[str, int]]:
+        async with self.store.read() as uow:
+            return await uow.siem_behind(limit)
+
+    async def exported(self, customer: str, position: int) -> None:
+        async with self.store.write() as uow:
+            await uow.siem_exported(customer, position)

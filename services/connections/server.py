@@ -3,6 +3,7 @@ sweep. Run as `python -m services.connections.server`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from services.connections.policies import SERVICE, build_policies
 from services.connections.servicer import ConnectionsServicer
 from services.connections.settings import ConnectionsSettings
 from services.connections.store import Store
-from services.kit import clients, feed, metrics, tracing
+from services.kit import clients, feed, metrics, siem, tracing
 from services.kit.app import Deps, main
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
@@ -41,7 +42,8 @@ class ConnectionsApp:
     authorizer = None  # ask the authz service
 
     def __init__(self, spec: ServerSpec, store: Store, deps: Deps, settings: ConnectionsSettings,
-                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel) -> None:
+                 workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel,
+                 exporter: siem.Exporter | None = None) -> None:
         self.spec = spec
         self.store = store
         self.clock = deps.clock
@@ -51,18 +53,23 @@ class ConnectionsApp:
         self._authz_channel = authz_channel
         self._sweep_task: asyncio.Task | None = None
         self._sweep_lock = asyncio.Lock()
+        self.exporter = exporter  # the SIEM export, when configured
+        self._export_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._sweep_task = asyncio.create_task(self._sweep_forever(), name="connections-sweep")
+        if self.exporter is not None:
+            self._export_task = asyncio.create_task(self.exporter.run_forever(), name="connections-siem-export")
 
     async def stop(self) -> None:
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-            try:
-                await self._sweep_task
-            except asyncio.CancelledError:
-                pass
-            self._sweep_task = None
+        for task in (self._sweep_task, self._export_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweep_task = self._export_task = None
+        if self.exporter is not None:
+            await self.exporter.stop()
         await self._authz_channel.close()
         await self.store.close()
 
@@ -87,8 +94,10 @@ class ConnectionsApp:
                 logger.exception("connections sweep failed; retrying in %.0fs", self.settings.sweep_interval_s)
 
 
-async def build(deps: Deps) -> ConnectionsApp:
+async def build(deps: Deps, *, siem_settings: siem.SiemSettings | None = None) -> ConnectionsApp:
     settings = ConnectionsSettings.from_env(deps.config)
+    siem_settings = siem_settings or siem.SiemSettings.from_env()
+    siem_settings.check(deps.config.profile)
     migrate(deps.config.database_url, Path(__file__).parent / "migrations")
     store = Store(Database(deps.config.database_url))
     connection_types = ConnectionTypes(await store.connection_types())
@@ -98,8 +107,10 @@ async def build(deps: Deps) -> ConnectionsApp:
     workflow = IncidentWorkflow(store, deps.clock, assignments)
     notifier = feed.Notifier()
     store.committed = notifier.wake
-    watch = feed.Feed(events.SOURCE, events.ConnectionsEvents(store), events.RULES, notifier,
-                      connections_pb2.WatchEventsResponse, heartbeat_s=deps.config.events_heartbeat_s)
+    outbox = events.ConnectionsEvents(store)
+    watch = feed.Feed(events.SOURCE, outbox, events.RULES, notifier, connections_pb2.WatchEventsResponse,
+                      heartbeat_s=deps.config.events_heartbeat_s)
+    exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
     servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses,
                                    watch)
     spec = ServerSpec(
@@ -107,7 +118,7 @@ async def build(deps: Deps) -> ConnectionsApp:
         service_names=[SERVICE],
         policies=build_policies(store),
     )
-    return ConnectionsApp(spec, store, deps, settings, workflow, signer, authz_channel)
+    return ConnectionsApp(spec, store, deps, settings, workflow, signer, authz_channel, exporter)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Sequence
 
 from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,15 +28,18 @@ from services.connections.tables import (
     IncidentRow,
     SessionRow,
     SetupRow,
+    SiemCursorRow,
     SystemRow,
     WindowRow,
 )
-from services.kit.db import Database
+from services.kit import siem
+from services.kit.db import Database, upsert
 from services.kit.errors import AlreadyExists
 from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable
 
 _HEADS = EventHeadRow.__table__
 _EVENTS = EventRow.__table__
+_SIEM = SiemCursorRow.__table__
 
 
 async def append_event(session: AsyncSession, event: EventRow) -> int:
@@ -45,11 +47,9 @@ async def append_event(session: AsyncSession, event: EventRow) -> int:
     position. The head's row stays locked to the commit (the upsert takes its lock on PostgreSQL; SQLite has one
     writer), so the customer's positions have no gaps and commit in their order: a reader that saw position n
     has seen every position before it. Call it last in a transaction, so the lock is held briefly."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(_HEADS).values(customer=event.customer, last_position=1)
-    upsert = upsert.on_conflict_do_update(index_elements=[_HEADS.c.customer],
-                                          set_={"last_position": _HEADS.c.last_position + 1})
-    position = (await session.execute(upsert.returning(_HEADS.c.last_position))).scalar_one()
+    moved = upsert(session, _HEADS, {"customer": event.customer}, {"last_position": 1},
+                   on_conflict={"last_position": _HEADS.c.last_position + 1})
+    position = (await session.execute(moved.returning(_HEADS.c.last_position))).scalar_one()
     values = {c.name: getattr(event, c.name) for c in _EVENTS.columns}
     await session.execute(insert(_EVENTS).values({**values, "position": position}))
     return position
@@ -358,6 +358,14 @@ class UnitOfWork:
     async def last_event_position(self, customer: str) -> int:
         return (await self._session.scalar(select(EventHeadRow.last_position).where(
             EventHeadRow.customer == customer))) or 0
+
+    async def siem_behind(self, limit: int) -> list[tuple[str, int]]:
+        """Customers whose events go past their exported position (siem.Outbox.behind)."""
+        return [tuple(row) for row in await self._session.execute(
+            siem.behind_statement(_HEADS, _HEADS.c.last_position, _SIEM, limit))]
+
+    async def siem_exported(self, customer: str, position: int) -> None:
+        await self._session.execute(siem.exported_statement(self._session, _SIEM, customer, position))
 
     # --- notes of assignment changes in flight -------------------------------------------------------
 

@@ -228,3 +228,12 @@ class EventHeadRow(Base):
 
     customer: Mapped[str] = mapped_column(String(10), primary_key=True)
     last_position: Mapped[int] = mapped_column(BigInteger)
+
+
+class SiemCursorRow(Base):
+    """How far a customer's events were exported to the SIEM (services.kit.siem)."""
+
+    __tablename__ = "siem_cursors"
+
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)

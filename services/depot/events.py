@@ -32,7 +32,7 @@ def event_type(action: str, outcome: str) -> str:
 
 
 class DepotEvents:
-    """feed.Source over the depot's log."""
+    """feed.Source and siem.Outbox over the depot's log."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -46,6 +46,13 @@ class DepotEvents:
         async with self.store.read() as tx:
             head = await tx.log_head(customer, lock=False)
         return head.last_sequence if head else 0
+
+    async def behind(self, limit: int) -> list[tuple[str, int]]:
+        async with self.store.read() as tx:
+            return await tx.siem_behind(limit)
+
+    async def exported(self, customer: str, position: int) -> None:
+        await self.store.write_on_engine(lambda tx: tx.siem_exported(customer, position))
 
 
 def _event(row) -> feed.FeedEvent:

@@ -18,7 +18,7 @@ from services.depot.policies import SERVICE, build_policies
 from services.depot.servicer import DepotServicer
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
-from services.kit import app, clients, feed, metrics, tracing
+from services.kit import app, clients, feed, metrics, siem, tracing
 from services.kit.db import migrate
 from services.kit.server import ServerSpec
 
@@ -33,12 +33,15 @@ class DepotApp:
 
     authorizer = None  # ask the authz service
 
-    def __init__(self, spec: ServerSpec, depot: Depot, channel: grpc.aio.Channel, wake: asyncio.Event) -> None:
+    def __init__(self, spec: ServerSpec, depot: Depot, channel: grpc.aio.Channel, wake: asyncio.Event,
+                 exporter: siem.Exporter | None = None) -> None:
         self.spec = spec
         self.depot = depot
         self._channel = channel
         self._wake = wake
         self._task: asyncio.Task | None = None
+        self.exporter = exporter  # the SIEM export, when configured
+        self._export_task: asyncio.Task | None = None
 
     @property
     def settings(self) -> DepotSettings:
@@ -47,13 +50,18 @@ class DepotApp:
     async def start(self) -> None:
         if self.settings.background:
             self._task = asyncio.create_task(self._run(), name="depot-background")
+        if self.exporter is not None:
+            self._export_task = asyncio.create_task(self.exporter.run_forever(), name="depot-siem-export")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._export_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._export_task = None
+        if self.exporter is not None:
+            await self.exporter.stop()
         await self._channel.close()
         await self.depot.store.close()
 
@@ -96,10 +104,13 @@ class DepotApp:
             self._wake.clear()
 
 
-async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> DepotApp:
+async def build(deps: app.Deps, *, settings: DepotSettings | None = None,
+                siem_settings: siem.SiemSettings | None = None) -> DepotApp:
     """Load the master key first (no key, no service), migrate, open the ring, wire the service."""
     settings = settings or DepotSettings.from_env(deps.config)
     settings.check()
+    siem_settings = siem_settings or siem.SiemSettings.from_env()
+    siem_settings.check(deps.config.profile)
     master = masterkeyfile.load_at_start(settings.master_key_file, settings.profile)
     url = deps.config.database_url
     sealer = LogSealer(master)
@@ -116,12 +127,14 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None) -> Dep
     wake = asyncio.Event()
     notifier = feed.Notifier()
     store.committed = notifier.wake
-    watch = feed.Feed(events.SOURCE, events.DepotEvents(store), events.RULES, notifier, depot_pb2.WatchEventsResponse,
+    outbox = events.DepotEvents(store)
+    watch = feed.Feed(events.SOURCE, outbox, events.RULES, notifier, depot_pb2.WatchEventsResponse,
                       heartbeat_s=deps.config.events_heartbeat_s)
+    exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
     servicer = DepotServicer(depot, on_rotated=wake.set, events=watch)
     spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),
                       service_names=[SERVICE], policies=build_policies(depot))
-    return DepotApp(spec, depot, channel, wake)
+    return DepotApp(spec, depot, channel, wake, exporter)
 
 
 if __name__ == "__main__":

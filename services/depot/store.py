@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot.chain import EventValues
 from services.depot.tables import EntryRow, ForeignDenialRow, KnownSystemRow, LogEventRow, LogHeadRow, RingKeyRow, \
-    ViewMemberRow, ViewRow
+    SiemCursorRow, ViewMemberRow, ViewRow
+from services.kit import siem
 from services.kit.db import Database, sync_url
 from services.kit.errors import AuditUnavailable, Conflict, DependencyUnavailable
 from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable, compile_sql, converters
@@ -45,6 +46,7 @@ LOG_UNWRITTEN = "the depot log could not be written; nothing was done"
 logger = logging.getLogger(__name__)
 
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
+_SIEM = SiemCursorRow.__table__
 _RING, _KNOWN, _DENIALS = RingKeyRow.__table__, KnownSystemRow.__table__, ForeignDenialRow.__table__
 # log_events' columns but pk, in EventValues order (what the chain covers)
 CHAINED_COLUMNS = [_EVENTS.c[name] for name in EventValues._fields]
@@ -324,6 +326,14 @@ class EngineTx:
         return {incident: frozenset(ids) for incident, ids in views.items()}
 
     # --- the log ----------------------------------------------------------------------------------------------
+    async def siem_behind(self, limit: int) -> list[tuple[str, int]]:
+        """Customers whose log goes past its exported sequence (siem.Outbox.behind)."""
+        return [tuple(row) for row in await self.session.execute(
+            siem.behind_statement(_HEADS, _HEADS.c.last_sequence, _SIEM, limit))]
+
+    async def siem_exported(self, customer: str, position: int) -> None:
+        await self.session.execute(siem.exported_statement(self.session, _SIEM, customer, position))
+
     async def events_page(self, customer: str, filters, cursor: int, size: int) -> list[LogEventRow]:
         """At most `size` events of a customer past the sequence `cursor` (0: from the start), oldest first, or
         newest first with `filters.newest_first`; `filters` (audit.Filters) narrows them."""

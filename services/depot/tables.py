@@ -132,6 +132,14 @@ class LogHeadRow(Base):
     seal: Mapped[str] = mapped_column(String(64), server_default="")
 
 
+class SiemCursorRow(Base):
+    """How far a customer's log was exported to the SIEM (services.kit.siem): its last exported sequence."""
+
+    __tablename__ = "siem_cursors"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
 class ForeignDenialRow(Base):
     """The hour in which one caller outside a customer (a user of another customer, an engineer without a
     support assignment for the system, the platform admin) had reveals of the customer's entries refused:

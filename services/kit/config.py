@@ -187,6 +187,15 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
      "relay only: serve connectors and tunnels over TLS with this certificate (no client certificate asked)"),
     ("RS_{SVC}_METRICS_PORT", "0 (off)", "Prometheus metrics on http://RS_METRICS_HOST:port/metrics"),
     ("RS_METRICS_HOST", "127.0.0.1", "address of the metrics endpoint"),
+    ("RS_EVENTS_HEARTBEAT_S", "15", "an event feed (WatchEvents) with nothing new sends its cursor this often"),
+    ("RS_SIEM_ADDRESS", "(unset: no export)", "depot, connections: send their events to a SIEM at host:port (TCP)"),
+    ("RS_SIEM_FORMAT", "rfc5424", "rfc5424 (syslog, octet-counted frames) or jsonl (one JSON object a line)"),
+    ("RS_SIEM_TLS / RS_SIEM_CA_FILE", "0 / (system CAs)", "1: TLS to the SIEM, its certificate checked against "
+                                                        "the CA file (required by the production profile)"),
+    ("RS_SIEM_ENTERPRISE_ID", "32473", "the enterprise number of the syslog structured data's SD-ID "
+                                       "(event@<number>); 32473 is IANA's number for documentation"),
+    ("RS_SIEM_INTERVAL_S / RS_SIEM_BATCH", "1.0 / 500", "how often the export looks for new events, and how "
+                                                        "many it sends at a time"),
     ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),
     ("RS_EVENT_LOOP", "uvloop", "the process's event loop: uvloop, or asyncio for the standard library's"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: tracing off)",

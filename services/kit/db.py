@@ -11,6 +11,7 @@ from typing import AsyncIterator
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -26,6 +27,15 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def upsert(session, table, keys: dict, values: dict, *, on_conflict: dict):
+    """INSERT keys + values, or, when a row with `keys` exists, UPDATE it with `on_conflict` (column -> value or
+    expression), in one statement on SQLite and PostgreSQL (ON CONFLICT ... DO UPDATE); returns the statement,
+    to execute (with .returning(...) where the caller needs the row)."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values({**keys, **values})
+    return statement.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=on_conflict)
 
 
 def make_base() -> type[DeclarativeBase]:

@@ -1,7 +1,8 @@
-"""The event feed across crashes, on the real processes: the depot is killed with SIGKILL while writes commit
-and a reader follows the gateway's feed, ten times; the reader reconnects from its cursor each time. At the end
-the depot events it read are exactly the depot's log: every committed event delivered, once, in order, and
-none the log does not hold."""
+"""The event feed and the SIEM export across crashes, on the real processes: the depot is killed with SIGKILL
+while writes commit, a reader follows the gateway's feed and the depot exports to a SIEM (a TCP receiver), ten
+times; the reader reconnects from its cursor each time. At the end the depot events the reader read are exactly
+the depot's log (every committed event delivered, once, in order, none the log does not hold), and the SIEM
+holds every event of the log at least once and nothing else."""
 from __future__ import annotations
 
 import datetime as dt
@@ -18,10 +19,32 @@ from remotesupport.connections.v1 import connections_pb2 as cn
 from remotesupport.depot.v1 import depot_pb2 as dp
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
 from remotesupport.gateway.v1 import gateway_pb2_grpc
+import pytest
+
+from tests.conftest import BACKENDS, require_backend
+from tests.e2e.conftest import E2E
 from tests.e2e.test_e2e_seed import CUSTOMER, Actors, md, ts
+from tests.siem_receiver import ThreadedReceiver
 
 ROUNDS = 10
 DEPOT_TYPES = [v for n, v in ep.EventType.items() if n.startswith("EVENT_TYPE_LOGON_DATA_")]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def e2e(request, tmp_path_factory):
+    """The suite of tests/e2e/conftest.py, exporting to its own SIEM (`e2e.siem`) every 0.2 s."""
+    require_backend(request.param)
+    siem = ThreadedReceiver()
+    siem.start_in_thread()
+    suite = E2E(request.param, tmp_path_factory.mktemp(f"e2e-events-{request.param}"),
+                {"RS_SIEM_ADDRESS": f"127.0.0.1:{siem.port}", "RS_SIEM_INTERVAL_S": "0.2"})
+    suite.siem = siem
+    try:
+        suite.start()
+        yield suite
+    finally:
+        suite.stop()
+        siem.stop_thread()
 
 
 class Reader(threading.Thread):
@@ -94,7 +117,8 @@ def log_events(a: Actors, token: str) -> list[dp.LogEvent]:
             return out
 
 
-def test_every_committed_depot_event_is_delivered_once_across_kill_9(e2e):
+def test_every_committed_depot_event_is_delivered_across_kill_9(e2e):
+    siem = e2e.siem
     a = Actors(e2e)
     admin = e2e.admin_token
     a.authz.CreateCustomer(az.CreateCustomerRequest(customer=az.Customer(customer_number=CUSTOMER,
@@ -108,13 +132,24 @@ def test_every_committed_depot_event_is_delivered_once_across_kill_9(e2e):
     reader = Reader(e2e.channel, keeper)
     reader.start()
     try:
-        _rounds(e2e, a, keeper, system, reader)
+        log = _rounds(e2e, a, keeper, system, reader)
     finally:
         reader.stop()
         reader.join(10)
+    exported = {(e.sequence, e.hash) for e in log}
+    deadline = time.monotonic() + 30
+    while _siem_depot(siem) != exported and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _siem_depot(siem) == exported  # every event at least once, none the log does not hold
+    sent = [m for m in siem.messages if m["id"].startswith("depot/")]
+    print(f"SIEM: {len(sent)} depot messages for {len(log)} events ({len(sent) - len(log)} sent again after a kill)")
 
 
-def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> None:
+def _siem_depot(siem) -> set[tuple[int, str]]:
+    return {(int(m["logSequence"]), m["chainHash"]) for m in list(siem.messages) if m["id"].startswith("depot/")}
+
+
+def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> list[dp.LogEvent]:
     assert reader.opened.wait(30), "the feed did not open"
     supervisor, done = e2e.supervisor, []
     rng = random.Random(17)
@@ -122,7 +157,10 @@ def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> None:
         stop = threading.Event()
         writer = threading.Thread(target=writes, args=(a, keeper, system, stop, done), daemon=True)
         writer.start()
-        time.sleep(rng.uniform(0.3, 0.8))
+        before, deadline = len(done), time.monotonic() + 30
+        while len(done) == before and time.monotonic() < deadline:  # the restarted depot answers again
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 0.4))
         supervisor.stop("depot", sig=signal.SIGKILL)  # kill -9, between commits and their delivery
         stop.set()
         writer.join(30)
@@ -135,10 +173,11 @@ def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> None:
     deadline = time.monotonic() + 30
     while (not reader.events or reader.events[-1].log_sequence < log[-1].sequence) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(done) >= ROUNDS, f"only {len(done)} create-and-reveal pairs completed"
+    assert len(done) > ROUNDS, f"only {len(done)} create-and-reveal pairs completed"
     assert reader.reconnects >= ROUNDS, reader.reconnects
     assert [(e.log_sequence, e.chain_hash) for e in reader.events] == [(e.sequence, e.hash) for e in log]
     assert [e.log_sequence for e in reader.events] == list(range(1, len(log) + 1))
     assert all("kill-9-secret" not in repr(e) for e in reader.events)
     print(f"kill -9 x{ROUNDS}: {len(log)} log events, all delivered once; {len(done)} complete writes, "
           f"{reader.reconnects} reconnects")
+    return log

@@ -1,4 +1,5 @@
-"""events: each customer's feed of windows, incidents and relay sessions (the outbox), and its head
+"""events: each customer's feed of windows, incidents and relay sessions (the outbox), its head, and how far
+the SIEM export got
 
 Revision ID: 0003
 Revises: 0002
@@ -35,8 +36,14 @@ def upgrade() -> None:
     sa.Column('last_position', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('customer', name=op.f('pk_event_heads'))
     )
+    op.create_table('siem_cursors',
+    sa.Column('customer', sa.String(length=10), nullable=False),
+    sa.Column('position', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('customer', name=op.f('pk_siem_cursors'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('siem_cursors')
     op.drop_table('event_heads')
     op.drop_table('events')
