@@ -30,10 +30,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What one sweep did: the windows whose automatic close it recorded, and the assignments it reconciled."""
+    """What one sweep did: the windows whose automatic close it recorded, the assignments it reconciled, and the
+    windows it warned of their end."""
 
     expired: list[str] = field(default_factory=list)
     reconciled: int = 0
+    closing: list[str] = field(default_factory=list)
 
 
 class ConnectionsApp:
@@ -78,12 +80,14 @@ class ConnectionsApp:
         async with self._sweep_lock:
             with tracing.background("connections sweep") as span:
                 expired = await windows.record_expired(self.store, self.clock)
+                closing = await windows.warn_closing(self.store, self.clock, self.settings.closing_warning)
                 reconciled = await self.workflow.reconcile_assignments(self.settings.assignment_grace)
                 tracing.annotate(span, {"remotesupport.windows_expired": len(expired),
                                         "remotesupport.assignments_reconciled": reconciled})
         metrics.sweep_done("auto_close", len(expired), service="connections")
         metrics.sweep_done("reconcile", reconciled, service="connections")
-        return SweepResult(expired, reconciled)
+        metrics.sweep_done("closing_warning", len(closing), service="connections")
+        return SweepResult(expired, reconciled, closing)
 
     async def _sweep_forever(self) -> None:
         while True:

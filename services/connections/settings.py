@@ -17,6 +17,7 @@ class ConnectionsSettings:
     signing_key_file: Path
     assignment_grace: dt.timedelta
     relay_addresses: tuple[str, ...]  # the relay replicas a connector file tells the connector to dial
+    closing_warning: dt.timedelta = dt.timedelta(minutes=15)  # WINDOW_CLOSING this long before a window's end
 
     @classmethod
     def from_env(cls, config: ServiceConfig) -> "ConnectionsSettings":
@@ -32,4 +33,7 @@ class ConnectionsSettings:
         if not relays or not all(_HOST_PORT.fullmatch(a) for a in relays):
             raise SystemExit("configuration error: RS_RELAY_ADDRESSES must be a comma-separated list of host:port "
                              "(the relay replicas' addresses as the customer's connector reaches them)")
-        return cls(interval, Path(key_file), dt.timedelta(seconds=grace), relays)
+        closing = env_float("RS_CONNECTIONS_CLOSING_WARNING_S", 900.0)
+        if closing < 0:
+            raise SystemExit("configuration error: RS_CONNECTIONS_CLOSING_WARNING_S must be 0 (off) or positive")
+        return cls(interval, Path(key_file), dt.timedelta(seconds=grace), relays, dt.timedelta(seconds=closing))

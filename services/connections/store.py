@@ -274,6 +274,17 @@ class UnitOfWork:
                 .execution_options(synchronize_session=False))
         return list(due)
 
+    async def mark_closing(self, now: dt.datetime, lead: dt.timedelta, limit: int) -> list[WindowRow]:
+        """Up to `limit` windows, not closed, ending within `lead` after `now` and not yet marked, now marked
+        `closing_warned` (once: concurrent sweeps on PostgreSQL skip each other's locked rows)."""
+        due = list((await self._session.scalars(
+            select(WindowRow).where(WindowRow.closer.is_(None), WindowRow.closing_warned.is_(False),
+                                    WindowRow.end_time > now, WindowRow.end_time <= now + lead)
+            .order_by(WindowRow.end_time).limit(limit).with_for_update(skip_locked=True))).all())
+        for row in due:
+            row.closing_warned = True
+        return due
+
     # --- incidents -----------------------------------------------------------------------------------
 
     async def incident(self, customer: str, incident_id: str, *, lock: bool = False) -> IncidentRow | None:

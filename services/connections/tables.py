@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, false, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.kit.db import make_base
@@ -97,6 +97,7 @@ class WindowRow(Base):
     closer: Mapped[str | None] = mapped_column(String(USER_NAME), nullable=True)
     close_time: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP, nullable=True)
     closed_by_sweep: Mapped[bool] = mapped_column(Boolean, default=False)
+    closing_warned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # WINDOW_CLOSING
 
 
 class IncidentRow(Base):

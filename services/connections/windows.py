@@ -149,6 +149,28 @@ async def list_connections(store: Store, clock: Clock, customer: str, number: st
     return rows, _PAGE_TOKENS.issue([rows[-1].start_time, rows[-1].id], scope) if more else ""
 
 
+async def warn_closing(store: Store, clock: Clock, lead: dt.timedelta, batch: int = SWEEP_BATCH) -> list[str]:
+    """Write WINDOW_CLOSING for every window whose end is `lead` away or less, once each (marked in the same
+    transaction); a window that was open for less than `lead` (or opened inside it) is marked without one.
+    Returns the names of the windows warned."""
+    if not lead:
+        return []
+    now = clock.now()
+    warned: list[str] = []
+    while True:
+        async with store.write() as uow:
+            due = await uow.mark_closing(now, lead, batch)
+            for row in due:
+                end = as_utc(row.end_time)
+                if end - lead < as_utc(row.start_time) or end - lead <= as_utc(row.create_time):
+                    continue
+                await uow.emit(events.window_event("WINDOW_CLOSING", row, SWEEP_ACTOR, now, detail=(
+                    f"{row.type_code} ends at {end.isoformat()}, in {int((end - now).total_seconds() // 60)} min")))
+                warned.append(window_name(row))
+        if len(due) < batch:
+            return warned
+
+
 async def record_expired(store: Store, clock: Clock, batch: int = SWEEP_BATCH) -> list[str]:
     """Record the automatic close of every window whose end has passed, once each; returns their names.
 

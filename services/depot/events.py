@@ -19,7 +19,7 @@ _REFUSED = {audit.REVEAL_DENIED, audit.REVEAL_DENIALS_COUNTED, audit.DECRYPT_FAI
 _TYPES = {audit.CREATE: "LOGON_DATA_CREATED", audit.UPDATE: "LOGON_DATA_CHANGED",
           audit.SECRET_OVERWRITE: "LOGON_DATA_CHANGED", audit.DELETE: "LOGON_DATA_DELETED",
           audit.PURGE: "LOGON_DATA_DELETED", audit.EXPIRE: "LOGON_DATA_EXPIRED",
-          audit.RESTRICTED_VIEW_CHANGE: "RESTRICTED_VIEW_CHANGED"}
+          audit.RESTRICTED_VIEW_CHANGE: "RESTRICTED_VIEW_CHANGED", audit.EXPIRY_WARNING: "LOGON_DATA_EXPIRING"}
 
 
 def event_type(action: str, outcome: str) -> str:
@@ -38,14 +38,10 @@ class DepotEvents:
         self.store = store
 
     async def events_after(self, customer: str, position: int, limit: int) -> Sequence[feed.FeedEvent]:
-        async with self.store.read() as tx:
-            rows = await tx.events_page(customer, audit.Filters(), position, limit)
-        return [_event(row) for row in rows]
+        return [_event(*row) for row in await self.store.feed_page(customer, position, limit)]
 
     async def last_position(self, customer: str) -> int:
-        async with self.store.read() as tx:
-            head = await tx.log_head(customer, lock=False)
-        return head.last_sequence if head else 0
+        return await self.store.log_position(customer)
 
     async def behind(self, limit: int) -> list[tuple[str, int]]:
         async with self.store.read() as tx:
@@ -55,7 +51,9 @@ class DepotEvents:
         await self.store.write_on_engine(lambda tx: tx.siem_exported(customer, position))
 
 
-def _event(row) -> feed.FeedEvent:
-    return feed.FeedEvent(position=row.sequence, type=event_type(row.action, row.outcome), actor=row.actor,
-                          time=row.event_time, system=row.system, resource=row.logon_data, incident=row.incident,
-                          detail=row.detail, log_sequence=row.sequence, chain_hash=row.hash)
+def _event(sequence, action, outcome, actor, system, logon_data, incident, detail, event_time, chain_hash
+           ) -> feed.FeedEvent:
+    """A log event (store.FEED_COLUMNS) as the feed's event."""
+    return feed.FeedEvent(position=sequence, type=event_type(action, outcome), actor=actor, time=event_time,
+                          system=system, resource=logon_data, incident=incident, detail=detail,
+                          log_sequence=sequence, chain_hash=chain_hash)

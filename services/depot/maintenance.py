@@ -2,10 +2,13 @@
 onto the active ring key after a rotation. Each pass is one bounded transaction; both are idempotent."""
 from __future__ import annotations
 
+import datetime as dt
+
 from services.depot import access, audit
 from services.depot.deps import Depot
 from services.depot.keyring import KeyWorn, SecretUnreadable
 from services.depot.store import EngineTx
+from services.kit.clock import as_utc
 from services.kit.errors import DataLoss
 
 SWEEP_BATCH = 500
@@ -50,6 +53,81 @@ async def sweep_once(depot: Depot) -> int:
         purged += deleted
         if found < SWEEP_BATCH:
             return purged
+
+
+def due_warning(expire_time: dt.datetime, create_time: dt.datetime, now: dt.datetime,
+                leads: tuple[dt.timedelta, ...], warned: tuple[dt.datetime, int] | None) -> dt.timedelta | None:
+    """The warning of an entry's expiration due at `now`, if any: the closest lead already reached whose instant
+    came after the entry was created (an entry created 3 days before it expires gets no 7-day warning), unless
+    that one or a closer one was logged for this same expiration date (`warned`: its date and lead in seconds;
+    a later date, set by an extension, is warned again)."""
+    reached = [lead for lead in leads if expire_time - lead <= now and expire_time - lead > create_time]
+    if not reached:
+        return None
+    lead = min(reached)
+    if warned is not None and warned[0] == expire_time and warned[1] <= lead.total_seconds():
+        return None
+    return lead
+
+
+def _in_words(delta: dt.timedelta) -> str:
+    days, rest = divmod(int(delta.total_seconds()), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days} d {hours} h" if days else f"{hours} h {rest // 60} min"
+
+
+def _lead_words(lead: dt.timedelta) -> str:
+    seconds = int(lead.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}-{unit}"
+    return f"{seconds}-second"
+
+
+def _warning(row, lead: dt.timedelta, now: dt.datetime) -> audit.Event:
+    expire_time = as_utc(row.expire_time)
+    return audit.Event(audit.EXPIRY_WARNING, audit.DEPOT_ACTOR, system=access.system_name(row),
+                       logon_data=access.name_of(row), incident=row.restricted_incident,
+                       detail=f"expires at {expire_time.isoformat()}, in {_in_words(expire_time - now)} (the "
+                              f"{_lead_words(lead)} warning); extend it or store new logon data")
+
+
+async def warn_once(depot: Depot) -> int:
+    """Log an EXPIRY_WARNING for every entry whose configured warning (RS_DEPOT_EXPIRY_WARNINGS) is due, once
+    per entry, warning and expiration date: the warning is recorded in the transaction that logs it, on rows
+    locked for it (a second replica's pass skips them, then finds them warned), so it is never logged twice, and
+    a pass after a restart logs what came due meanwhile. Returns how many were logged."""
+    leads = depot.settings.expiry_warnings
+    if not leads:
+        return 0
+    logged, after = 0, 0
+
+    async def work(tx: EngineTx, now: dt.datetime) -> tuple[int, int, int]:
+        rows = await tx.entries_to_warn(now, now + max(leads), after, SWEEP_BATCH)
+        due: dict[str, list[tuple[object, dt.timedelta]]] = {}
+        for row in rows:
+            warned = None if row.warned_lead_s is None else (as_utc(row.warned_expire_time), row.warned_lead_s)
+            lead = due_warning(as_utc(row.expire_time), as_utc(row.create_time), now, leads, warned)
+            if lead is not None:
+                due.setdefault(row.customer, []).append((row, lead))
+        count = 0
+        for customer, warnings in due.items():
+            try:
+                await audit.append_many(tx, depot.sealer, customer, [_warning(r, lead, now) for r, lead in warnings],
+                                        now)
+            except DataLoss:  # refused before anything of this customer's was written: warned when restored
+                continue
+            for row, lead in warnings:
+                await tx.record_warning(row.pk, row.expire_time, int(lead.total_seconds()))
+            count += len(warnings)
+        return len(rows), count, rows[-1].pk if rows else after
+
+    while True:
+        now = depot.clock.now()
+        found, warned_now, after = await depot.store.write(lambda tx: work(tx, now))
+        logged += warned_now
+        if found < SWEEP_BATCH:
+            return logged
 
 
 async def rewrap_once(depot: Depot) -> int:

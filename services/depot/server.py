@@ -27,9 +27,10 @@ logger = logging.getLogger(__name__)
 
 
 class DepotApp:
-    """The depot server plus its background work: the expiry sweep and the logging of counted refusals
-    (denials.py) every `sweep_interval_s`, and re-wrapping after a rotation (started at once by RotateKey). Tests
-    drive them with `sweep_once()`, `log_denial_counts_once()` and `rewrap_once()`."""
+    """The depot server plus its background work: the expiry sweep, the expiry warnings and the logging of
+    counted refusals (denials.py) every `sweep_interval_s`, and re-wrapping after a rotation (started at once by
+    RotateKey). Tests drive them with `sweep_once()`, `warn_once()`, `log_denial_counts_once()` and
+    `rewrap_once()`."""
 
     authorizer = None  # ask the authz service
 
@@ -72,6 +73,13 @@ class DepotApp:
         metrics.sweep_done("expiry", purged, service="depot")
         return purged
 
+    async def warn_once(self) -> int:
+        with tracing.span("depot expiry warnings") as span:
+            warned = await maintenance.warn_once(self.depot)
+            tracing.annotate(span, {"remotesupport.handled": warned})
+        metrics.sweep_done("expiry_warning", warned, service="depot")
+        return warned
+
     async def log_denial_counts_once(self) -> int:
         with tracing.span("depot refused-reveal counts") as span:
             counts = await denials.log_counts(self.depot)
@@ -92,6 +100,9 @@ class DepotApp:
                     purged = await self.sweep_once()
                     if purged:
                         logger.info("expiry sweep deleted %d expired entries", purged)
+                    warned = await self.warn_once()
+                    if warned:
+                        logger.info("logged %d warnings of near expirations", warned)
                     counts = await self.log_denial_counts_once()
                     if counts:
                         logger.info("logged %d counts of refused reveals by callers outside the customer", counts)

@@ -24,6 +24,8 @@ class DepotSettings:
     # counted, and the count is logged (LOG_ACTION_REVEAL_DENIALS_COUNTED)
     foreign_denials_per_hour: int = 20
     background: bool = True  # run the expiry sweep and key re-wrapping on their own (tests drive them by hand)
+    # how long before an entry's expiration it is warned of (an EXPIRY_WARNING log event each), longest first
+    expiry_warnings: tuple[dt.timedelta, ...] = (dt.timedelta(days=7), dt.timedelta(days=1))
 
     @classmethod
     def from_env(cls, config: ServiceConfig) -> "DepotSettings":
@@ -36,6 +38,7 @@ class DepotSettings:
             rewrap_batch=env_int("RS_DEPOT_REWRAP_BATCH", 200),
             key_usage_limit=env_int("RS_DEPOT_KEY_USAGE_LIMIT", barrier.DEFAULT_USAGE_LIMIT),
             foreign_denials_per_hour=env_int("RS_DEPOT_FOREIGN_DENIALS_PER_HOUR", 20),
+            expiry_warnings=parse_leads("RS_DEPOT_EXPIRY_WARNINGS", env("RS_DEPOT_EXPIRY_WARNINGS", "7d,1d")),
         )
         settings.check()
         return settings
@@ -54,3 +57,21 @@ class DepotSettings:
             raise SystemExit(f"configuration error: RS_DEPOT_KEY_USAGE_LIMIT must be in 1..{barrier.USAGE_BOUND}")
         if self.foreign_denials_per_hour < 1:
             raise SystemExit("configuration error: RS_DEPOT_FOREIGN_DENIALS_PER_HOUR must be at least 1")
+        if any(lead <= dt.timedelta(0) or lead >= self.max_expiry for lead in self.expiry_warnings):
+            raise SystemExit("configuration error: every RS_DEPOT_EXPIRY_WARNINGS lead must be positive and "
+                             "shorter than RS_DEPOT_MAX_EXPIRY_DAYS")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_leads(variable: str, text: str) -> tuple[dt.timedelta, ...]:
+    """"7d,1d" (units s, m, h, d; "" for none) as durations, longest first; SystemExit naming `variable`."""
+    leads = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        number, unit = part[:-1], part[-1:]
+        if unit not in _UNITS or not number.isdigit():
+            raise SystemExit(f"configuration error: {variable} must be a comma list like 7d,1d (units s, m, h, d), "
+                             f"not {text!r}")
+        leads.append(dt.timedelta(seconds=int(number) * _UNITS[unit]))
+    return tuple(sorted(set(leads), reverse=True))

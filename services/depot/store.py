@@ -27,10 +27,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, InternalE
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot.chain import EventValues
-from services.depot.tables import EntryRow, ForeignDenialRow, KnownSystemRow, LogEventRow, LogHeadRow, RingKeyRow, \
-    SiemCursorRow, ViewMemberRow, ViewRow
+from services.depot.tables import EntryRow, ExpiryWarningRow, ForeignDenialRow, KnownSystemRow, LogEventRow, \
+    LogHeadRow, RingKeyRow, SiemCursorRow, ViewMemberRow, ViewRow
 from services.kit import siem
-from services.kit.db import Database, sync_url
+from services.kit.db import Database, sync_url, upsert
 from services.kit.errors import AuditUnavailable, Conflict, DependencyUnavailable
 from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable, compile_sql, converters
 
@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
 _SIEM = SiemCursorRow.__table__
+# what the event feed reads of a log event (events.py), in this order
+FEED_COLUMNS = [_EVENTS.c[n] for n in ("sequence", "action", "outcome", "actor", "system", "logon_data", "incident",
+                                       "detail", "event_time", "hash")]
+_WARNINGS = ExpiryWarningRow.__table__
 _RING, _KNOWN, _DENIALS = RingKeyRow.__table__, KnownSystemRow.__table__, ForeignDenialRow.__table__
 # log_events' columns but pk, in EventValues order (what the chain covers)
 CHAINED_COLUMNS = [_EVENTS.c[name] for name in EventValues._fields]
@@ -228,6 +232,23 @@ class EngineTx:
         known = await self.session.get(KnownSystemRow, (customer, system))
         return known.installation if known else ""
 
+    async def entries_to_warn(self, now: dt.datetime, horizon: dt.datetime, after: int, limit: int) -> list:
+        """Up to `limit` unexpired entries expiring by `horizon`, after primary key `after`, with the warning
+        logged for each so far (warned_expire_time, warned_lead_s: None if none), locked (rows another
+        transaction holds are skipped: another replica warns them)."""
+        query = (select(EntryRow.pk, EntryRow.entry_id, EntryRow.customer, EntryRow.system_number,
+                        EntryRow.restricted_incident, EntryRow.expire_time, EntryRow.create_time,
+                        _WARNINGS.c.expire_time.label("warned_expire_time"), _WARNINGS.c.lead_s.label("warned_lead_s"))
+                 .outerjoin(_WARNINGS, _WARNINGS.c.entry_pk == EntryRow.pk)
+                 .where(EntryRow.expire_time > now, EntryRow.expire_time <= horizon, EntryRow.pk > after)
+                 .order_by(EntryRow.pk).limit(limit).with_for_update(of=EntryRow, skip_locked=True))
+        return list((await self.session.execute(query)).all())
+
+    async def record_warning(self, pk: int, expire_time: dt.datetime, lead_s: int) -> None:
+        await self.session.execute(upsert(self.session, _WARNINGS, {"entry_pk": pk},
+                                          {"expire_time": expire_time, "lead_s": lead_s},
+                                          on_conflict={"expire_time": expire_time, "lead_s": lead_s}))
+
     async def expired_entries(self, now: dt.datetime, skip_customers: Iterable[str], limit: int) -> list:
         """Up to `limit` entries expired by `now` (oldest expiry first) but those of `skip_customers`, locked
         (rows another transaction holds are skipped)."""
@@ -308,6 +329,25 @@ class EngineTx:
                                  for i, entry_id in enumerate(entry_ids))
         await self.session.flush()
 
+    async def feed_page(self, customer: str, after: int, limit: int) -> list[tuple]:
+        """The event feed's page (EngineTx.feed_page): on the local connection when there is one."""
+        def local(sql: _LocalStatements) -> list[tuple]:
+            rows = self.local.read(sql.feed_page, {"customer": customer, "after": after, "limit": limit})
+            return [tuple(c(v) if c is not None else v for c, v in zip(sql.feed_results, row)) for row in rows]
+        return await self._read_local_first(local, lambda tx: tx.feed_page(customer, after, limit))
+
+    async def log_position(self, customer: str) -> int:
+        """The customer's last log sequence (0: none yet), without a lock: on the local connection when there
+        is one."""
+        def local(sql: _LocalStatements) -> int:
+            rows = self.local.read(sql.head, {"customer": customer})
+            return rows[0][0] if rows else 0
+
+        async def engine(tx: EngineTx) -> int:
+            head = await tx.log_head(customer, lock=False)
+            return head.last_sequence if head else 0
+        return await self._read_local_first(local, engine)
+
     async def views_for(self, customer: str, system: str, incidents: tuple[str, ...]) -> dict[str, frozenset[str]]:
         """The restricted views of `incidents` on the system: incident -> entry ids it shows (absent: no view)."""
         if not incidents:
@@ -326,6 +366,10 @@ class EngineTx:
         return {incident: frozenset(ids) for incident, ids in views.items()}
 
     # --- the log ----------------------------------------------------------------------------------------------
+    async def feed_page(self, customer: str, after: int, limit: int) -> list:
+        """Up to `limit` events of the customer after sequence `after`, oldest first: FEED_COLUMNS rows."""
+        return list((await self.session.execute(_feed_page(customer, after, limit))).all())
+
     async def siem_behind(self, limit: int) -> list[tuple[str, int]]:
         """Customers whose log goes past its exported sequence (siem.Outbox.behind)."""
         return [tuple(row) for row in await self.session.execute(
@@ -407,6 +451,11 @@ class EngineTx:
 # --------------------------------------------------------------------------------------------------------- #
 
 
+def _feed_page(customer, after, limit):
+    return (select(*FEED_COLUMNS).where(_EVENTS.c.customer == customer, _EVENTS.c.sequence > after)
+            .order_by(_EVENTS.c.sequence).limit(limit))
+
+
 class _LocalStatements:
     """Tx's statements compiled once for the stdlib sqlite3 module, and the converters the engine applies."""
 
@@ -440,6 +489,8 @@ class _LocalStatements:
         self.expire_bind = converters([_ENTRIES.c.expire_time], "bind")[0]
         self.head = compile_sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash, _HEADS.c.seal)
                                 .where(_HEADS.c.customer == bindparam("customer")))
+        self.feed_page = compile_sql(_feed_page(bindparam("customer"), bindparam("after"), bindparam("limit")))
+        self.feed_results = converters(FEED_COLUMNS, "result")
         self.event_names = [c.name for c in CHAINED_COLUMNS]
         self.event_binds = converters(CHAINED_COLUMNS, "bind")
         self.insert_event = compile_sql(insert(_EVENTS).values({c.name: bindparam(c.name) for c in CHAINED_COLUMNS}))
@@ -591,6 +642,25 @@ class Store:
             known = sql.known.get(customer=customer, system_number=system)
             return known.installation if known else ""
         return await self._read_local_first(local, lambda tx: tx.known_installation(customer, system))
+
+    async def feed_page(self, customer: str, after: int, limit: int) -> list[tuple]:
+        """The event feed's page (EngineTx.feed_page): on the local connection when there is one."""
+        def local(sql: _LocalStatements) -> list[tuple]:
+            rows = self.local.read(sql.feed_page, {"customer": customer, "after": after, "limit": limit})
+            return [tuple(c(v) if c is not None else v for c, v in zip(sql.feed_results, row)) for row in rows]
+        return await self._read_local_first(local, lambda tx: tx.feed_page(customer, after, limit))
+
+    async def log_position(self, customer: str) -> int:
+        """The customer's last log sequence (0: none yet), without a lock: on the local connection when there
+        is one."""
+        def local(sql: _LocalStatements) -> int:
+            rows = self.local.read(sql.head, {"customer": customer})
+            return rows[0][0] if rows else 0
+
+        async def engine(tx: EngineTx) -> int:
+            head = await tx.log_head(customer, lock=False)
+            return head.last_sequence if head else 0
+        return await self._read_local_first(local, engine)
 
     async def views_for(self, customer: str, system: str, incidents: tuple[str, ...]) -> dict[str, frozenset[str]]:
         """The restricted views of `incidents` on the system (Tx.views_for), in a read of its own."""

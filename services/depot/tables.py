@@ -132,6 +132,16 @@ class LogHeadRow(Base):
     seal: Mapped[str] = mapped_column(String(64), server_default="")
 
 
+class ExpiryWarningRow(Base):
+    """The closest warning of an entry's expiration logged so far (`lead_s` before `expire_time`); gone with the
+    entry. A changed expiration makes it stale: the entry is warned again for its new date."""
+
+    __tablename__ = "expiry_warnings"
+    entry_pk: Mapped[int] = mapped_column(ForeignKey("logon_data.pk", ondelete="CASCADE"), primary_key=True)
+    expire_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    lead_s: Mapped[int] = mapped_column(Integer)
+
+
 class SiemCursorRow(Base):
     """How far a customer's log was exported to the SIEM (services.kit.siem): its last exported sequence."""
 

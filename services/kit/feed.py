@@ -66,7 +66,8 @@ class Rules:
 
 class Notifier:
     """Wakes this process's watchers when it committed new events; events written by another process (the
-    relay, another replica) are found by polling."""
+    relay, another replica) are found by polling. A reader takes a `ticket()` before it reads and waits on that
+    ticket after, so a commit made while it was reading wakes it at once (none is missed)."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
@@ -75,9 +76,14 @@ class Notifier:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    def ticket(self) -> asyncio.Event:
+        return self._event
+
+    @staticmethod
+    async def wait(ticket: asyncio.Event, timeout: float) -> None:
+        """Until `ticket` is woken (at once if it was since it was taken), or `timeout` seconds."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(ticket.wait(), timeout)
         except asyncio.TimeoutError:
             pass
 
@@ -139,6 +145,7 @@ class Feed:
         await context.write(self.response_type(cursor=cursor_for(customer, position)))  # the watch is open
         beat = asyncio.get_running_loop().time()
         while True:
+            ticket = self.notifier.ticket()  # before reading: a commit from here on wakes the wait below
             rows = await self.events.events_after(customer, position, BATCH)
             if rows:
                 position = rows[-1].position
@@ -156,7 +163,7 @@ class Feed:
                 await self._may_watch(caller, customer)  # a revoked token or membership ends the watch
                 await context.write(self.response_type(cursor=cursor_for(customer, position)))
                 beat = now
-            await self.notifier.wait(min(self.poll_s, max(0.0, beat + self.heartbeat_s - now)))
+            await self.notifier.wait(ticket, min(self.poll_s, max(0.0, beat + self.heartbeat_s - now)))
 
     async def _may_watch(self, caller: auth.AuthContext, customer: str) -> None:
         decision, = await caller.decide_bulk([(self.rules.watch, Resource(customer=names.customer(customer)))])

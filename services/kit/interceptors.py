@@ -319,6 +319,9 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
             log_code = metric_code = "OK"
             failure: DomainError | None = None
             try:
+                if unary and request_iterator is UNDECODABLE:  # as for unary methods: before authentication
+                    raise InvalidArgument("request", f"is not a {name}Request message: it does not decode "
+                                                     f"({method})")
                 if policy.permission is not None and not policy.handler_decides:  # policy_table refuses these
                     raise auth.PermissionDenied(f"method {method} has no usable authorization policy; refused")
                 if policy.permission is not None:
@@ -327,13 +330,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
                     auth.auth_var.set(auth.AuthContext(token, None, authorizer, verify))
                 else:
                     auth.auth_var.set(None)
-                if not unary:
-                    requests = _decoded(request_iterator, name, method)
-                elif request_iterator is UNDECODABLE:
-                    raise InvalidArgument("request", f"is not a {name}Request message: it does not decode "
-                                                     f"({method})")
-                else:
-                    requests = request_iterator  # the one request
+                requests = request_iterator if unary else _decoded(request_iterator, name, method)
                 await map_errors(method, inner, requests, _StreamContext(context, policy))
             except DomainError as error:
                 failure = error

@@ -142,6 +142,7 @@ class Exporter:
 
     async def run_forever(self) -> None:
         while True:
+            ticket = self.notifier.ticket()  # before the pass: a commit during it wakes the next one at once
             try:
                 await self.export_once()
                 if self._failing:
@@ -155,7 +156,7 @@ class Exporter:
                 self._failing = True
             except Exception:  # noqa: BLE001 - the loop must outlive a failed pass; the next one retries
                 logger.exception("SIEM export pass failed; retrying in %.1fs", self.settings.interval_s)
-            await self.notifier.wait(self.settings.interval_s)
+            await self.notifier.wait(ticket, self.settings.interval_s)
 
     async def export_once(self) -> int:
         """Send every event not yet exported; returns how many were sent."""

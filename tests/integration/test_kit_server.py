@@ -198,7 +198,9 @@ async def test_request_id_is_returned_in_errors(suite):
 
 
 async def test_a_streaming_method_outside_the_framework_services_is_refused_unserved():
-    """The stages authorize unary calls only, so a streaming method is never served (health's Watch and
+    """The stages authorize unary calls, and the streams a policy table names with a stream policy (public or
+    handler_decides: the relay's, the event feeds); so a client-streaming method is never served, nor a server
+    stream whose policy is a plain permission the stages cannot check per response (health's Watch and
     reflection, public and streaming, still are)."""
     served = []
 
@@ -213,12 +215,22 @@ async def test_a_streaming_method_outside_the_framework_services_is_refused_unse
         served.append(request)
         yield pb.LogoutResponse()
 
+    async def upload(requests, context):
+        async for request in requests:
+            served.append(request)
+        return pb.LogoutResponse()
+
     name = "test.v1.Streams"
-    handler = grpc.method_handlers_generic_handler(name, {"Stream": grpc.unary_stream_rpc_method_handler(
-        stream, request_deserializer=pb.LogoutRequest.FromString,
-        response_serializer=pb.LogoutResponse.SerializeToString)})
+    handler = grpc.method_handlers_generic_handler(name, {
+        "Stream": grpc.unary_stream_rpc_method_handler(
+            stream, request_deserializer=pb.LogoutRequest.FromString,
+            response_serializer=pb.LogoutResponse.SerializeToString),
+        "Upload": grpc.stream_unary_rpc_method_handler(
+            upload, request_deserializer=pb.LogoutRequest.FromString,
+            response_serializer=pb.LogoutResponse.SerializeToString)})
     spec = ServerSpec(register=lambda _s: None, service_names=[name],
-                      policies={f"/{name}/Stream": MethodPolicy("authz.session")}, generic_handlers=[handler])
+                      policies={f"/{name}/Stream": MethodPolicy("authz.session"),
+                                f"/{name}/Upload": MethodPolicy("authz.session")}, generic_handlers=[handler])
     server, port, health = await create_server(ServiceConfig(service="probe", port=0), spec, AllowAll())
     await server.start()
     try:
@@ -228,7 +240,14 @@ async def test_a_streaming_method_outside_the_framework_services_is_refused_unse
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 async for _ in call(pb.LogoutRequest(), metadata=(("authorization", "Bearer t"),)):
                     pass
-            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED and served == []
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED and served == []
+            assert "no usable authorization policy" in refused.value.details()
+            upload_call = channel.stream_unary(f"/{name}/Upload",
+                                               request_serializer=pb.LogoutRequest.SerializeToString,
+                                               response_deserializer=pb.LogoutResponse.FromString)
+            with pytest.raises(grpc.aio.AioRpcError) as unserved:
+                await upload_call(iter([pb.LogoutRequest()]), metadata=(("authorization", "Bearer t"),))
+            assert unserved.value.code() == grpc.StatusCode.UNIMPLEMENTED and served == []
             await health.set("", health_pb2.HealthCheckResponse.SERVING)
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
             first = await watch.read()

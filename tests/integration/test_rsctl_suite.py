@@ -199,6 +199,10 @@ async def test_the_seed_flow_from_system_to_log_export(world):
     assert view.json()["logon_data"] == [entry]
     assert entry in (await op("views", "get", system, incident)).out
 
+    extended = (await op("logon", "extend", entry, "--days", "30", "--json")).json()
+    assert extended["expire_time"] > (await op("logon", "get", entry, "--json")).json()["create_time"]
+    too_far = await op("logon", "extend", entry, "--days", "120", expect=6)
+    assert "INVALID_ARGUMENT" in too_far.err and "expire_time" in too_far.err
     updated = await op("logon", "update", entry, "--notes", "changed", "--json")
     assert updated.json()["notes"] == "changed"
     await op("logon", "update", entry, "--secret-stdin", stdin="N3w-" + SECRET + "\n")

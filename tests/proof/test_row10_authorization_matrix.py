@@ -123,11 +123,12 @@ def test_the_authorization_matrix_matches_the_reference(live, actors, rec):
 
 
 def test_every_method_goes_through_the_interceptor_chain(rec):
-    """The kit's interceptor runs its stages around unary methods and around the bidirectional streams a policy
-    table names (the relay's); any other streaming method is not served. So every method is unary except the
-    relay's three streams, and each of those has a policy the stream stages can enforce: public (the
-    connector's, authenticated by the signed file or the one-time dial key) or handler_decides (the engineer's
-    OpenTunnel asks authz once its first message names the window); policy_table refuses any other."""
+    """The kit's interceptor runs its stages around unary methods and around the streams a policy table names
+    (the relay's, and the event feeds); any other streaming method is not served. So every method is unary except
+    the relay's three streams and the three WatchEvents feeds, and each of those has a policy the stream stages
+    can enforce: public (the connector's, authenticated by the signed file or the one-time dial key) or
+    handler_decides (the engineer's OpenTunnel asks authz once its first message names the window; a feed asks
+    for the watch, then for every batch of events); policy_table refuses any other."""
     from remotesupport.authz.v1 import authz_pb2
     from remotesupport.connections.v1 import connections_pb2, relay_pb2
     from remotesupport.depot.v1 import depot_pb2
@@ -135,14 +136,25 @@ def test_every_method_goes_through_the_interceptor_chain(rec):
     from services.connections.relay.policies import build_policies
     methods = [m for module in (authz_pb2, depot_pb2, connections_pb2, relay_pb2, gateway_pb2)
                for service in module.DESCRIPTOR.services_by_name.values() for m in service.methods]
+    from gateway.passthrough import Passthrough
+    from gateway.policies import build_policies as gateway_policies
+    from services.connections.policies import build_policies as connections_policies
+    from services.depot.policies import build_policies as depot_policies
     streaming = sorted(m.full_name for m in methods if m.client_streaming or m.server_streaming)
     relay = sorted(m.full_name for m in relay_pb2.DESCRIPTOR.services_by_name["RelayService"].methods)
+    feeds = sorted(f"{module.DESCRIPTOR.package}.{service}.WatchEvents" for module, service in (
+        (depot_pb2, "LogonDepotService"), (connections_pb2, "ConnectionsService"),
+        (gateway_pb2, "RemoteSupportService")))
+    feed_policies = {**depot_policies(None), **connections_policies(None),
+                     **gateway_policies(None, Passthrough({}, 1.0))}
     policies = build_policies()
-    enforceable = all(p.permission is None or p.handler_decides for p in policies.values())
-    passed = streaming == relay and enforceable
+    enforceable = all(p.permission is None or p.handler_decides for p in policies.values()) and all(
+        feed_policies["/" + name.rsplit(".", 1)[0] + "/WatchEvents"].handler_decides for name in feeds)
+    passed = streaming == sorted(relay + feeds) and enforceable
     rec(f"{len(methods)} methods of 5 services, {len(streaming)} streaming: the relay's {len(relay)} "
-        f"(AttachConnector and AcceptTunnel public, OpenTunnel handler_decides), each with a stream policy: "
-        f"{enforceable}", passed, part="unary or relay streams", streaming=streaming)
+        f"(AttachConnector and AcceptTunnel public, OpenTunnel handler_decides) and {len(feeds)} WatchEvents "
+        f"(handler_decides), each with a stream policy: {enforceable}", passed, part="unary or relay streams",
+        streaming=streaming)
     assert passed, streaming
 
 

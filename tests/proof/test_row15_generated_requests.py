@@ -176,8 +176,8 @@ def test_generated_requests_never_break_a_server(live, actors, rec):
             path = f"/{method.containing_service.full_name}/{method.name}"
             request_cls = fuzz.message_factory.GetMessageClass(method.input_type)
             response_cls = fuzz.message_factory.GetMessageClass(method.output_type)
-            call = live.channel(server).unary_unary(path, request_serializer=request_cls.SerializeToString,
-                                                    response_deserializer=response_cls.FromString)
+            call = first_answer(live.channel(server), method, request_serializer=request_cls.SerializeToString,
+                                response_deserializer=response_cls.FromString)
             seen = codes.setdefault(path, collections.Counter())
             who = st.sampled_from(["customer user"] * 3 + ["platform admin", "support engineer", "service account",
                                                              "no token"])
@@ -272,9 +272,25 @@ def list_rpcs() -> list[tuple[str, object]]:
 def typed_call(live, server: str, method):
     request_cls = fuzz.message_factory.GetMessageClass(method.input_type)
     response_cls = fuzz.message_factory.GetMessageClass(method.output_type)
-    return live.channel(server).unary_unary(f"/{method.containing_service.full_name}/{method.name}",
-                                            request_serializer=request_cls.SerializeToString,
-                                            response_deserializer=response_cls.FromString)
+    return first_answer(live.channel(server), method, request_serializer=request_cls.SerializeToString,
+                        response_deserializer=response_cls.FromString)
+
+
+def first_answer(channel: grpc.Channel, method, **serializers):
+    """A blocking call of `method` on `channel`: its answer, or, for a server stream (an event feed, which
+    stays open), its first response, after which the stream is cancelled; a failure raises its RpcError."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    if not method.server_streaming:
+        return channel.unary_unary(path, **serializers)
+    stream = channel.unary_stream(path, **serializers)
+
+    def call(request, **kwargs):
+        responses = stream(request, **kwargs)
+        try:
+            return next(responses, None)
+        finally:
+            responses.cancel()
+    return call
 
 
 def with_fields(request, **values):
@@ -449,7 +465,7 @@ def test_undecodable_requests_are_invalid_argument(live, actors, rec):
                       if type(r) is not request_cls][:OTHER_TYPES]
             routes = [server] + (["gateway"] if server != "gateway" else [])
             ways = [(route, token) for route in routes for token in (principals.tokens["customer user"], "")]
-            raw = {route: live.channel(route).unary_unary(path) for route in routes}  # the bytes as they are
+            raw = {route: first_answer(live.channel(route), method) for route in routes}  # the bytes as they are
 
             def send(item):
                 kind, data, (route, token) = item

@@ -108,12 +108,35 @@ async def test_what_did_not_commit_is_no_event(world):
     await watcher.close()
 
 
+async def test_a_window_s_closing_warning_comes_once_at_its_instant(world):
+    """15 minutes before the end (the default): WINDOW_CLOSING once; none for a window shorter than that."""
+    sweep = world.suite.running["connections"].app.sweep_once
+    system = await world.new_system()
+    await world.set_up(system)
+    watcher = await watch(world, "member", types=[T.EVENT_TYPE_WINDOW_CLOSING])
+    window = await world.open(system, start=dt.timedelta(0), length=HOUR)
+    short = await world.open(system, start=2 * HOUR, length=dt.timedelta(minutes=10))
+    end = window.end_time.ToDatetime(dt.timezone.utc)
+    world.suite.clock.set(end - dt.timedelta(minutes=15, seconds=1))
+    assert window.name not in (await sweep()).closing
+    world.suite.clock.set(end - dt.timedelta(minutes=15))
+    assert (await sweep()).closing == [window.name]
+    assert (await sweep()).closing == []
+    world.suite.clock.set(short.end_time.ToDatetime(dt.timezone.utc) - dt.timedelta(minutes=5))
+    assert short.name not in (await sweep()).closing
+    await watcher.next_heartbeats()
+    assert [e.resource for e in watcher.events] == [window.name]
+    assert "ends at" in watcher.events[0].detail and "in 15 min" in watcher.events[0].detail
+    await watcher.close()
+
+
 async def test_the_sweep_s_expiry_is_an_event(world):
     """(Last in this module: it moves the clock.)"""
     watcher = await watch(world, "member", types=[T.EVENT_TYPE_WINDOW_EXPIRED])
-    window = await world.open()
-    world.suite.clock.advance(seconds=(window.end_time.ToDatetime(dt.timezone.utc)
-                                       - world.suite.clock.now()).total_seconds() + 60)
+    system = await world.new_system()
+    await world.set_up(system)
+    window = await world.open(system, start=dt.timedelta(0), length=dt.timedelta(minutes=5))
+    world.suite.clock.advance(minutes=6)
     await world.suite.running["connections"].app.sweep_once()
     await watcher.until(lambda w: window.name in [e.resource for e in w.events])
     [event] = [e for e in watcher.events if e.resource == window.name]
