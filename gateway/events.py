@@ -3,7 +3,9 @@
 Each feed is opened as the caller (its service decides what the caller sees, event by event), and the gateway
 passes their responses on as they come: each source's events keep their order, and the gateway's cursor holds
 both sources' cursors, so a watch resumed from it misses nothing and repeats nothing of either. A type filter
-is split between the sources; a source none of whose types is asked for is not opened."""
+is split between the sources; a source none of whose types is asked for is not opened, and without a type filter
+a source the caller may not watch (the depot's, for a member without EDIT_MY or EDIT_ALL) is left out. The
+feeds travel on connections of their own (`stubs`), so watches never crowd the pass-through's calls."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +14,8 @@ import binascii
 import json
 from dataclasses import dataclass
 
+import grpc
+
 from remotesupport.common.v1 import events_pb2
 from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
@@ -19,7 +23,7 @@ from remotesupport.gateway.v1 import gateway_pb2 as gpb
 from services.kit import auth, clients, names
 from services.kit import permissions as P
 from services.kit.auth import Resource
-from services.kit.errors import DependencyUnavailable, InvalidArgument
+from services.kit.errors import DependencyUnavailable, DomainError, InvalidArgument
 from services.kit.paging import MAX_TOKEN_LENGTH
 from services.kit.validate import Violations
 
@@ -70,6 +74,13 @@ def _read_cursor(cursor: str) -> dict[str, str]:
     return body
 
 
+def _may_drop(error: Exception, request: gpb.WatchEventsRequest, others: set[str]) -> bool:
+    """Whether a source that refused to open may be left out of the watch: the caller may not watch it
+    (PERMISSION_DENIED), asked for no type of it in particular, and another source remains."""
+    return (isinstance(error, DomainError) and error.code == grpc.StatusCode.PERMISSION_DENIED and bool(others)
+            and not request.types)
+
+
 def _cursor(cursors: dict[str, str]) -> str:
     raw = json.dumps(dict(sorted(cursors.items())), separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -82,22 +93,26 @@ class MergedFeed:
         self.stubs = stubs
 
     async def serve(self, request: gpb.WatchEventsRequest, context) -> None:
-        sources = _sources(request)
+        sources = {s.name: s for s in _sources(request)}
         decision, = await auth.current().decide_bulk([(P.GATEWAY_EVENTS_WATCH, Resource(customer=request.parent))])
         decision.raise_unless_allowed()
-        cursors = {s.name: s.cursor for s in sources if s.cursor}
+        cursors = {s.name: s.cursor for s in sources.values() if s.cursor}
         queue: asyncio.Queue = asyncio.Queue(maxsize=64)
-        readers = [asyncio.create_task(self._read(s, request.parent, queue)) for s in sources]
+        readers = [asyncio.create_task(self._read(s, request.parent, queue)) for s in sources.values()]
         try:
             opened: set[str] = set()
             pending: list = []  # events of a source that opened before the others did
             while True:
                 name, response, error = await queue.get()
                 if error is not None:
-                    raise error
-                cursors[name] = response.cursor
-                opened.add(name)
-                pending.extend(response.events)
+                    if name in opened or not _may_drop(error, request, set(sources) - {name}):
+                        raise error
+                    del sources[name]  # a feed the caller may not watch (the depot's, without EDIT_*): left out
+                    cursors.pop(name, None)
+                else:
+                    cursors[name] = response.cursor
+                    opened.add(name)
+                    pending.extend(response.events)
                 if len(opened) < len(sources):
                     continue  # the watch is open once every source's is
                 await context.write(gpb.WatchEventsResponse(events=pending, cursor=_cursor(cursors)))

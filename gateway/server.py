@@ -62,8 +62,12 @@ async def build(deps: app.Deps) -> GatewayApp:
                         depot=depot_pb2_grpc.LogonDepotServiceStub(channels["depot"]),
                         clock=deps.clock, call_deadline_s=settings.call_deadline_s,
                         undo_timeout_s=settings.undo_timeout_s)
-    servicer = RemoteSupportServicer(backends, MergedFeed({"depot": backends.depot,
-                                                           "connections": backends.connections}))
+    # the event feeds on connections of their own: long-lived watches never take the pass-through's streams
+    feed_channels = {owner: clients.channel(getattr(config, attr), config.max_message_bytes, own_connection=True)
+                     for attr, owner, _ in FORWARDED if owner in ("depot", "connections")}
+    servicer = RemoteSupportServicer(backends, MergedFeed({
+        "depot": depot_pb2_grpc.LogonDepotServiceStub(feed_channels["depot"]),
+        "connections": connections_pb2_grpc.ConnectionsServiceStub(feed_channels["connections"])}))
     spec = ServerSpec(
         register=lambda server: gateway_pb2_grpc.add_RemoteSupportServiceServicer_to_server(servicer, server),
         service_names=[SERVICE] + [descriptor.full_name for _, _, descriptor in FORWARDED],
@@ -72,7 +76,7 @@ async def build(deps: app.Deps) -> GatewayApp:
         # a forwarded service is as healthy as the service that owns it
         mirrored_health={descriptor.full_name: health_channels[owner] for _, owner, descriptor in FORWARDED},
     )
-    return GatewayApp(spec, backends, [*channels.values(), *health_channels.values()])
+    return GatewayApp(spec, backends, [*channels.values(), *health_channels.values(), *feed_channels.values()])
 
 
 if __name__ == "__main__":

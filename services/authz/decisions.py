@@ -36,7 +36,8 @@ def attributes(resource: auth.Resource) -> policy.Attributes:
 
 
 def needs_assignments(permissions: list[str]) -> bool:
-    return any(policy.RULES.get(permission, _NO_RULE).assigned_engineer for permission in permissions)
+    return any(policy.RULES.get(permission, _NO_RULE).assigned_engineer
+               or policy.RULES.get(permission, _NO_RULE).assigned_in_customer for permission in permissions)
 
 
 def _utc(value) -> dt.datetime:

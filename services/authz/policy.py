@@ -21,6 +21,7 @@ class Rule:
     owned: frozenset[str] = frozenset()       # ... or any of these when resource.owner is the user
     member: bool = False                      # any customer user of the customer
     assigned_engineer: bool = False           # an engineer with a support assignment for resource.system
+    assigned_in_customer: bool = False        # an engineer with a support assignment for a system of the customer
     any_engineer: bool = False
     admin: bool = False
     services: frozenset[str] = frozenset()    # service accounts (user ids)
@@ -52,8 +53,9 @@ RULES: dict[str, Rule] = {
     P.SESSIONS_TERMINATE: _r([OPEN]),
     # a tunnel through the relay: an engineer assigned to the system, or the customer testing its own line
     P.RELAY_TUNNEL: _r([OPEN], assigned_engineer=True),
-    # event feeds: any member or engineer may open one; each event is then shown only to whom its list shows it
-    P.CONNECTIONS_EVENTS_WATCH: _r(member=True, any_engineer=True),
+    # event feeds: whom a feed can show anything may open one (a member; an engineer processing an incident of
+    # the customer); each event is then shown only to whom its list shows it
+    P.CONNECTIONS_EVENTS_WATCH: _r(member=True, assigned_in_customer=True),
     P.CONNECTIONS_EVENTS_READ: _r(member=True, assigned_engineer=True),
     P.LOGON_READ: _r([EDIT_MY, EDIT_ALL], assigned_engineer=True),
     P.LOGON_CREATE: _r([EDIT_MY, EDIT_ALL]),
@@ -65,7 +67,7 @@ RULES: dict[str, Rule] = {
     P.VIEWS_WRITE: _r([EDIT_ALL]),
     P.LOG_READ: _r([EDIT_MY, EDIT_ALL]),
     P.KEYS_MANAGE: _r(admin=True),
-    P.DEPOT_EVENTS_WATCH: _r(member=True, any_engineer=True),
+    P.DEPOT_EVENTS_WATCH: _r([EDIT_MY, EDIT_ALL]),  # the log's readers: nobody else learns even its pace
     P.DEPOT_EVENTS_READ: _r([EDIT_MY, EDIT_ALL]),  # exactly ListLogEvents' readers (the log is not an engineer's)
     P.CUSTOMERS_CREATE: _r(admin=True),
     P.USERS_CREATE: _r([USER_ADMIN], admin=True),
@@ -82,7 +84,7 @@ RULES: dict[str, Rule] = {
     P.PREPARE_ACCESS: _r([OPEN]),
     P.END_ACCESS: _r([OPEN]),
     P.SYSTEM_OVERVIEW: _r(member=True, assigned_engineer=True),
-    P.GATEWAY_EVENTS_WATCH: _r(member=True, any_engineer=True),
+    P.GATEWAY_EVENTS_WATCH: _r(member=True, assigned_in_customer=True),
 }
 
 
@@ -181,6 +183,13 @@ def _decide_engineer(rule: Rule, permission: str, attrs: Attributes, assignments
                      required: tuple[str, ...]) -> Verdict:
     if rule.any_engineer:
         return Verdict(True, "support engineer")
+    if rule.assigned_in_customer and attrs.customer:
+        prefix = f"customers/{attrs.customer}/systems/"
+        matched = tuple(sorted(a.incident for a in assignments if a.system.startswith(prefix)))
+        if matched:
+            return Verdict(True, "support assignment in the customer", incidents=matched)
+        return Verdict(False, "no support assignment in this customer: an incident of one of its systems must be "
+                              "in process at the vendor with you as processor")
     if rule.assigned_engineer and attrs.system:
         matched = tuple(sorted(a.incident for a in assignments if a.system == attrs.system
                                and (not attrs.incident or a.incident == attrs.incident)))

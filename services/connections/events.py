@@ -2,8 +2,9 @@
 
 Each change writes its event in its own transaction (`UnitOfWork.emit`, the relay's store likewise): the
 `events` table is the service's outbox, so an event exists if and only if its change committed. An event is
-shown to the customer's members and to the engineer assigned to its system (for an incident's or a session's
-event: assigned to that incident), as the lists show windows, incidents and sessions."""
+shown to the customer's members and to the engineer assigned to its system (for an incident's event: assigned
+to that incident; a session's event only to the engineer whose session it is), as the lists show windows,
+incidents and sessions."""
 from __future__ import annotations
 
 import datetime as dt
@@ -41,7 +42,7 @@ def incident_event(type_: str, row: IncidentRow, actor: str, now: dt.datetime, d
     """INCIDENT_CREATED, _TAKEN or _STATUS_CHANGED: an engineer sees it while processing the incident."""
     name = _incident(row.customer, row.id)
     return _event(type_, actor, now, row.customer, row.system_number, name, incident=name, scope_incident=name,
-                  detail=detail)
+                  detail=detail)  # never the title or description: what a caller wrote stays in the incident
 
 
 def session_event(type_: str, row: SessionRow, now: dt.datetime, detail: str = "") -> EventRow:
@@ -63,7 +64,7 @@ class ConnectionsEvents:
             rows = await uow.events_after(customer, position, limit)
         return [feed.FeedEvent(position=r.position, type=r.type, actor=r.actor, time=r.time, system=r.system,
                                resource=r.resource, incident=r.incident, scope_incident=r.scope_incident,
-                               detail=r.detail) for r in rows]
+                               detail=r.detail, actor_only=r.type.startswith("SESSION_")) for r in rows]
 
     async def last_position(self, customer: str) -> int:
         async with self.store.read() as uow:

@@ -98,7 +98,7 @@ async def create_incident(store: Store, clock: Clock, actor: Actor, customer: st
                           create_time=now, update_time=now, etag=model.new_etag())
         uow.add(row)
         await uow.emit(events.incident_event("INCIDENT_CREATED", row, actor.user, now,
-                                             detail=f"{row.priority}: {row.title}"))
+                                             detail=f"priority {row.priority}"))
     return row
 
 

@@ -113,7 +113,9 @@ async def build(deps: Deps, *, siem_settings: siem.SiemSettings | None = None) -
     store.committed = notifier.wake
     outbox = events.ConnectionsEvents(store)
     watch = feed.Feed(events.SOURCE, outbox, events.RULES, notifier, connections_pb2.WatchEventsResponse,
-                      heartbeat_s=deps.config.events_heartbeat_s)
+                      heartbeat_s=deps.config.events_heartbeat_s,
+                      max_watches=deps.config.events_max_watches,
+                      max_per_user=deps.config.events_max_watches_per_user)
     exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
     servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses,
                                    watch)

@@ -160,7 +160,7 @@ async def warn_closing(store: Store, clock: Clock, lead: dt.timedelta, batch: in
     while True:
         async with store.write() as uow:
             due = await uow.mark_closing(now, lead, batch)
-            for row in due:
+            for row in sorted(due, key=lambda r: r.customer):  # heads locked in one order (no deadlock)
                 end = as_utc(row.end_time)
                 if end - lead < as_utc(row.start_time) or end - lead <= as_utc(row.create_time):
                     continue
@@ -181,7 +181,7 @@ async def record_expired(store: Store, clock: Clock, batch: int = SWEEP_BATCH) -
     while True:
         async with store.write() as uow:
             due = await uow.record_expired(now, batch)
-            for row in due:
+            for row in sorted(due, key=lambda r: r.customer):  # heads locked in one order (no deadlock)
                 await uow.emit(events.window_event("WINDOW_EXPIRED", row, SWEEP_ACTOR, now, detail=(
                     f"{row.type_code} ended at {as_utc(row.end_time).isoformat()}")))
         for row in due:

@@ -60,6 +60,12 @@ async def _head(tx: Tx, sealer: LogSealer, customer: str) -> tuple[int, str, boo
     return head.last_sequence, head.last_hash, True
 
 
+async def lock_head(tx: Tx, sealer: LogSealer, customer: str) -> None:
+    """Lock the customer's log head for the rest of the transaction, checking its seal first (DataLoss if the log
+    cannot be extended): for work that must know before it writes anything else that its events can be logged."""
+    await _head(tx, sealer, customer)
+
+
 async def append(tx: Tx, sealer: LogSealer, customer: str, event: Event, now: dt.datetime) -> EventValues:
     """Append `event` to the customer's chain inside the caller's transaction, and seal the new head with
     `sealer`. If it cannot be written the caller's transaction fails with AUDIT_UNAVAILABLE, so nothing it logs

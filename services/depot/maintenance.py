@@ -102,8 +102,10 @@ async def warn_once(depot: Depot) -> int:
         return 0
     logged, after = 0, 0
 
+    closest_s = int(min(leads).total_seconds())
+
     async def work(tx: EngineTx, now: dt.datetime) -> tuple[int, int, int]:
-        rows = await tx.entries_to_warn(now, now + max(leads), after, SWEEP_BATCH)
+        rows = await tx.entries_to_warn(now, now + max(leads), closest_s, after, SWEEP_BATCH)
         due: dict[str, list[tuple[object, dt.timedelta]]] = {}
         for row in rows:
             warned = None if row.warned_lead_s is None else (as_utc(row.warned_expire_time), row.warned_lead_s)
@@ -111,14 +113,16 @@ async def warn_once(depot: Depot) -> int:
             if lead is not None:
                 due.setdefault(row.customer, []).append((row, lead))
         count = 0
-        for customer, warnings in due.items():
+        for customer in sorted(due):  # heads locked in one order: two passes never wait on each other in a ring
             try:
+                await audit.lock_head(tx, depot.sealer, customer)
+            except DataLoss:  # nothing of this customer's is written: warned once its log is restored
+                continue
+            warnings = [(row, lead) for row, lead in due[customer]
+                        if await tx.record_warning(row.pk, row.expire_time, int(lead.total_seconds()))]
+            if warnings:
                 await audit.append_many(tx, depot.sealer, customer, [_warning(r, lead, now) for r, lead in warnings],
                                         now)
-            except DataLoss:  # refused before anything of this customer's was written: warned when restored
-                continue
-            for row, lead in warnings:
-                await tx.record_warning(row.pk, row.expire_time, int(lead.total_seconds()))
             count += len(warnings)
         return len(rows), count, rows[-1].pk if rows else after
 

@@ -140,7 +140,9 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None,
     store.committed = notifier.wake
     outbox = events.DepotEvents(store)
     watch = feed.Feed(events.SOURCE, outbox, events.RULES, notifier, depot_pb2.WatchEventsResponse,
-                      heartbeat_s=deps.config.events_heartbeat_s)
+                      heartbeat_s=deps.config.events_heartbeat_s,
+                      max_watches=deps.config.events_max_watches,
+                      max_per_user=deps.config.events_max_watches_per_user)
     exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
     servicer = DepotServicer(depot, on_rotated=wake.set, events=watch)
     spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),

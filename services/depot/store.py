@@ -21,7 +21,7 @@ import sqlite3
 from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, NamedTuple, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -232,22 +232,30 @@ class EngineTx:
         known = await self.session.get(KnownSystemRow, (customer, system))
         return known.installation if known else ""
 
-    async def entries_to_warn(self, now: dt.datetime, horizon: dt.datetime, after: int, limit: int) -> list:
-        """Up to `limit` unexpired entries expiring by `horizon`, after primary key `after`, with the warning
-        logged for each so far (warned_expire_time, warned_lead_s: None if none), locked (rows another
-        transaction holds are skipped: another replica warns them)."""
+    async def entries_to_warn(self, now: dt.datetime, horizon: dt.datetime, closest_s: int, after: int,
+                              limit: int) -> list:
+        """Up to `limit` unexpired entries expiring by `horizon`, after primary key `after`, that may still be due
+        a warning (none yet for their date, or none as close as `closest_s`), with the warning logged for each so
+        far (warned_expire_time, warned_lead_s: None if none), locked (rows another transaction holds are
+        skipped: another replica warns them)."""
         query = (select(EntryRow.pk, EntryRow.entry_id, EntryRow.customer, EntryRow.system_number,
                         EntryRow.restricted_incident, EntryRow.expire_time, EntryRow.create_time,
                         _WARNINGS.c.expire_time.label("warned_expire_time"), _WARNINGS.c.lead_s.label("warned_lead_s"))
                  .outerjoin(_WARNINGS, _WARNINGS.c.entry_pk == EntryRow.pk)
-                 .where(EntryRow.expire_time > now, EntryRow.expire_time <= horizon, EntryRow.pk > after)
+                 .where(EntryRow.expire_time > now, EntryRow.expire_time <= horizon, EntryRow.pk > after,
+                        or_(_WARNINGS.c.entry_pk.is_(None), _WARNINGS.c.expire_time != EntryRow.expire_time,
+                            _WARNINGS.c.lead_s > closest_s))
                  .order_by(EntryRow.pk).limit(limit).with_for_update(of=EntryRow, skip_locked=True))
         return list((await self.session.execute(query)).all())
 
-    async def record_warning(self, pk: int, expire_time: dt.datetime, lead_s: int) -> None:
-        await self.session.execute(upsert(self.session, _WARNINGS, {"entry_pk": pk},
-                                          {"expire_time": expire_time, "lead_s": lead_s},
-                                          on_conflict={"expire_time": expire_time, "lead_s": lead_s}))
+    async def record_warning(self, pk: int, expire_time: dt.datetime, lead_s: int) -> bool:
+        """Note the warning `lead_s` before `expire_time`, unless it (or a closer one) is noted for that date:
+        False then (another replica's pass logged it since this one read). The row stays locked to the commit."""
+        statement = upsert(self.session, _WARNINGS, {"entry_pk": pk}, {"expire_time": expire_time, "lead_s": lead_s},
+                           on_conflict={"expire_time": expire_time, "lead_s": lead_s},
+                           where=lambda new: or_(_WARNINGS.c.expire_time != new.expire_time,
+                                                 _WARNINGS.c.lead_s > new.lead_s))
+        return (await self.session.execute(statement.returning(_WARNINGS.c.entry_pk))).first() is not None
 
     async def expired_entries(self, now: dt.datetime, skip_customers: Iterable[str], limit: int) -> list:
         """Up to `limit` entries expired by `now` (oldest expiry first) but those of `skip_customers`, locked
@@ -328,25 +336,6 @@ class EngineTx:
             self.session.add_all(ViewMemberRow(view_pk=view.pk, entry_id=entry_id, position=i)
                                  for i, entry_id in enumerate(entry_ids))
         await self.session.flush()
-
-    async def feed_page(self, customer: str, after: int, limit: int) -> list[tuple]:
-        """The event feed's page (EngineTx.feed_page): on the local connection when there is one."""
-        def local(sql: _LocalStatements) -> list[tuple]:
-            rows = self.local.read(sql.feed_page, {"customer": customer, "after": after, "limit": limit})
-            return [tuple(c(v) if c is not None else v for c, v in zip(sql.feed_results, row)) for row in rows]
-        return await self._read_local_first(local, lambda tx: tx.feed_page(customer, after, limit))
-
-    async def log_position(self, customer: str) -> int:
-        """The customer's last log sequence (0: none yet), without a lock: on the local connection when there
-        is one."""
-        def local(sql: _LocalStatements) -> int:
-            rows = self.local.read(sql.head, {"customer": customer})
-            return rows[0][0] if rows else 0
-
-        async def engine(tx: EngineTx) -> int:
-            head = await tx.log_head(customer, lock=False)
-            return head.last_sequence if head else 0
-        return await self._read_local_first(local, engine)
 
     async def views_for(self, customer: str, system: str, incidents: tuple[str, ...]) -> dict[str, frozenset[str]]:
         """The restricted views of `incidents` on the system: incident -> entry ids it shows (absent: no view)."""

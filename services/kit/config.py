@@ -110,6 +110,8 @@ class ServiceConfig:
     call_deadline_s: float = 10.0
     grace_s: float = 5.0
     events_heartbeat_s: float = 15.0  # an event feed with nothing new sends its cursor this often
+    events_max_watches: int = 200  # event feeds open in this process at most ...
+    events_max_watches_per_user: int = 8  # ... and of one principal
     max_message_bytes: int = 4 * 1024 * 1024
     profile: str = "dev"
     # Mutual TLS between the services (off by default; `make certs` writes a development CA and certificates).
@@ -141,6 +143,8 @@ class ServiceConfig:
             call_deadline_s=env_float("RS_CALL_DEADLINE_S", 10.0),
             grace_s=env_float("RS_GRACE_S", 5.0),
             events_heartbeat_s=env_float("RS_EVENTS_HEARTBEAT_S", 15.0),
+            events_max_watches=env_int("RS_EVENTS_MAX_WATCHES", 200),
+            events_max_watches_per_user=env_int("RS_EVENTS_MAX_WATCHES_PER_USER", 8),
             max_message_bytes=env_int("RS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             profile=env("RS_PROFILE", "dev"),
             tls=env_bool("RS_TLS", False),
@@ -188,6 +192,8 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("RS_{SVC}_METRICS_PORT", "0 (off)", "Prometheus metrics on http://RS_METRICS_HOST:port/metrics"),
     ("RS_METRICS_HOST", "127.0.0.1", "address of the metrics endpoint"),
     ("RS_EVENTS_HEARTBEAT_S", "15", "an event feed (WatchEvents) with nothing new sends its cursor this often"),
+    ("RS_EVENTS_MAX_WATCHES / RS_EVENTS_MAX_WATCHES_PER_USER", "200 / 8",
+     "event feeds a process serves at once, and of one principal (more: RESOURCE_EXHAUSTED)"),
     ("RS_SIEM_ADDRESS", "(unset: no export)", "depot, connections: send their events to a SIEM at host:port (TCP)"),
     ("RS_SIEM_FORMAT", "rfc5424", "rfc5424 (syslog, octet-counted frames) or jsonl (one JSON object a line)"),
     ("RS_SIEM_TLS / RS_SIEM_CA_FILE", "0 / (system CAs)", "1: TLS to the SIEM, its certificate checked against "

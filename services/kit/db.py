@@ -29,13 +29,15 @@ NAMING = {
 }
 
 
-def upsert(session, table, keys: dict, values: dict, *, on_conflict: dict):
+def upsert(session, table, keys: dict, values: dict, *, on_conflict: dict, where=None):
     """INSERT keys + values, or, when a row with `keys` exists, UPDATE it with `on_conflict` (column -> value or
-    expression), in one statement on SQLite and PostgreSQL (ON CONFLICT ... DO UPDATE); returns the statement,
-    to execute (with .returning(...) where the caller needs the row)."""
+    expression) - only if `where(excluded)` holds, when given (`excluded`: the values this statement brought) -,
+    in one statement on SQLite and PostgreSQL (ON CONFLICT ... DO UPDATE [WHERE]); returns the statement, to
+    execute (with .returning(...) where the caller needs the row: none comes back when `where` refused)."""
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).values({**keys, **values})
-    return statement.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=on_conflict)
+    return statement.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=on_conflict,
+                                           where=where(statement.excluded) if where is not None else None)
 
 
 def make_base() -> type[DeclarativeBase]:

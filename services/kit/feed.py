@@ -15,6 +15,7 @@ every `heartbeat_s`, after deciding the watch again."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -23,8 +24,9 @@ from remotesupport.common.v1 import events_pb2
 from services.kit import auth, names
 from services.kit.auth import Resource
 from services.kit.clock import as_utc
-from services.kit.errors import InvalidArgument
+from services.kit.errors import InvalidArgument, ResourceExhausted
 from services.kit.paging import INT, PageTokens
+from services.kit.principals import CUSTOMER_USER
 from services.kit.validate import Violations, to_timestamp
 
 CURSORS = PageTokens(INT)
@@ -45,6 +47,7 @@ class FeedEvent:
     resource: str = ""
     incident: str = ""  # "customers/{c}/incidents/{i}"
     scope_incident: str = ""  # the incident an assigned engineer must process to see it ("": any of the system)
+    actor_only: bool = False  # a support engineer sees it only if it is the actor (its own tunnel sessions)
     detail: str = ""
     log_sequence: int = 0
     chain_hash: str = ""
@@ -95,24 +98,25 @@ class Watch:
     after: int | None  # None: from the end of the feed
 
 
-def parse(request) -> Watch:
-    """The WatchEventsRequest's customer, type filter and cursor; INVALID_ARGUMENT naming the field."""
+def parse(source: str, request) -> Watch:
+    """The WatchEventsRequest's customer, type filter and cursor (one of `source`'s feed of that customer);
+    INVALID_ARGUMENT naming the field."""
     parts = names.parse("customer", request.parent, "parent")
     v = Violations()
     for i, number in enumerate(request.types):
         v.enum(f"types[{i}]", number, events_pb2.EventType)
     v.raise_if_any()
     types = frozenset(events_pb2.EventType.Name(n).removeprefix("EVENT_TYPE_") for n in request.types)
-    cursor = CURSORS.read(request.cursor, _scope(request.parent), "cursor")
+    cursor = CURSORS.read(request.cursor, _scope(source, request.parent), "cursor")
     return Watch(parts["customer"], types, cursor[0] if cursor else None)
 
 
-def _scope(parent: str) -> dict:
-    return {"parent": parent, "feed": "events"}
+def _scope(source: str, parent: str) -> dict:
+    return {"parent": parent, "feed": f"{source} events"}
 
 
-def cursor_for(customer: str, position: int) -> str:
-    return CURSORS.issue([position], _scope(names.customer(customer)))
+def cursor_for(source: str, customer: str, position: int) -> str:
+    return CURSORS.issue([position], _scope(source, names.customer(customer)))
 
 
 def to_proto(source: str, customer: str, event: FeedEvent) -> events_pb2.Event:
@@ -124,25 +128,45 @@ def to_proto(source: str, customer: str, event: FeedEvent) -> events_pb2.Event:
 
 
 class Feed:
-    """Serves WatchEvents of one service (`source`, e.g. "depot") over its `events` (a Source)."""
+    """Serves WatchEvents of one service (`source`, e.g. "depot") over its `events` (a Source). At most
+    `max_watches` watches are open in this process and `max_per_user` of one principal (RESOURCE_EXHAUSTED)."""
 
     def __init__(self, source: str, events: Source, rules: Rules, notifier: Notifier, response_type, *,
-                 poll_s: float = 0.25, heartbeat_s: float = 15.0) -> None:
+                 poll_s: float = 0.25, heartbeat_s: float = 15.0, max_watches: int = 200,
+                 max_per_user: int = 8) -> None:
         self.source, self.events, self.rules, self.notifier = source, events, rules, notifier
         self.response_type = response_type
         self.poll_s, self.heartbeat_s = poll_s, heartbeat_s
+        self.max_watches, self.max_per_user = max_watches, max_per_user
+        self._open: collections.Counter[str] = collections.Counter()
 
     async def serve(self, request, context) -> None:
-        watch = parse(request)
-        customer = watch.customer
+        watch = parse(self.source, request)
         caller = auth.current()
-        await self._may_watch(caller, customer)
+        await self._may_watch(caller, watch.customer)
+        user = caller.subject.user
+        if sum(self._open.values()) >= self.max_watches:
+            raise ResourceExhausted(f"this {self.source} server has {self.max_watches} watches open, its most; "
+                                    "retry later, or close a watch")
+        if self._open[user] >= self.max_per_user:
+            raise ResourceExhausted(f"{user} has {self.max_per_user} watches of the {self.source} feed open, the "
+                                    "most one principal may; close one first")
+        self._open[user] += 1
+        try:
+            await self._serve(watch, caller, context)
+        finally:
+            self._open[user] -= 1
+            if not self._open[user]:
+                del self._open[user]
+
+    async def _serve(self, watch: Watch, caller: auth.AuthContext, context) -> None:
+        customer = watch.customer
         last = await self.events.last_position(customer)
         position = last if watch.after is None else watch.after
         if position > last:
             raise InvalidArgument("cursor", f"is ahead of the feed of {names.customer(customer)} (it was not "
                                             "issued by this suite's database)")
-        await context.write(self.response_type(cursor=cursor_for(customer, position)))  # the watch is open
+        await context.write(self.response_type(cursor=cursor_for(self.source, customer, position)))  # open
         beat = asyncio.get_running_loop().time()
         while True:
             ticket = self.notifier.ticket()  # before reading: a commit from here on wakes the wait below
@@ -154,14 +178,14 @@ class Feed:
                 if shown:
                     await context.write(self.response_type(
                         events=[to_proto(self.source, customer, e) for e in shown],
-                        cursor=cursor_for(customer, position)))
+                        cursor=cursor_for(self.source, customer, position)))
                     beat = asyncio.get_running_loop().time()
                 if len(rows) == BATCH:
                     continue
             now = asyncio.get_running_loop().time()
             if now - beat >= self.heartbeat_s:
                 await self._may_watch(caller, customer)  # a revoked token or membership ends the watch
-                await context.write(self.response_type(cursor=cursor_for(customer, position)))
+                await context.write(self.response_type(cursor=cursor_for(self.source, customer, position)))
                 beat = now
             await self.notifier.wait(ticket, min(self.poll_s, max(0.0, beat + self.heartbeat_s - now)))
 
@@ -170,14 +194,17 @@ class Feed:
         decision.raise_unless_allowed()
 
     async def _visible(self, caller: auth.AuthContext, customer: str, rows: list[FeedEvent]) -> list[FeedEvent]:
-        """The rows the caller may see now: one CheckBulk for the batch's distinct resources."""
+        """The rows the caller may see now: one CheckBulk for the batch's distinct resources; an `actor_only`
+        event is an engineer's only if it is the actor (as the sessions list shows an engineer its own)."""
         if not rows:
             return []
         resources = {r: _resource(customer, r) for r in rows}
         distinct = list(dict.fromkeys(resources.values()))
         decisions = await caller.decide_bulk([(self.rules.read, res) for res in distinct])
         allowed = {res for res, decision in zip(distinct, decisions) if decision.allowed}
-        return [r for r in rows if resources[r] in allowed]
+        subject = caller.subject
+        return [r for r in rows if resources[r] in allowed
+                and (not r.actor_only or subject.kind == CUSTOMER_USER or r.actor == subject.user)]
 
 
 def _resource(customer: str, event: FeedEvent) -> Resource:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from google.protobuf import json_format
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from rfc5424logging import Rfc5424SysLogHandler
 
 from services.kit import feed
@@ -98,8 +98,10 @@ def behind_statement(heads, head_position, cursors, limit: int):
 
 
 def exported_statement(session, cursors, customer: str, position: int):
-    """The statement of `Outbox.exported`: the customer's mark moved to `position`."""
-    return upsert(session, cursors, {"customer": customer}, {"position": position}, on_conflict={"position": position})
+    """The statement of `Outbox.exported`: the customer's mark moved forward to `position` (never back: another
+    replica's export may have gone further meanwhile)."""
+    forward = case((cursors.c.position < position, position), else_=cursors.c.position)
+    return upsert(session, cursors, {"customer": customer}, {"position": position}, on_conflict={"position": forward})
 
 
 class Formatter:
@@ -171,7 +173,9 @@ class Exporter:
                     continue
                 writer = await self._connection()
                 writer.write(b"".join(self.formatter.frame(customer, e) for e in events))
-                await writer.drain()
+                # with no write buffer of its own (set at connect), drain returns once the kernel took every
+                # byte; a SIEM that stops reading is given up on after the connect timeout, and sent again
+                await asyncio.wait_for(writer.drain(), self.settings.connect_timeout_s)
                 await self.outbox.exported(customer, events[-1].position)
                 sent += len(events)
 
@@ -189,6 +193,7 @@ class Exporter:
             context = ssl.create_default_context(cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
         self._stream = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=context),
                                               self.settings.connect_timeout_s)
+        self._stream[1].transport.set_write_buffer_limits(high=0)  # nothing counts as sent while still in here
         return self._stream[1]
 
     async def _close(self) -> None:

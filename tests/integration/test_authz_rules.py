@@ -58,6 +58,13 @@ EXPECTED = {
     "authz.check": (set(), set(), False, False, False, False),
     "gateway.remoteAccess.prepare": ({"OPEN_REMOTE_CONNECTIONS"}, set(), False, False, False, False),
     "gateway.systems.overview": (set(), set(), True, True, False, False),
+    # the event feeds: a watch of a customer, then each event with the rule of the list showing the same thing;
+    # "assigned engineer" here is the engineer processing an incident of the customer's system
+    "connections.events.watch": (set(), set(), True, True, False, False),
+    "connections.events.read": (set(), set(), True, True, False, False),
+    "depot.events.watch": ({MY, ALL}, set(), False, False, False, False),
+    "depot.events.read": ({MY, ALL}, set(), False, False, False, False),
+    "gateway.events.watch": (set(), set(), True, True, False, False),
 }
 
 

@@ -130,6 +130,14 @@ async def test_refusals_name_their_cause(world):
     await expect_error(_first(world.gw.WatchEvents(request(world), metadata=world.suite.md(world.stranger))),
                        grpc.StatusCode.PERMISSION_DENIED)
     await expect_error(_first(world.gw.WatchEvents(request(world))), grpc.StatusCode.UNAUTHENTICATED)
+    await expect_error(_first(world.gw.WatchEvents(request(world, types=[T.EVENT_TYPE_LOGON_DATA_REVEALED]),
+                                                   metadata=world.suite.md(world.member))),
+                       grpc.StatusCode.PERMISSION_DENIED)  # the depot's feed is not a member's
+    depot_cursor = (await Watcher.open(world.gw_depot.WatchEvents, dpb.WatchEventsRequest(
+        parent=f"customers/{world.a}"), md)).cursor
+    await expect_error(_first(world.suite.stub("connections").WatchEvents(cpb.WatchEventsRequest(
+        parent=f"customers/{world.a}", cursor=depot_cursor), metadata=md)), grpc.StatusCode.INVALID_ARGUMENT,
+        field="cursor")  # one service's cursor is not another's
     b_cursor = (await Watcher.open(world.gw.WatchEvents, gpb.WatchEventsRequest(parent=f"customers/{world.b}"),
                                    world.suite.md(world.stranger))).cursor
     await expect_error(_first(world.gw.WatchEvents(request(world, cursor=b_cursor), metadata=md)),

@@ -10,6 +10,7 @@ import datetime as dt
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
 from remotesupport.connections.v1 import connections_pb2 as cp
 from remotesupport.depot.v1 import depot_pb2 as dp
@@ -134,6 +135,16 @@ async def test_json_lines(world):
     last = [m for m in receiver.messages if m.get("log_sequence") == str(log[-1].sequence)][0]
     assert last["type"] == "EVENT_TYPE_LOGON_DATA_REVEALED" and last["chain_hash"] == log[-1].hash
     await receiver.stop()
+
+
+async def test_the_export_mark_never_moves_back(world):
+    """Two replicas may record their marks in either order: the further one stays."""
+    outbox = world["suite"].running["depot"].app.exporter.outbox
+    await outbox.exported("9999999", 7)
+    await outbox.exported("9999999", 3)
+    async with world["suite"].running["depot"].app.depot.store.read() as tx:
+        rows = await tx.session.execute(text("SELECT position FROM siem_cursors WHERE customer = '9999999'"))
+        assert [r[0] for r in rows] == [7]
 
 
 @pytest.mark.parametrize("settings, message", [

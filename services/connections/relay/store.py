@@ -94,7 +94,7 @@ class RelayStore:
             await session.execute(delete(AttachmentRow).where(or_(
                 AttachmentRow.relay_id.in_(stale), AttachmentRow.seen_time < stale_before)))
             await session.execute(delete(RelayRow).where(RelayRow.seen_time < stale_before))
-            for row in ended:
+            for row in sorted(ended, key=lambda r: r.customer):  # heads locked in one order (no deadlock)
                 await append_event(session, session_event("SESSION_ENDED", row, now, _ended(row)))
             return len(ended)
 

@@ -2,6 +2,8 @@
 ListLogEvents shows it, resumable from a cursor without loss or repetition, and nothing for what did not commit."""
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -108,29 +110,35 @@ async def test_the_type_filter(world):
 
 
 async def test_visibility_is_that_of_list_log_events(world):
-    """EDIT_MY and EDIT_ALL users see every event of their customer (as ListLogEvents shows them); a member
-    without either and an engineer, even the one assigned to the system, open a watch but see none; someone of
-    another customer and the platform administrator cannot open one."""
-    watchers = {p: await watch(world, p) for p in ("creator", "edit_all", "assigned_engineer")}
-    watchers["ops"] = await Watcher.open(world.depot.WatchEvents, watch_request(world), world.suite.md(world.ops))
-    for principal in ("other_customer", "platform_admin"):
+    """EDIT_MY and EDIT_ALL users see every event of their customer (as ListLogEvents shows them); nobody else
+    may open the depot's feed, not even to learn its pace: a member without either, an engineer (even the one
+    assigned to the system), someone of another customer, the platform administrator."""
+    watchers = {p: await watch(world, p) for p in ("creator", "edit_all")}
+    for principal in ("assigned_engineer", "other_customer", "platform_admin"):
         await expect_error(watch(world, principal), grpc.StatusCode.PERMISSION_DENIED)
-    for principal in ("creator", "edit_all"):  # ListLogEvents: what these may see
-        await world.depot.ListLogEvents(dp.ListLogEventsRequest(parent=f"customers/{world.customer}"),
-                                        metadata=world.md(principal))
-    for principal in ("assigned_engineer",):
         await expect_error(world.depot.ListLogEvents(dp.ListLogEventsRequest(
             parent=f"customers/{world.customer}"), metadata=world.md(principal)), grpc.StatusCode.PERMISSION_DENIED)
+    await expect_error(Watcher.open(world.depot.WatchEvents, watch_request(world), world.suite.md(world.ops)),
+                       grpc.StatusCode.PERMISSION_DENIED)
     entry = await world.create("edit_all")
     await world.reveal("assigned_engineer", entry.name)
     for principal in ("creator", "edit_all"):
         got = await watchers[principal].wait_for(2)
         assert [e.type for e in got] == [T.EVENT_TYPE_LOGON_DATA_CREATED, T.EVENT_TYPE_LOGON_DATA_REVEALED]
-    for principal in ("assigned_engineer", "ops"):
-        await watchers[principal].next_heartbeats()
-        assert watchers[principal].events == [], principal
-        assert watchers[principal].ended is None
+        assert got[1].actor == world.users["assigned_engineer"]
     for watcher in watchers.values():
+        await watcher.close()
+
+
+async def test_one_principal_s_watches_are_bounded(world):
+    w = await fresh_customer(world)
+    watchers = [await watch(w, "edit_all") for _ in range(8)]  # RS_EVENTS_MAX_WATCHES_PER_USER's default
+    await expect_error(watch(w, "edit_all"), grpc.StatusCode.RESOURCE_EXHAUSTED, message="8 watches")
+    other = await watch(w, "creator")  # another principal's are counted apart
+    await watchers.pop().close()
+    await asyncio.sleep(0.2)  # the server sees the cancellation
+    watchers.append(await watch(w, "edit_all"))
+    for watcher in watchers + [other]:
         await watcher.close()
 
 

@@ -23,8 +23,13 @@ async def watch(world, principal: str) -> Watcher:
 
 
 async def test_a_tunnel_s_start_and_end_and_a_refusal_are_events(world):
-    member, engineer, colleague = [await watch(world, p) for p in ("member", "engineer", "colleague")]
     line = await world.new_line()
+    mine = (await world.call("CreateIncident", cp.CreateIncidentRequest(
+        parent=f"customers/{world.customer}", incident=cp.Incident(system=line.system, title="Printing",
+                                                                     priority=cp.INCIDENT_PRIORITY_LOW)),
+        "reporter")).incident.name
+    await world.call("AssignProcessor", cp.AssignProcessorRequest(name=mine), "colleague")  # same system
+    member, engineer, colleague = [await watch(world, p) for p in ("member", "engineer", "colleague")]
     await world.attached(line)
     tunnel = world.tunnel(line)
     admitted = await tunnel.open()
@@ -41,9 +46,11 @@ async def test_a_tunnel_s_start_and_end_and_a_refusal_are_events(world):
     assert sessions[got[2].resource].state == cp.SESSION_STATE_REFUSED
     assert got[0].actor == world.users["engineer"] and got[0].incident == line.incident
     assert "CLIENT_CLOSED" in got[1].detail and "4 bytes to the target" in got[1].detail
-    mine = await engineer.wait_for(2)  # its own session (the refusal was of no incident it processes)
-    assert [e.resource for e in mine] == [admitted.session] * 2
-    await colleague.next_heartbeats()
-    assert colleague.events == []
+    own = await engineer.wait_for(2)  # its own session; not another engineer's refusal on its system
+    assert [e.resource for e in own] == [admitted.session] * 2
+    await engineer.next_heartbeats()
+    assert len(engineer.events) == 2
+    await colleague.next_heartbeats()  # assigned to the same system: sees no one else's sessions
+    assert [e for e in colleague.events if e.type in SESSION_TYPES] == []
     for watcher in (member, engineer, colleague):
         await watcher.close()
