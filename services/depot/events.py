@@ -39,7 +39,9 @@ class DepotEvents:
         self.store = store
 
     async def events_after(self, customer: str, position: int, limit: int) -> Sequence[feed.FeedEvent]:
-        return [_event(*row) for row in await self.store.feed_page(customer, position, limit)]
+        async with self.store.read() as tx:  # the engine: measured cheaper here than the local connection
+            rows = await tx.feed_page(customer, position, limit)
+        return [_event(*row) for row in rows]
 
     async def last_position(self, customer: str) -> int:
         return await self.store.log_position(customer)

@@ -478,8 +478,6 @@ class _LocalStatements:
         self.expire_bind = converters([_ENTRIES.c.expire_time], "bind")[0]
         self.head = compile_sql(select(_HEADS.c.last_sequence, _HEADS.c.last_hash, _HEADS.c.seal)
                                 .where(_HEADS.c.customer == bindparam("customer")))
-        self.feed_page = compile_sql(_feed_page(bindparam("customer"), bindparam("after"), bindparam("limit")))
-        self.feed_results = converters(FEED_COLUMNS, "result")
         self.event_names = [c.name for c in CHAINED_COLUMNS]
         self.event_binds = converters(CHAINED_COLUMNS, "bind")
         self.insert_event = compile_sql(insert(_EVENTS).values({c.name: bindparam(c.name) for c in CHAINED_COLUMNS}))
@@ -631,13 +629,6 @@ class Store:
             known = sql.known.get(customer=customer, system_number=system)
             return known.installation if known else ""
         return await self._read_local_first(local, lambda tx: tx.known_installation(customer, system))
-
-    async def feed_page(self, customer: str, after: int, limit: int) -> list[tuple]:
-        """The event feed's page (EngineTx.feed_page): on the local connection when there is one."""
-        def local(sql: _LocalStatements) -> list[tuple]:
-            rows = self.local.read(sql.feed_page, {"customer": customer, "after": after, "limit": limit})
-            return [tuple(c(v) if c is not None else v for c, v in zip(sql.feed_results, row)) for row in rows]
-        return await self._read_local_first(local, lambda tx: tx.feed_page(customer, after, limit))
 
     async def log_position(self, customer: str) -> int:
         """The customer's last log sequence (0: none yet), without a lock: on the local connection when there
