@@ -18,7 +18,7 @@ import asyncio
 import collections
 import datetime as dt
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Awaitable, Protocol, Sequence, TypeVar
 
 from remotesupport.common.v1 import events_pb2
 from services.kit import auth, names
@@ -32,6 +32,7 @@ from services.kit.validate import Violations, to_timestamp
 CURSORS = PageTokens(INT)
 TYPE_NUMBER = {v.name.removeprefix("EVENT_TYPE_"): v.number for v in events_pb2.EventType.DESCRIPTOR.values
                if v.number}
+T = TypeVar("T")
 BATCH = 200  # events read, decided and sent at a time (one CheckBulk of at most as many distinct resources)
 
 
@@ -161,7 +162,7 @@ class Feed:
 
     async def _serve(self, watch: Watch, caller: auth.AuthContext, context) -> None:
         customer = watch.customer
-        last = await self.events.last_position(customer)
+        last = await to_the_end(self.events.last_position(customer))
         position = last if watch.after is None else watch.after
         if position > last:
             raise InvalidArgument("cursor", f"is ahead of the feed of {names.customer(customer)} (it was not "
@@ -170,7 +171,7 @@ class Feed:
         beat = asyncio.get_running_loop().time()
         while True:
             ticket = self.notifier.ticket()  # before reading: a commit from here on wakes the wait below
-            rows = await self.events.events_after(customer, position, BATCH)
+            rows = await to_the_end(self.events.events_after(customer, position, BATCH))
             if rows:
                 position = rows[-1].position
                 shown = await self._visible(caller, customer, [r for r in rows if not watch.types
@@ -205,6 +206,28 @@ class Feed:
         subject = caller.subject
         return [r for r in rows if resources[r] in allowed
                 and (not r.actor_only or subject.kind == CUSTOMER_USER or r.actor == subject.user)]
+
+
+_finishing: set[asyncio.Task] = set()  # reads whose watch was cancelled meanwhile, until they end
+
+
+async def to_the_end(read: Awaitable[T]) -> T:
+    """`read` (of the database) run to its end even if the watch is cancelled meanwhile (its client went away):
+    cancelled inside a statement, its pooled connection would be thrown away half-reset (SQLAlchemy logs an
+    error for it). The cancellation still ends the watch at once; the read finishes on its own."""
+    task = asyncio.ensure_future(read)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        _finishing.add(task)
+        task.add_done_callback(_finished)
+        raise
+
+
+def _finished(task: asyncio.Task) -> None:
+    _finishing.discard(task)
+    if not task.cancelled():
+        task.exception()  # a read nobody awaits any more: its failure, if any, is not news
 
 
 def _resource(customer: str, event: FeedEvent) -> Resource:
