@@ -1,4 +1,4 @@
-"""windows open|close|list|get: a set-up connection type opened for a time frame."""
+"""windows open|extend|close|list|get: a set-up connection type opened for a time frame."""
 from __future__ import annotations
 
 import argparse
@@ -49,6 +49,12 @@ def register(reg) -> None:
     add_time_frame(p)
     p.add_argument("--incident", default="", metavar="INCIDENT", help="the incident the window is for")
     p.add_argument("--reason", default="")
+    p = group.command("extend", extend, "give an open or scheduled window a later end in one step (within the "
+                                        "type's maximum window, as when it was opened); logged")
+    p.add_argument("window", metavar="WINDOW")
+    frame = p.add_mutually_exclusive_group(required=True)
+    frame.add_argument("--end", type=time_arg, metavar="TIME", help=f"the new end; {TIME_HELP}")
+    frame.add_argument("--hours", type=positive_hours, metavar="N", help="or: N hours later than its current end")
     group.command("close", close, "close a window early").add_argument("window", metavar="WINDOW")
     p = group.command("list", list_, "list a system's windows, newest first")
     p.add_argument("system", metavar="SYSTEM")
@@ -64,6 +70,18 @@ def open_(ctx) -> None:
     if start is not None:
         request.start_time.CopyFrom(timestamp(start))
     ctx.out.resource(ctx.call("connections", "OpenConnection", request).connection)
+
+
+def extend(ctx) -> None:
+    name = ctx.names.window(ctx.args.window)
+    end = ctx.args.end
+    if end is None:
+        current = ctx.call("connections", "GetConnection", connections_pb2.GetConnectionRequest(name=name))
+        end = current.connection.end_time.ToDatetime(dt.timezone.utc) + dt.timedelta(hours=ctx.args.hours)
+    request = connections_pb2.ExtendConnectionRequest(name=name, end_time=timestamp(end))
+    ctx.out.resource(ctx.call("connections", "ExtendConnection", request).connection)
+    ctx.out.note("A connector file downloaded before carries the old end: download a new one "
+                 "(rsctl connector get) for the connector to run past it.")
 
 
 def close(ctx) -> None:

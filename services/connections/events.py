@@ -32,7 +32,7 @@ def _event(type_: str, actor: str, now: dt.datetime, customer: str, system_numbe
 
 
 def window_event(type_: str, row: WindowRow, actor: str, now: dt.datetime, detail: str = "") -> EventRow:
-    """WINDOW_OPENED, _CLOSED or _EXPIRED: seen by whom sees the system's windows."""
+    """WINDOW_OPENED, _EXTENDED, _CLOSING, _CLOSED or _EXPIRED: seen by whom sees the system's windows."""
     name = f"{names.system(row.customer, row.system_number)}/connections/{row.id}"
     return _event(type_, actor, now, row.customer, row.system_number, name,
                   incident=_incident(row.customer, row.incident_id), detail=detail)

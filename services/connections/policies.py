@@ -90,6 +90,7 @@ def build_policies(store: Store) -> dict[str, MethodPolicy]:
         "DeleteConnectionSetup": MethodPolicy(p.SETUPS_WRITE, system_of("connection_setup", "name")),
         "OpenConnection": MethodPolicy(p.WINDOWS_WRITE, system_of("system", "parent")),
         "CloseConnection": MethodPolicy(p.WINDOWS_WRITE, system_of("connection", "name")),
+        "ExtendConnection": MethodPolicy(p.WINDOWS_WRITE, system_of("connection", "name")),
         "GetConnection": MethodPolicy(p.WINDOWS_READ, system_of("connection", "name")),
         "ListConnections": MethodPolicy(p.WINDOWS_READ, system_of("system", "parent")),
         "GetServiceConnector": MethodPolicy(p.CONNECTOR_READ, system_of("connection", "name")),

@@ -135,6 +135,13 @@ class ConnectionsServicer(connections_pb2_grpc.ConnectionsServiceServicer):
                                              parts["connection"], validate_only=request.validate_only)
         return pb.CloseConnectionResponse(connection=convert.window(row, self.clock.now()))
 
+    async def ExtendConnection(self, request, context):
+        parts = names.parse("connection", request.name, "name")
+        row = await windows.extend_connection(
+            self.store, self.clock, _actor(), parts["customer"], parts["system"], parts["connection"],
+            _time(request.end_time, "end_time"), self.connection_types.get, validate_only=request.validate_only)
+        return pb.ExtendConnectionResponse(connection=convert.window(row, self.clock.now()))
+
     async def GetConnection(self, request, context):
         parts = names.parse("connection", request.name, "name")
         row, _ = await windows.get_connection(self.store, parts["customer"], parts["system"], parts["connection"])

@@ -130,6 +130,54 @@ async def close_connection(store: Store, clock: Clock, actor: Actor, customer: s
     return row
 
 
+def _validate_extension(row: WindowRow, spec: ConnectionTypeSpec, end: dt.datetime | None,
+                        now: dt.datetime) -> dt.datetime:
+    """The new end of `row`, or INVALID_ARGUMENT naming `end_time`: set, later than the current end, and no
+    further from the later of the window's start and now than the type's maximum (OpenConnection's limit, as if
+    the rest of the window were opened now)."""
+    current = as_utc(row.end_time)
+    if end is None:
+        raise InvalidArgument("end_time", "is required")
+    if end <= current:
+        raise InvalidArgument("end_time", f"must be later than the connection's current end ({current.isoformat()})")
+    begin = max(as_utc(row.start_time), now)
+    if end - begin > max_duration(spec):
+        hours = int(max_duration(spec).total_seconds() // 3600)
+        raise InvalidArgument("end_time", f"is more than {spec.display_name}'s maximum of {hours} hours from "
+                                          f"{'now' if begin == now else 'the connection start'}")
+    return end
+
+
+async def extend_connection(store: Store, clock: Clock, actor: Actor, customer: str, number: str, window_id: str,
+                            end: dt.datetime | None, spec_of, *, validate_only: bool = False) -> WindowRow:
+    """Give an open or scheduled window a later end (`spec_of(code)` is its connection type), under the system's
+    lock as OpenConnection, so the longer time frame cannot come to overlap a window of the same type. Its
+    closing warning is due again for the new end."""
+    async with store.write(validate_only) as uow:
+        system = await find_system(uow, customer, number, lock=True)
+        row = await _find_window(uow, system, window_id, lock=True)
+        now = clock.now()
+        state = state_of(row, now)
+        if state not in model.ACTIVE_STATES:
+            raise FailedPrecondition(f"connection {window_name(row)} is already {state.value}; open a new one")
+        end = _validate_extension(row, spec_of(row.type_code), end, now)
+        old = as_utc(row.end_time)
+        clash = await uow.overlapping_window(system, row.type_code, old, end)
+        if clash is not None:
+            name = window_name(clash)
+            raise Conflict(
+                f"the longer time frame overlaps connection {name} of the same type (from "
+                f"{as_utc(clash.start_time).isoformat()}); choose an earlier end", metadata={"existing_connection": name})
+        row.end_time = end
+        row.closing_warned = False
+        await uow.emit(events.window_event("WINDOW_EXTENDED", row, actor.user, now, detail=(
+            f"{row.type_code} ends at {end.isoformat()} instead of {old.isoformat()}")))
+    if not validate_only:
+        log(logger, logging.INFO, "connection extended", connection=window_name(row), by=actor.user,
+            end=end.isoformat())
+    return row
+
+
 async def get_connection(store: Store, customer: str, number: str, window_id: str
                          ) -> tuple[WindowRow, SystemRow]:
     async with store.read() as uow:

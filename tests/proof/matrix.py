@@ -328,6 +328,7 @@ REFERENCE: dict[str, Callable[[World, Who, Target | None], bool]] = {
     "connections.DeleteConnectionSetup": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
     "connections.OpenConnection": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
     "connections.CloseConnection": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
+    "connections.ExtendConnection": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
     "connections.GetConnection": lambda w, p, t: member(p, t.customer) or assigned(w, p, t.system),
     "connections.ListConnections": lambda w, p, t: member(p, t.customer) or assigned(w, p, t.key),
     "connections.GetServiceConnector": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
@@ -504,6 +505,8 @@ def methods() -> list[Method]:
                                                         reason="matrix")),
         M("connections.CloseConnection", "connections", "CloseConnection", closed,
           lambda w, p, t, now: cn.CloseConnectionRequest(name=t.name)),
+        M("connections.ExtendConnection", "connections", "ExtendConnection", closed,  # closed: nothing changes
+          lambda w, p, t, now: cn.ExtendConnectionRequest(name=t.name, end_time=later(now, hours=2))),
         M("connections.GetConnection", "connections", "GetConnection", windows,
           lambda w, p, t, now: cn.GetConnectionRequest(name=t.name)),
         M("connections.ListConnections", "connections", "ListConnections", systems,
