@@ -3,6 +3,7 @@
   postgres_password, authz_db_password, depot_db_password, connections_db_password   random, one per role
   depot_master_key          a production-format master key (rsmk1:<base64 of 32 bytes>)
   connections_signing_key   the connector files' Ed25519 signing key (PKCS#8 PEM)
+  gateway_evidence_key      the incident evidence documents' Ed25519 signing key (PKCS#8 PEM)
   compose.env               RS_UID=<owner>: the uid the images are built to run as (docker compose --env-file)
 
 Every file is mode 0600 and never overwritten (replacing the master key makes every stored secret unreadable;
@@ -55,8 +56,9 @@ def generate(out: Path) -> list[str]:
             made.append(name)
     if _write_new(out / "depot_master_key", master_key()):
         made.append("depot_master_key")
-    if _write_new(out / "connections_signing_key", signing_key()):
-        made.append("connections_signing_key")
+    for name in ("connections_signing_key", "gateway_evidence_key"):
+        if _write_new(out / name, signing_key()):
+            made.append(name)
     return made
 
 

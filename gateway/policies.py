@@ -50,10 +50,20 @@ def build_policies(b: Backends, passthrough: Passthrough) -> dict[str, MethodPol
     async def overview(req: gpb.GetSystemOverviewRequest) -> Resource:
         return await system_resource(req.system, "system", with_installation=False)
 
+    async def evidence(req: gpb.ExportIncidentEvidenceRequest) -> Resource:
+        """The incident's customer: evidence is for whom may read the customer's log (the depot's rule)."""
+        parts = names.parse("incident", req.incident, "incident")
+        return Resource(customer=names.customer(parts["customer"]), incident=req.incident)
+
+    async def anyone(req) -> Resource:
+        return Resource()
+
     own = policy_table(SERVICE, {
         "PrepareRemoteAccess": MethodPolicy(P.PREPARE_ACCESS, prepare),
         "EndRemoteAccess": MethodPolicy(P.END_ACCESS, end),
         "GetSystemOverview": MethodPolicy(P.SYSTEM_OVERVIEW, overview),
         "WatchEvents": MethodPolicy(P.SESSION, handler_decides=True),  # gateway.events.watch, then each source's
+        "ExportIncidentEvidence": MethodPolicy(P.EVIDENCE_EXPORT, evidence),
+        "GetEvidenceKey": MethodPolicy(P.EVIDENCE_KEY_READ, anyone),  # a public key, but every call is decided
     })
     return {**passthrough.policies(), **own}

@@ -42,7 +42,8 @@ class Group:
 
 
 def modules():
-    from rsctl.commands import (access, auth, connector, customers, events, incidents, keys, log, logon, session,
-                                sessions, setups, systems, tunnel, types, users, views, windows)
+    from rsctl.commands import (access, auth, connector, customers, events, evidence, incidents, keys, log, logon,
+                                notifications, session, sessions, setups, systems, tunnel, types, users, views,
+                                windows)
     return [session, customers, users, auth, systems, types, setups, windows, connector, tunnel, sessions, incidents,
-            logon, views, log, keys, access, events]
+            logon, views, log, keys, access, events, notifications, evidence]

@@ -43,6 +43,14 @@ def build_policies(store: Store) -> dict[str, MethodPolicy]:
     async def reset_user(req: authz_pb2.ResetPasswordRequest) -> Resource:
         return await user_target(req.name, "name")
 
+    async def settings_of(req) -> Resource:
+        if isinstance(req, authz_pb2.UpdateNotificationSettingsRequest):
+            name, field = req.notification_settings.name, "notification_settings.name"
+        else:
+            name, field = req.name, "name"
+        user = names.parse("notification_settings", name, field)["user"]
+        return await user_target(f"users/{user}", field)
+
     async def log_of(req) -> Resource:
         if req.parent:
             names.parse("customer", req.parent, "parent")
@@ -69,4 +77,7 @@ def build_policies(store: Store) -> dict[str, MethodPolicy]:
         "CheckBulk": MethodPolicy(P.CHECK, handler_decides=True),
         "SetSupportAssignment": MethodPolicy(P.ASSIGNMENTS_WRITE),
         "DeleteSupportAssignment": MethodPolicy(P.ASSIGNMENTS_WRITE),
+        "GetNotificationSettings": MethodPolicy(P.NOTIFICATIONS_READ, settings_of),
+        "UpdateNotificationSettings": MethodPolicy(P.NOTIFICATIONS_WRITE, settings_of),
+        "ResolveNotificationRecipients": MethodPolicy(P.NOTIFICATIONS_RESOLVE),
     })

@@ -81,10 +81,15 @@ RULES: dict[str, Rule] = {
     P.CHECK: _r(services=frozenset(SERVICE_ACCOUNTS.values())),
     P.ASSIGNMENTS_WRITE: _r(services=frozenset({SERVICE_ACCOUNTS["connections"]})),
     P.SESSION: _r(anyone=True),
+    P.NOTIFICATIONS_READ: _r(self_target=True),  # which mails one receives is one's own business
+    P.NOTIFICATIONS_WRITE: _r(self_target=True),
+    P.NOTIFICATIONS_RESOLVE: _r(services=frozenset({SERVICE_ACCOUNTS["depot"], SERVICE_ACCOUNTS["connections"]})),
     P.PREPARE_ACCESS: _r([OPEN]),
     P.END_ACCESS: _r([OPEN]),
     P.SYSTEM_OVERVIEW: _r(member=True, assigned_engineer=True),
     P.GATEWAY_EVENTS_WATCH: _r(member=True, assigned_in_customer=True),
+    P.EVIDENCE_EXPORT: _r([EDIT_MY, EDIT_ALL]),  # exactly the log's readers: the document holds the log's events
+    P.EVIDENCE_KEY_READ: _r(anyone=True),  # the public half of the evidence signing key
 }
 
 

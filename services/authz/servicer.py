@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
-from services.authz import assignments, codes, convert, grants, identity_log, model, sessions, users
+from services.authz import assignments, codes, convert, grants, identity_log, model, notifications, sessions, users
 from services.authz.decisions import DecisionService
 from services.authz.kdf import KdfPool
 from services.authz.settings import AuthzSettings
@@ -220,3 +220,25 @@ class AuthzServicer(authz_pb2_grpc.AuthzServiceServicer):
         names.parse("incident", request.incident, "incident")
         await assignments.delete_assignment(self.store, request.incident)
         return authz_pb2.DeleteSupportAssignmentResponse()
+
+    # --- event mails ----------------------------------------------------------------------------------------
+    async def GetNotificationSettings(self, request, context):
+        user = names.parse("notification_settings", request.name, "name")["user"]
+        muted = await notifications.get_muted(self.store, user)
+        return authz_pb2.GetNotificationSettingsResponse(notification_settings=_settings(user, muted))
+
+    async def UpdateNotificationSettings(self, request, context):
+        settings = request.notification_settings
+        user = names.parse("notification_settings", settings.name, "notification_settings.name")["user"]
+        muted = notifications.parse_muted(settings.muted, "notification_settings.muted")
+        muted = await notifications.set_muted(self.store, self.clock, user, muted)
+        return authz_pb2.UpdateNotificationSettingsResponse(notification_settings=_settings(user, muted))
+
+    async def ResolveNotificationRecipients(self, request, context):
+        return authz_pb2.ResolveNotificationRecipientsResponse(
+            recipients=await notifications.resolve(self.store, request.recipients))
+
+
+def _settings(user: str, muted: list[str]) -> authz_pb2.NotificationSettings:
+    return authz_pb2.NotificationSettings(name=f"users/{user}/notificationSettings", muted=[
+        authz_pb2.NotificationKind.Value(f"NOTIFICATION_KIND_{k}") for k in muted])

@@ -34,6 +34,8 @@ class PrincipalRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in a row
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the NotificationKind names (without prefix) it does not want mailed, comma-separated; "": every kind
+    muted_notifications: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
 
 class TokenRow(Base):

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
-import os
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from remotesupport.connections.v1 import connections_pb2
-from services.kit import stfk
-from services.kit.secretfile import write_secret_file
+from services.kit import keyfile, stfk
 from services.kit.validate import to_timestamp
 
-logger = logging.getLogger(__name__)
 
 FILE_NAME = "stfk.oez"
 MAX_FILE_BYTES = stfk.MAX_FILE_BYTES
@@ -27,8 +22,7 @@ MAX_FILE_BYTES = stfk.MAX_FILE_BYTES
 ConnectorInvalid = stfk.StfkInvalid  # a file that is not an intact file of this service
 
 
-class SigningKeyError(RuntimeError):
-    """The signing key file cannot be used."""
+SigningKeyError = keyfile.KeyFileError  # the signing key file cannot be used
 
 
 def new_ticket(connection: str, system: str, connection_type: str, saprouter_route: str, not_before: dt.datetime,
@@ -74,43 +68,5 @@ class ConnectorSigner:
 
 def load_or_create_signing_key(path: Path) -> ConnectorSigner:
     """The signer whose private key is in `path` (PKCS#8 PEM, mode 0600); generated on first start."""
-    for _ in range(2):
-        data = _read_private_file(path)
-        if data is None:
-            if _create_key_file(path):
-                logger.warning("generated a new connector signing key in %s; files signed with any earlier key "
-                               "no longer verify", path)
-            continue
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError):
-            raise SigningKeyError(f"signing key file {path} is not a PEM Ed25519 private key") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise SigningKeyError(f"signing key file {path} does not hold an Ed25519 key")
-        return ConnectorSigner(key)
-    raise SigningKeyError(f"signing key file {path} could not be created or read")
-
-
-def _read_private_file(path: Path) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SigningKeyError(f"signing key file {path} is not a regular file")
-        if info.st_mode & 0o077:
-            raise SigningKeyError(f"signing key file {path} is readable by group or others "
-                                  f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it")
-        return os.read(fd, 64 * 1024)
-    finally:
-        os.close(fd)
-
-
-def _create_key_file(path: Path) -> bool:
-    """Write a new key atomically (temporary 0600 file, then a hard link, never overwriting).
-    False when another process created the file first."""
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return write_secret_file(path, pem, replace=False)
+    return ConnectorSigner(keyfile.load_or_create(path, "connector signing key",
+                                                  "files signed with any earlier key no longer verify"))

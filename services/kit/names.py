@@ -14,6 +14,7 @@ TYPE_CODE = r"[A-Z][A-Z0-9_]{0,39}"
 _TEMPLATES = {
     "customer": rf"customers/(?P<customer>{CUSTOMER_NUMBER})",
     "user": rf"users/(?P<user>{USER_ID})",
+    "notification_settings": rf"users/(?P<user>{USER_ID})/notificationSettings",
     "system": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/systems/(?P<system>{SYSTEM_NUMBER})",
     "logon_data": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/systems/(?P<system>{SYSTEM_NUMBER})"
     rf"/logonData/(?P<logon_data>{RESOURCE_ID})",
@@ -32,6 +33,7 @@ _COMPILED = {kind: re.compile(pattern) for kind, pattern in _TEMPLATES.items()} 
 _EXAMPLES = {
     "customer": "customers/{customer_number}",
     "user": "users/{user_id}",
+    "notification_settings": "users/{user_id}/notificationSettings",
     "system": "customers/{c}/systems/{system_number}",
     "logon_data": "customers/{c}/systems/{s}/logonData/{id}",
     "restricted_view": "customers/{c}/systems/{s}/restrictedViews/{incident_id}",

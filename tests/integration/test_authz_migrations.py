@@ -50,6 +50,8 @@ def test_a_first_schema_database_upgrades_with_its_rows(database):
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT failed_logins, locked_until FROM principals")).all() == [
                 (0, None)] * len(USERS)
+            assert conn.execute(sa.text("SELECT muted_notifications FROM principals")).all() == [
+                ("",)] * len(USERS)  # 0004: every kind of event mail, until the user mutes one
             assert conn.execute(sa.text("SELECT user_id, email, email_key FROM principals ORDER BY user_id")).all() == [
                 ("S0000000042", "", None), ("S0000000043", "Ann+support@Example.com", "ann@example.com"),
                 ("S0000000044", "ann@example.com", None)]
@@ -60,7 +62,7 @@ def test_a_first_schema_database_upgrades_with_its_rows(database):
             for table in ("identity_events", "one_time_codes", "grant_requests"):
                 assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
             revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert revision == "0003"
+        assert revision == "0004"
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # the key is unique from now on
             conn.execute(sa.text("UPDATE principals SET email_key = 'ann@example.com' WHERE user_id = 'S0000000044'"))
     finally:

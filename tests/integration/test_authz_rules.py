@@ -56,8 +56,11 @@ EXPECTED = {
     "authz.serviceTokens.create": (set(), set(), False, False, False, True),
     "authz.assignments.write": (set(), set(), False, False, False, False),
     "authz.check": (set(), set(), False, False, False, False),
+    "authz.notifications.resolve": (set(), set(), False, False, False, False),  # the depot and connections only
     "gateway.remoteAccess.prepare": ({"OPEN_REMOTE_CONNECTIONS"}, set(), False, False, False, False),
     "gateway.systems.overview": (set(), set(), True, True, False, False),
+    # an incident's evidence holds its system's log events: exactly the log's readers
+    "gateway.evidence.export": ({MY, ALL}, set(), False, False, False, False),
     # the event feeds: a watch of a customer, then each event with the rule of the list showing the same thing;
     # "assigned engineer" here is the engineer processing an incident of the customer's system
     "connections.events.watch": (set(), set(), True, True, False, False),
@@ -119,6 +122,21 @@ async def test_authorizations_allow_exactly_the_reference_table(suite, world, pe
     assert got.allowed == any_engineer, (permission, "unassigned engineer", got.reason)
     got = await decide(suite, suite.admin_token, permission, customer=customer, system=world["system"])
     assert got.allowed == admin, (permission, "admin", got.reason)
+
+
+# Permissions any authenticated principal holds (public facts, still decided by authz on every call).
+ANYONE = ["connections.types.read", "connections.connector.verify", "gateway.evidenceKey.read"]
+
+
+@pytest.mark.parametrize("permission", ANYONE)
+async def test_public_reads_allow_every_principal(suite, world, permission):
+    tokens = [token for _, token in world["users"].values()]
+    tokens += [world["other"][1], world["engineer"][1], world["idle"][1], suite.admin_token]
+    for token in tokens:
+        got = await decide(suite, token, permission)
+        assert got.allowed, (permission, got.reason)
+    got = await decide(suite, "rs_" + "x" * 43, permission)
+    assert not got.allowed, "an unknown token is nobody"
 
 
 async def test_denial_names_the_missing_authorization(suite, world):

@@ -251,7 +251,7 @@ async def test_reflection_lists_and_describes_the_whole_suite(world):
         expected = [m.name for m in module.DESCRIPTOR.services_by_name[name.rsplit(".", 1)[1]].methods]
         assert methods[name] == expected
     assert methods[SERVICES["gateway"]] == ["PrepareRemoteAccess", "EndRemoteAccess", "GetSystemOverview",
-                                           "WatchEvents"]
+                                           "WatchEvents", "ExportIncidentEvidence", "GetEvidenceKey"]
 
 
 def _grpcurl() -> str:

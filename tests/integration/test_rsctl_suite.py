@@ -152,6 +152,22 @@ async def test_login_keeps_the_token_in_a_0600_file_and_never_prints_it(world):
     assert world["op_id"] in table.out and world["ua_id"] in table.out
 
 
+async def test_notifications_are_one_s_own_to_mute_and_unmute(world):
+    op = world["operator"]
+    shown = await op("notifications", "show")
+    assert "logon-data-revealed" in shown.out and "muted" not in shown.out
+    muted = (await op("notifications", "mute", "logon-data-revealed", "window-closing", "--json")).json()
+    assert muted["name"] == f"users/{world['op_id']}/notificationSettings"
+    assert muted["kinds"] == {"logon-data-revealed": False, "incident-taken": True, "logon-data-expiring": True,
+                              "window-closing": False}
+    again = (await op("notifications", "unmute", "window-closing", "--json")).json()
+    assert again["kinds"]["window-closing"] is True and again["kinds"]["logon-data-revealed"] is False
+    assert "logon-data-revealed    muted" in (await op("notifications", "show")).out
+    bad = await op("notifications", "mute", "everything", expect=2)
+    assert "unknown kind 'everything'" in bad.err
+    await op("notifications", "unmute", "logon-data-revealed")
+
+
 async def test_the_seed_flow_from_system_to_log_export(world):
     op, tmp, customer = world["operator"], world["tmp"], world["customer"]
     created = await op("systems", "create", "4711", "--sid", "PRD", "--installation", "20012345",
@@ -224,6 +240,12 @@ async def test_the_seed_flow_from_system_to_log_export(world):
 
     await op("views", "set", "4711", incident, "--clear")
     assert "Deleted" in (await op("logon", "delete", entry)).out
+    extended = await op("windows", "extend", window, "--hours", "1")
+    assert window in extended.out and "download a new one" in extended.out
+    got_window = (await op("windows", "get", window, "--json")).json()
+    assert got_window["end_time"] > opened.json()["end_time"]
+    too_long = await op("windows", "extend", window, "--hours", "400", expect=6)  # R/3 Support: 14 days at most
+    assert "INVALID_ARGUMENT" in too_long.err and "end_time" in too_long.err
     closed = await op("windows", "close", window, "--json")
     assert closed.json()["state"] == "CONNECTION_STATE_CLOSED"
 

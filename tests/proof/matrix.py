@@ -374,10 +374,18 @@ REFERENCE: dict[str, Callable[[World, Who, Target | None], bool]] = {
     "authz.CheckBulk": lambda w, p, t: p.kind == SVC,
     "authz.SetSupportAssignment": lambda w, p, t: p.kind == SVC and p.service == "connections",
     "authz.DeleteSupportAssignment": lambda w, p, t: p.kind == SVC and p.service == "connections",
+    # which event mails one receives: one's own business; where they go: the two services that send them
+    "authz.GetNotificationSettings": lambda w, p, t: _own(p, t),
+    "authz.UpdateNotificationSettings": lambda w, p, t: _own(p, t),
+    "authz.ResolveNotificationRecipients": lambda w, p, t: p.kind == SVC and p.service in ("depot", "connections"),
     # the gateway's own methods
     "gateway.PrepareRemoteAccess": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
     "gateway.EndRemoteAccess": lambda w, p, t: holds(p, (OPEN,), t.customer, t.installation),
     "gateway.GetSystemOverview": lambda w, p, t: member(p, t.customer) or assigned(w, p, t.key),
+    # an incident's evidence holds its system's depot log: exactly the log's readers (ListLogEvents), for the
+    # whole customer; the public key documents verify with: anyone with a valid token
+    "gateway.ExportIncidentEvidence": lambda w, p, t: holds(p, (EDIT_MY, EDIT_ALL), t.customer),
+    "gateway.GetEvidenceKey": lambda w, p, t: True,
 }
 
 
@@ -580,6 +588,14 @@ def methods() -> list[Method]:
         M("authz.DeleteSupportAssignment", "authz", "DeleteSupportAssignment", none,
           lambda w, p, t, now: az.DeleteSupportAssignmentRequest(
               incident=f"{w.customer_name('A')}/incidents/no-such-incident")),
+        M("authz.GetNotificationSettings", "authz", "GetNotificationSettings", _users,
+          lambda w, p, t, now: az.GetNotificationSettingsRequest(name=f"{_user_name(p, t)}/notificationSettings")),
+        M("authz.UpdateNotificationSettings", "authz", "UpdateNotificationSettings", _users,
+          lambda w, p, t, now: az.UpdateNotificationSettingsRequest(notification_settings=az.NotificationSettings(
+              name=f"{_user_name(p, t)}/notificationSettings"))),  # nothing muted, as it was
+        M("authz.ResolveNotificationRecipients", "authz", "ResolveNotificationRecipients", none,
+          lambda w, p, t, now: az.ResolveNotificationRecipientsRequest(recipients=[az.NotificationRecipient(
+              user=w.who["A:all"].user, kind=az.NOTIFICATION_KIND_LOGON_DATA_REVEALED)])),
         M("gateway.PrepareRemoteAccess", "gateway", "PrepareRemoteAccess", systems,
           lambda w, p, t, now: gw.PrepareRemoteAccessRequest(system=t.name, connection_type=R3,
                                                              end_time=later(now, hours=1), reason="matrix")),
@@ -587,6 +603,9 @@ def methods() -> list[Method]:
           lambda w, p, t, now: gw.EndRemoteAccessRequest(connection=t.name)),
         M("gateway.GetSystemOverview", "gateway", "GetSystemOverview", systems,
           lambda w, p, t, now: gw.GetSystemOverviewRequest(system=t.name, log_event_limit=1)),
+        M("gateway.ExportIncidentEvidence", "gateway", "ExportIncidentEvidence", incidents,
+          lambda w, p, t, now: gw.ExportIncidentEvidenceRequest(incident=t.name)),
+        M("gateway.GetEvidenceKey", "gateway", "GetEvidenceKey", none, lambda w, p, t, now: gw.GetEvidenceKeyRequest()),
     ]
 
 

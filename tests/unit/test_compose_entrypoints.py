@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.kit import certs, healthcheck
+from services.kit import certs, evidence, healthcheck
 from services.kit.supervisor import MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +80,12 @@ def test_make_secrets_writes_usable_secrets_once(tmp_path):
 
     out = tmp_path / "secrets"
     made = make_secrets.generate(out)
-    assert set(made) == {*make_secrets.PASSWORDS, "depot_master_key", "connections_signing_key"}
+    assert set(made) == {*make_secrets.PASSWORDS, "depot_master_key", "connections_signing_key",
+                         "gateway_evidence_key"}
     key = masterkeyfile.load_master_key(out / "depot_master_key", profile="production", create_if_missing=False)
     assert not key.is_dev
     load_or_create_signing_key(out / "connections_signing_key")
+    evidence.load_or_create_signing_key(out / "gateway_evidence_key")  # a key the gateway takes as it is
     passwords = {(out / name).read_text() for name in make_secrets.PASSWORDS}
     assert len(passwords) == 4
     for path in out.iterdir():

@@ -149,6 +149,9 @@ def test_the_depot_master_key_is_a_compose_secret():
     for other in ("authz", "connections", "gateway", "postgres"):
         assert "depot_master_key" not in mounted_secrets(other)
     assert environment("connections")["RS_CONNECTIONS_SIGNING_KEY_FILE"] == "/run/secrets/connections_signing_key"
+    # the evidence key stays the same across restarts and replicas of the gateway, and only the gateway holds it
+    assert environment("gateway")["RS_GATEWAY_EVIDENCE_KEY_FILE"] == "/run/secrets/gateway_evidence_key"
+    assert [s for s in ("authz", "depot", "connections", "relay") if "gateway_evidence_key" in mounted_secrets(s)] == []
 
 
 def test_secret_files_are_never_committed():

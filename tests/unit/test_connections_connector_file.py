@@ -114,7 +114,7 @@ def test_a_key_file_without_a_key_is_refused(tmp_path):
     path = tmp_path / "k.key"
     path.write_bytes(b"not a key")
     os.chmod(path, 0o600)
-    with pytest.raises(SigningKeyError, match="not a PEM Ed25519"):
+    with pytest.raises(SigningKeyError, match="not an unencrypted PEM Ed25519"):
         load_or_create_signing_key(path)
 
 

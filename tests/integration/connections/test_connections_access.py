@@ -13,6 +13,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from remotesupport.connections.v1 import connections_pb2 as cp
+from services.kit.validate import to_timestamp
 from tests.helpers import expect_error
 from tests.integration.connections.world import World
 
@@ -52,6 +53,12 @@ async def _fresh_system(w: World) -> cp.DeleteSystemRequest:
 
 async def _fresh_window(w: World) -> cp.CloseConnectionRequest:
     return cp.CloseConnectionRequest(name=(await w.open()).name)
+
+
+async def _extension(w: World) -> cp.ExtendConnectionRequest:
+    window = await w.open()
+    end = window.end_time.ToDatetime(dt.timezone.utc) + dt.timedelta(minutes=30)
+    return cp.ExtendConnectionRequest(name=window.name, end_time=to_timestamp(end))
 
 
 async def _fresh_setup(w: World) -> cp.DeleteConnectionSetupRequest:
@@ -150,6 +157,10 @@ CASES = [
     Case("CloseConnection", "opener", ("maintainer", "reporter", "member", "unassigned", "admin"), _fresh_window,
          lambda w: cp.CloseConnectionRequest(name=f"{w.system}/connections/UPPER"), "name",
          lambda w, r: r.connection.state == cp.CONNECTION_STATE_CLOSED and r.connection.closer == w.users["opener"]),
+    Case("ExtendConnection", "opener", ("maintainer", "reporter", "member", "unassigned", "admin"), _extension,
+         lambda w: cp.ExtendConnectionRequest(name=w.window), "end_time",
+         lambda w, r: r.connection.end_time.ToDatetime() - r.connection.start_time.ToDatetime()
+         == dt.timedelta(minutes=90)),  # the hour w.open gives, and the half hour more
     Case("GetConnection", "member", ("unassigned", "admin"), const(lambda w: cp.GetConnectionRequest(name=w.window)),
          lambda w: cp.GetConnectionRequest(name=w.system), "name",
          lambda w, r: r.connection.state == cp.CONNECTION_STATE_OPEN),
