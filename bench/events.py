@@ -259,6 +259,8 @@ async def main_async() -> str:
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     loadavg_start = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="rs-bench-events-"))
+    # the watchers are one user's: let it hold them all (and the latency run's) beside the default limit of 8
+    os.environ.setdefault("RS_EVENTS_MAX_WATCHES_PER_USER", str(max(WATCHERS) + 4))
     ours = suite.OurSuite(workdir / "suite")
     try:
         log(f"work dir {workdir}; starting the suite ...")

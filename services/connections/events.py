@@ -54,10 +54,11 @@ def session_event(type_: str, row: SessionRow, now: dt.datetime, detail: str = "
 
 
 class ConnectionsEvents:
-    """feed.Source and siem.Outbox over the `events` table."""
+    """feed.Source, and siem.Outbox for `reader` ("siem", "mail"), over the `events` table."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, reader: str = "siem") -> None:
         self.store = store
+        self.reader = reader
 
     async def events_after(self, customer: str, position: int, limit: int) -> Sequence[feed.FeedEvent]:
         async with self.store.read() as uow:
@@ -72,8 +73,8 @@ class ConnectionsEvents:
 
     async def behind(self, limit: int) -> list[tuple[str, int]]:
         async with self.store.read() as uow:
-            return await uow.siem_behind(limit)
+            return await uow.outbox_behind(self.reader, limit)
 
     async def exported(self, customer: str, position: int) -> None:
         async with self.store.write() as uow:
-            await uow.siem_exported(customer, position)
+            await uow.outbox_handled(self.reader, customer, position)

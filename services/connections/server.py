@@ -12,6 +12,7 @@ import grpc
 
 from remotesupport.connections.v1 import connections_pb2, connections_pb2_grpc
 from services.connections import events, windows
+from services.connections import notices as connection_notices
 from services.connections.assignment_client import AuthzAssignments
 from services.connections.connection_types import ConnectionTypes
 from services.connections.connector_file import ConnectorSigner, load_or_create_signing_key
@@ -20,7 +21,7 @@ from services.connections.policies import SERVICE, build_policies
 from services.connections.servicer import ConnectionsServicer
 from services.connections.settings import ConnectionsSettings
 from services.connections.store import Store
-from services.kit import clients, feed, metrics, siem, tracing
+from services.kit import clients, feed, metrics, notices, siem, tracing
 from services.kit.app import Deps, main
 from services.kit.db import Database, migrate
 from services.kit.server import ServerSpec
@@ -45,7 +46,7 @@ class ConnectionsApp:
 
     def __init__(self, spec: ServerSpec, store: Store, deps: Deps, settings: ConnectionsSettings,
                  workflow: IncidentWorkflow, signer: ConnectorSigner, authz_channel: grpc.aio.Channel,
-                 exporter: siem.Exporter | None = None) -> None:
+                 exporter: siem.Exporter | None = None, mails: notices.EventMailer | None = None) -> None:
         self.spec = spec
         self.store = store
         self.clock = deps.clock
@@ -57,19 +58,23 @@ class ConnectionsApp:
         self._sweep_lock = asyncio.Lock()
         self.exporter = exporter  # the SIEM export, when configured
         self._export_task: asyncio.Task | None = None
+        self.mails = mails  # the event mails, when configured
+        self._mail_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._sweep_task = asyncio.create_task(self._sweep_forever(), name="connections-sweep")
         if self.exporter is not None:
             self._export_task = asyncio.create_task(self.exporter.run_forever(), name="connections-siem-export")
+        if self.mails is not None:
+            self._mail_task = asyncio.create_task(self.mails.run_forever(), name="connections-event-mails")
 
     async def stop(self) -> None:
-        for task in (self._sweep_task, self._export_task):
+        for task in (self._sweep_task, self._export_task, self._mail_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._sweep_task = self._export_task = None
+        self._sweep_task = self._export_task = self._mail_task = None
         if self.exporter is not None:
             await self.exporter.stop()
         await self._authz_channel.close()
@@ -117,6 +122,9 @@ async def build(deps: Deps, *, siem_settings: siem.SiemSettings | None = None) -
                       max_watches=deps.config.events_max_watches,
                       max_per_user=deps.config.events_max_watches_per_user)
     exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
+    mails = notices.build(notices.MailSettings.from_env(), events.SOURCE, events.ConnectionsEvents(store, "mail"),
+                          connection_notices.recipients_of(store), authz_channel, deps.service_token,
+                          deps.config.authz_deadline_s, notifier)
     servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses,
                                    watch)
     spec = ServerSpec(
@@ -124,7 +132,7 @@ async def build(deps: Deps, *, siem_settings: siem.SiemSettings | None = None) -
         service_names=[SERVICE],
         policies=build_policies(store),
     )
-    return ConnectionsApp(spec, store, deps, settings, workflow, signer, authz_channel, exporter)
+    return ConnectionsApp(spec, store, deps, settings, workflow, signer, authz_channel, exporter, mails)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from services.connections.tables import (
     EventHeadRow,
     EventRow,
     IncidentRow,
+    MailCursorRow,
     SessionRow,
     SetupRow,
     SiemCursorRow,
@@ -39,7 +40,7 @@ from services.kit.localsqlite import LocalSqlite, LocalTable, LocalUnavailable
 
 _HEADS = EventHeadRow.__table__
 _EVENTS = EventRow.__table__
-_SIEM = SiemCursorRow.__table__
+_CURSORS = {"siem": SiemCursorRow.__table__, "mail": MailCursorRow.__table__}  # per reader of the outbox
 
 
 async def append_event(session: AsyncSession, event: EventRow) -> int:
@@ -370,13 +371,22 @@ class UnitOfWork:
         return (await self._session.scalar(select(EventHeadRow.last_position).where(
             EventHeadRow.customer == customer))) or 0
 
-    async def siem_behind(self, limit: int) -> list[tuple[str, int]]:
-        """Customers whose events go past their exported position (siem.Outbox.behind)."""
-        return [tuple(row) for row in await self._session.execute(
-            siem.behind_statement(_HEADS, _HEADS.c.last_position, _SIEM, limit))]
+    async def people_of(self, customer: str, window_ids: Sequence[str], incident_ids: Sequence[str]
+                        ) -> tuple[dict[str, str], dict[str, str]]:
+        """The opener of each of the customer's windows and the reporter of each of its incidents, by id."""
+        openers = await self._session.execute(select(WindowRow.id, WindowRow.opener).where(
+            WindowRow.customer == customer, WindowRow.id.in_(list(window_ids)))) if window_ids else []
+        reporters = await self._session.execute(select(IncidentRow.id, IncidentRow.reporter).where(
+            IncidentRow.customer == customer, IncidentRow.id.in_(list(incident_ids)))) if incident_ids else []
+        return dict(tuple(r) for r in openers), dict(tuple(r) for r in reporters)
 
-    async def siem_exported(self, customer: str, position: int) -> None:
-        await self._session.execute(siem.exported_statement(self._session, _SIEM, customer, position))
+    async def outbox_behind(self, reader: str, limit: int) -> list[tuple[str, int]]:
+        """Customers whose events go past what `reader` ("siem", "mail") handled (siem.Outbox.behind)."""
+        return [tuple(row) for row in await self._session.execute(
+            siem.behind_statement(_HEADS, _HEADS.c.last_position, _CURSORS[reader], limit))]
+
+    async def outbox_handled(self, reader: str, customer: str, position: int) -> None:
+        await self._session.execute(siem.exported_statement(self._session, _CURSORS[reader], customer, position))
 
     # --- notes of assignment changes in flight -------------------------------------------------------
 

@@ -238,3 +238,11 @@ class SiemCursorRow(Base):
 
     customer: Mapped[str] = mapped_column(String(10), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
+
+
+class MailCursorRow(Base):
+    """How far a customer's events were mailed to whom they concern (services.kit.notices)."""
+
+    __tablename__ = "mail_cursors"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)

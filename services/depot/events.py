@@ -33,10 +33,11 @@ def event_type(action: str, outcome: str) -> str:
 
 
 class DepotEvents:
-    """feed.Source and siem.Outbox over the depot's log."""
+    """feed.Source, and siem.Outbox for `reader` ("siem", "mail"), over the depot's log."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, reader: str = "siem") -> None:
         self.store = store
+        self.reader = reader
 
     async def events_after(self, customer: str, position: int, limit: int) -> Sequence[feed.FeedEvent]:
         async with self.store.read() as tx:  # the engine: measured cheaper here than the local connection
@@ -48,10 +49,10 @@ class DepotEvents:
 
     async def behind(self, limit: int) -> list[tuple[str, int]]:
         async with self.store.read() as tx:
-            return await tx.siem_behind(limit)
+            return await tx.outbox_behind(self.reader, limit)
 
     async def exported(self, customer: str, position: int) -> None:
-        await self.store.write_on_engine(lambda tx: tx.siem_exported(customer, position))
+        await self.store.write_on_engine(lambda tx: tx.outbox_handled(self.reader, customer, position))
 
 
 def _event(sequence, action, outcome, actor, system, logon_data, incident, detail, event_time, chain_hash

@@ -10,6 +10,7 @@ import grpc
 
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
 from services.depot import denials, events, maintenance, masterkeyfile
+from services.depot import notices as depot_notices
 from services.depot.barrier import LogSealer
 from services.depot.connections_client import Connections
 from services.depot.deps import Depot
@@ -18,7 +19,7 @@ from services.depot.policies import SERVICE, build_policies
 from services.depot.servicer import DepotServicer
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
-from services.kit import app, clients, feed, metrics, siem, tracing
+from services.kit import app, clients, feed, metrics, notices, siem, tracing
 from services.kit.db import migrate
 from services.kit.server import ServerSpec
 
@@ -35,7 +36,8 @@ class DepotApp:
     authorizer = None  # ask the authz service
 
     def __init__(self, spec: ServerSpec, depot: Depot, channel: grpc.aio.Channel, wake: asyncio.Event,
-                 exporter: siem.Exporter | None = None) -> None:
+                 exporter: siem.Exporter | None = None, mails: notices.EventMailer | None = None,
+                 authz_channel: grpc.aio.Channel | None = None) -> None:
         self.spec = spec
         self.depot = depot
         self._channel = channel
@@ -43,6 +45,9 @@ class DepotApp:
         self._task: asyncio.Task | None = None
         self.exporter = exporter  # the SIEM export, when configured
         self._export_task: asyncio.Task | None = None
+        self.mails = mails  # the event mails, when configured (over a channel to authz of their own)
+        self._mail_task: asyncio.Task | None = None
+        self._authz_channel = authz_channel
 
     @property
     def settings(self) -> DepotSettings:
@@ -53,17 +58,21 @@ class DepotApp:
             self._task = asyncio.create_task(self._run(), name="depot-background")
         if self.exporter is not None:
             self._export_task = asyncio.create_task(self.exporter.run_forever(), name="depot-siem-export")
+        if self.mails is not None:
+            self._mail_task = asyncio.create_task(self.mails.run_forever(), name="depot-event-mails")
 
     async def stop(self) -> None:
-        for task in (self._task, self._export_task):
+        for task in (self._task, self._export_task, self._mail_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._export_task = None
+        self._task = self._export_task = self._mail_task = None
         if self.exporter is not None:
             await self.exporter.stop()
         await self._channel.close()
+        if self._authz_channel is not None:
+            await self._authz_channel.close()
         await self.depot.store.close()
 
     async def sweep_once(self) -> int:
@@ -144,10 +153,15 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None,
                       max_watches=deps.config.events_max_watches,
                       max_per_user=deps.config.events_max_watches_per_user)
     exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
+    mail_settings = notices.MailSettings.from_env()
+    authz_channel = clients.channel(deps.config.authz_addr) if mail_settings.enabled else None  # for the mails only
+    mails = notices.build(mail_settings, events.SOURCE, events.DepotEvents(store, "mail"),
+                          depot_notices.recipients_of(store), authz_channel, deps.service_token,
+                          deps.config.authz_deadline_s, notifier)
     servicer = DepotServicer(depot, on_rotated=wake.set, events=watch)
     spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),
                       service_names=[SERVICE], policies=build_policies(depot))
-    return DepotApp(spec, depot, channel, wake, exporter)
+    return DepotApp(spec, depot, channel, wake, exporter, mails, authz_channel)
 
 
 if __name__ == "__main__":

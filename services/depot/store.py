@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 import sqlite3
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, NamedTuple, Protocol, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, delete, event, func, insert, or_, select, update
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot.chain import EventValues
 from services.depot.tables import EntryRow, ExpiryWarningRow, ForeignDenialRow, KnownSystemRow, LogEventRow, \
-    LogHeadRow, RingKeyRow, SiemCursorRow, ViewMemberRow, ViewRow
+    LogHeadRow, MailCursorRow, RingKeyRow, SiemCursorRow, ViewMemberRow, ViewRow
 from services.kit import siem
 from services.kit.db import Database, sync_url, upsert
 from services.kit.errors import AuditUnavailable, Conflict, DependencyUnavailable
@@ -46,7 +46,7 @@ LOG_UNWRITTEN = "the depot log could not be written; nothing was done"
 logger = logging.getLogger(__name__)
 
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
-_SIEM = SiemCursorRow.__table__
+_CURSORS = {"siem": SiemCursorRow.__table__, "mail": MailCursorRow.__table__}  # per reader of the outbox
 # what the event feed reads of a log event (events.py), in this order
 FEED_COLUMNS = [_EVENTS.c[n] for n in ("sequence", "action", "outcome", "actor", "system", "logon_data", "incident",
                                        "detail", "event_time", "hash")]
@@ -355,17 +355,23 @@ class EngineTx:
         return {incident: frozenset(ids) for incident, ids in views.items()}
 
     # --- the log ----------------------------------------------------------------------------------------------
+    async def creators(self, customer: str, entry_ids: Sequence[str]) -> dict[str, str]:
+        """The creator ("users/{id}") of each of the customer's entries that still exists, by entry id."""
+        rows = await self.session.execute(select(_ENTRIES.c.entry_id, _ENTRIES.c.creator).where(
+            _ENTRIES.c.customer == customer, _ENTRIES.c.entry_id.in_(list(entry_ids))))
+        return {entry_id: creator for entry_id, creator in rows}
+
     async def feed_page(self, customer: str, after: int, limit: int) -> list:
         """Up to `limit` events of the customer after sequence `after`, oldest first: FEED_COLUMNS rows."""
         return list((await self.session.execute(_feed_page(customer, after, limit))).all())
 
-    async def siem_behind(self, limit: int) -> list[tuple[str, int]]:
-        """Customers whose log goes past its exported sequence (siem.Outbox.behind)."""
+    async def outbox_behind(self, reader: str, limit: int) -> list[tuple[str, int]]:
+        """Customers whose log goes past what `reader` ("siem", "mail") handled (siem.Outbox.behind)."""
         return [tuple(row) for row in await self.session.execute(
-            siem.behind_statement(_HEADS, _HEADS.c.last_sequence, _SIEM, limit))]
+            siem.behind_statement(_HEADS, _HEADS.c.last_sequence, _CURSORS[reader], limit))]
 
-    async def siem_exported(self, customer: str, position: int) -> None:
-        await self.session.execute(siem.exported_statement(self.session, _SIEM, customer, position))
+    async def outbox_handled(self, reader: str, customer: str, position: int) -> None:
+        await self.session.execute(siem.exported_statement(self.session, _CURSORS[reader], customer, position))
 
     async def events_page(self, customer: str, filters, cursor: int, size: int) -> list[LogEventRow]:
         """At most `size` events of a customer past the sequence `cursor` (0: from the start), oldest first, or

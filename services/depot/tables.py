@@ -162,3 +162,11 @@ class ForeignDenialRow(Base):
     window_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     logged: Mapped[int] = mapped_column(Integer)
     counted: Mapped[int] = mapped_column(BigInteger)
+
+
+class MailCursorRow(Base):
+    """How far a customer's log were mailed to whom they concern (services.kit.notices)."""
+
+    __tablename__ = "mail_cursors"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)

@@ -202,6 +202,10 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                        "(event@<number>); 32473 is IANA's number for documentation"),
     ("RS_SIEM_INTERVAL_S / RS_SIEM_BATCH", "1.0 / 500", "how often the export looks for new events, and how "
                                                         "many it sends at a time"),
+    ("RS_EVENT_MAILS", "0 (make run: 1)", "depot, connections: 1 mails the events that concern one user to it "
+                                          "(at most one replica each: two would mail everything twice)"),
+    ("RS_EVENT_MAILS_INTERVAL_S / RS_EVENT_MAILS_BATCH", "1.0 / 200", "how often the event mails look for new "
+                                                                     "events, and how many they read at a time"),
     ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),
     ("RS_EVENT_LOOP", "uvloop", "the process's event loop: uvloop, or asyncio for the standard library's"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: tracing off)",

@@ -51,6 +51,7 @@ class Mail:
     to: str
     subject: str
     body: str
+    message_id: str = ""  # "<...@...>": the same for a message sent again, so a reader can drop the copy
 
 
 class Mailer:
@@ -70,6 +71,8 @@ class Mailer:
         message["From"] = self.settings.sender
         message["To"] = mail.to
         message["Subject"] = mail.subject
+        if mail.message_id:
+            message["Message-ID"] = mail.message_id
         message.set_content(mail.body)
         return message
 

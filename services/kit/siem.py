@@ -34,8 +34,8 @@ from services.kit import feed
 from services.kit.clock import as_utc
 from services.kit.config import env, env_bool, env_float, env_int, env_path
 from services.kit.db import upsert
+from services.kit.outbox import OutboxReader
 
-logger = logging.getLogger(__name__)
 FORMATS = ("rfc5424", "jsonl")
 DOCUMENTATION_PEN = "32473"  # IANA's enterprise number for documentation (RFC 5612); set your own
 _WARNING_TYPES = {"LOGON_DATA_REVEAL_REFUSED", "SESSION_REFUSED"}
@@ -133,51 +133,34 @@ class Formatter:
         return b"%d %s" % (len(text), text)
 
 
-class Exporter:
+class Exporter(OutboxReader):
     """Sends a service's events to the SIEM, one pass every `interval_s` (or sooner when woken)."""
 
+    transient = (OSError, asyncio.TimeoutError, ssl.SSLError)
+
     def __init__(self, source: str, outbox: Outbox, settings: SiemSettings, notifier: feed.Notifier) -> None:
-        self.outbox, self.settings, self.notifier = outbox, settings, notifier
+        super().__init__(outbox, notifier, settings.interval_s, settings.batch)
+        self.settings = settings
+        self.what = f"SIEM export to {settings.address}"
         self.formatter = Formatter(source, settings)
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._failing = False
 
-    async def run_forever(self) -> None:
-        while True:
-            ticket = self.notifier.ticket()  # before the pass: a commit during it wakes the next one at once
-            try:
-                await self.export_once()
-                if self._failing:
-                    logger.warning("SIEM export to %s works again", self.settings.address)
-                self._failing = False
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
-                await self._close()
-                if not self._failing:  # once per outage, not once per pass
-                    logger.warning("SIEM export to %s failed (%s); the events are sent when it answers",
-                                   self.settings.address, type(err).__name__)
-                self._failing = True
-            except Exception:  # noqa: BLE001 - the loop must outlive a failed pass; the next one retries
-                logger.exception("SIEM export pass failed; retrying in %.1fs", self.settings.interval_s)
-            await self.notifier.wait(ticket, self.settings.interval_s)
+    async def outage(self, error: BaseException) -> str:
+        await self._close()
+        return type(error).__name__
 
     async def export_once(self) -> int:
         """Send every event not yet exported; returns how many were sent."""
-        sent = 0
-        while True:
-            behind = await self.outbox.behind(self.settings.batch)
-            if not behind:
-                return sent
-            for customer, position in behind:
-                events = await self.outbox.events_after(customer, position, self.settings.batch)
-                if not events:
-                    continue
-                writer = await self._connection()
-                writer.write(b"".join(self.formatter.frame(customer, e) for e in events))
-                # with no write buffer of its own (set at connect), drain returns once the kernel took every
-                # byte; a SIEM that stops reading is given up on after the connect timeout, and sent again
-                await asyncio.wait_for(writer.drain(), self.settings.connect_timeout_s)
-                await self.outbox.exported(customer, events[-1].position)
-                sent += len(events)
+        return await self.pass_once()
+
+    async def handle(self, customer: str, events: Sequence[feed.FeedEvent]) -> int:
+        writer = await self._connection()
+        writer.write(b"".join(self.formatter.frame(customer, e) for e in events))
+        # with no write buffer of its own (set at connect), drain returns once the kernel took every
+        # byte; a SIEM that stops reading is given up on after the connect timeout, and sent again
+        await asyncio.wait_for(writer.drain(), self.settings.connect_timeout_s)
+        await self.outbox.exported(customer, events[-1].position)
+        return len(events)
 
     async def _connection(self) -> asyncio.StreamWriter:
         """The open connection, or a new one. A connection the SIEM closed (its end read: EOF) is not written to:

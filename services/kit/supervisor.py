@@ -1,6 +1,7 @@
 """`make run`: start authz, connections, the relay, depot and the gateway as five processes, wait until each
 reports SERVING, print the addresses, and stop all five cleanly on Ctrl-C. Unless RS_SMTP_HOST names a mail
-server, a sixth process is the local mail sink (services.kit.mailsink) that authz mails to: every message (the
+server, a sixth process is the local mail sink (services.kit.mailsink) that authz, the depot and connections mail
+to (RS_EVENT_MAILS=1 on the first replica of each: services.kit.notices): every message (the
 users' one-time codes among them) lands in var/mail/.
 
 Also used by tests to start extra replicas of a service (`replica_ports`) against the same databases, and
@@ -93,6 +94,8 @@ class Supervisor:
                 self.address(service)
         if self.own_mail and self.mail_port:
             env["RS_SMTP_HOST"], env["RS_SMTP_PORT"] = "127.0.0.1", str(self.mail_port)
+            if not replica:  # event mails from the first replica of each service (two would mail everything twice)
+                env.setdefault("RS_EVENT_MAILS", "1")
         if "relay" in self.ports and "RS_RELAY_ADDRESSES" not in self.env:  # what connector files tell connectors
             env["RS_RELAY_ADDRESSES"] = ",".join(self.replica_address("relay", i)
                                                  for i in range(self.replica_count("relay")))

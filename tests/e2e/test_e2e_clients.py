@@ -38,6 +38,8 @@ def test_readme_rsctl_walkthrough_runs_as_written(e2e, tmp_path):
     assert "Rsctl-Secret-1" in result.stdout
     assert "rsctl exited with 4" in result.stdout
     assert "rsctl: PERMISSION_DENIED: depot.log.read needs the authorization" in result.stderr
+    assert "Subject: Remote Support: users/eng.jones took your incident" in result.stdout  # the event mails
+    assert "Subject: Remote Support: your logon data was revealed by users/eng.jones" in result.stdout
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")

@@ -1,8 +1,10 @@
-"""The event feed and the SIEM export across crashes, on the real processes: the depot is killed with SIGKILL
-while writes commit, a reader follows the gateway's feed and the depot exports to a SIEM (a TCP receiver), ten
-times; the reader reconnects from its cursor each time. At the end the depot events the reader read are exactly
-the depot's log (every committed event delivered, once, in order, none the log does not hold), and the SIEM
-holds every event of the log at least once and nothing else."""
+"""The event feed, the SIEM export and the event mails across crashes, on the real processes: the depot is killed
+with SIGKILL while writes commit (the keeper stores entries, the engineer processing an incident of the system
+reveals them), a reader follows the gateway's feed, the depot exports to a SIEM (a TCP receiver) and mails the
+keeper of each revealed entry (the supervisor's mail sink, var/mail/), ten times; the reader reconnects from its
+cursor each time. At the end the depot events the reader read are exactly the depot's log (every committed event
+delivered, once, in order, none the log does not hold), the SIEM holds every event of the log at least once and
+nothing else, and the keeper's mails are one (by Message-ID) for each reveal in the log, and no other."""
 from __future__ import annotations
 
 import datetime as dt
@@ -21,9 +23,10 @@ from remotesupport.gateway.v1 import gateway_pb2 as gpb
 from remotesupport.gateway.v1 import gateway_pb2_grpc
 import pytest
 
+from services.kit.mailsink import read_messages
 from tests.conftest import BACKENDS, require_backend
 from tests.e2e.conftest import E2E
-from tests.e2e.test_e2e_seed import CUSTOMER, Actors, md, ts
+from tests.e2e.test_e2e_seed import CUSTOMER, Actors, email, md, ts
 from tests.siem_receiver import ThreadedReceiver
 
 ROUNDS = 10
@@ -37,7 +40,8 @@ def e2e(request, tmp_path_factory):
     siem = ThreadedReceiver()
     siem.start_in_thread()
     suite = E2E(request.param, tmp_path_factory.mktemp(f"e2e-events-{request.param}"),
-                {"RS_SIEM_ADDRESS": f"127.0.0.1:{siem.port}", "RS_SIEM_INTERVAL_S": "0.2"})
+                {"RS_SIEM_ADDRESS": f"127.0.0.1:{siem.port}", "RS_SIEM_INTERVAL_S": "0.2",
+                 "RS_EVENT_MAILS_INTERVAL_S": "0.2"})
     suite.siem = siem
     try:
         suite.start()
@@ -81,15 +85,17 @@ class Reader(threading.Thread):
             self._call.cancel()
 
 
-def writes(a: Actors, token: str, system: str, stop: threading.Event, done: list) -> None:
-    """Create and reveal entries until `stop`; a call the kill interrupts may or may not have committed."""
+def writes(a: Actors, tokens: tuple[str, str], system: str, stop: threading.Event, done: list) -> None:
+    """Create (the keeper) and reveal (the engineer) entries until `stop`; a call the kill interrupts may or may
+    not have committed."""
+    token, engineer = tokens
     while not stop.is_set():
         try:
             entry = a.depot.CreateLogonData(dp.CreateLogonDataRequest(parent=system, logon_data=dp.LogonData(
                 kind=dp.LOGON_DATA_KIND_SYSTEM_USER, user_name="SUPPORT1", client="001",
                 expire_time=ts(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3))), secret="kill-9-secret"),
                 metadata=md(token), timeout=5).logon_data
-            a.depot.RevealLogonData(dp.RevealLogonDataRequest(name=entry.name), metadata=md(token), timeout=5)
+            a.depot.RevealLogonData(dp.RevealLogonDataRequest(name=entry.name), metadata=md(engineer), timeout=5)
             done.append(entry.name)
         except grpc.RpcError:
             time.sleep(0.05)
@@ -126,13 +132,18 @@ def test_every_committed_depot_event_is_delivered_across_kill_9(e2e):
     useradmin = a.create_user(admin, "S0004711001", [az.AUTHORIZATION_USER_ADMIN])
     basis = a.create_user(useradmin, "S0004711002", [az.AUTHORIZATION_MAINTAIN_SYSTEM_DATA])
     keeper = a.create_user(useradmin, "S0004711004", [az.AUTHORIZATION_EDIT_MY_LOGIN_DATA])
+    reporter = a.create_user(useradmin, "S0004711005", [az.AUTHORIZATION_CREATE_INCIDENTS])
+    engineer = a.create_user(admin, "eng.kill", [], engineer=True)
     system = a.conn.CreateSystem(cn.CreateSystemRequest(parent=f"customers/{CUSTOMER}", system=cn.System(
         installation_number="20047110", system_id="PRD", system_number="310000471100", description="ERP")),
         metadata=md(basis)).system.name
+    incident = a.conn.CreateIncident(cn.CreateIncidentRequest(parent=f"customers/{CUSTOMER}", incident=cn.Incident(
+        system=system, title="Kill nine", priority=cn.INCIDENT_PRIORITY_HIGH)), metadata=md(reporter)).incident
+    a.conn.AssignProcessor(cn.AssignProcessorRequest(name=incident.name), metadata=md(engineer))
     reader = Reader(e2e.channel, keeper)
     reader.start()
     try:
-        log = _rounds(e2e, a, keeper, system, reader)
+        log = _rounds(e2e, a, (keeper, engineer), system, reader)
     finally:
         reader.stop()
         reader.join(10)
@@ -144,18 +155,32 @@ def test_every_committed_depot_event_is_delivered_across_kill_9(e2e):
     sent = [m for m in siem.messages if m["id"].startswith("depot/")]
     print(f"SIEM: {len(sent)} depot messages for {len(log)} events ({len(sent) - len(log)} sent again after a kill)")
 
+    reveals = {f"<depot.customers.{CUSTOMER}.events.{e.sequence}.S0004711004@remotesupport>" for e in log
+               if e.action == dp.LOG_ACTION_REVEAL and e.outcome == dp.LOG_OUTCOME_SUCCESS}
+    deadline = time.monotonic() + 30
+    while _mailed(e2e) != reveals and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _mailed(e2e) == reveals and reveals  # every committed reveal mailed to the keeper, nothing else
+    mails = [m for m in read_messages(e2e.mail_dir, email("S0004711004")) if m["Message-ID"]]
+    assert all("kill-9-secret" not in m.as_string() for m in mails)
+    print(f"mail: {len(mails)} messages for {len(reveals)} reveals ({len(mails) - len(reveals)} sent again)")
+
+
+def _mailed(e2e) -> set[str]:
+    return {m["Message-ID"] for m in read_messages(e2e.mail_dir, email("S0004711004")) if m["Message-ID"]}
+
 
 def _siem_depot(siem) -> set[tuple[int, str]]:
     return {(int(m["logSequence"]), m["chainHash"]) for m in list(siem.messages) if m["id"].startswith("depot/")}
 
 
-def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> list[dp.LogEvent]:
+def _rounds(e2e, a: Actors, tokens: tuple[str, str], system: str, reader: Reader) -> list[dp.LogEvent]:
     assert reader.opened.wait(30), "the feed did not open"
     supervisor, done = e2e.supervisor, []
     rng = random.Random(17)
     for _ in range(ROUNDS):
         stop = threading.Event()
-        writer = threading.Thread(target=writes, args=(a, keeper, system, stop, done), daemon=True)
+        writer = threading.Thread(target=writes, args=(a, tokens, system, stop, done), daemon=True)
         writer.start()
         before, deadline = len(done), time.monotonic() + 30
         while len(done) == before and time.monotonic() < deadline:  # the restarted depot answers again
@@ -168,8 +193,8 @@ def _rounds(e2e, a: Actors, keeper: str, system: str, reader: Reader) -> list[dp
     deadline = time.monotonic() + 30  # one more complete write once the depot is back (its channel may back off)
     before = len(done)
     while len(done) == before and time.monotonic() < deadline:
-        writes(a, keeper, system, _Once(), done)
-    log = log_events(a, keeper)
+        writes(a, tokens, system, _Once(), done)
+    log = log_events(a, tokens[0])
     deadline = time.monotonic() + 30
     while (not reader.events or reader.events[-1].log_sequence < log[-1].sequence) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -16,7 +16,7 @@ from services.kit.db import migrate, sync_url
 from tests.harness import Databases
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.timezone.utc)
-HEAD = "0006"  # the newest revision
+HEAD = "0007"  # the newest revision
 
 
 @pytest.fixture
