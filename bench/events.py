@@ -9,7 +9,9 @@ The suite is started and its data made as `bench.run` does (`suite.OurSuite`), t
    in its response's `log_event` ("customers/{c}/logEvents/{n}" = the event's `log_sequence`); its latency is
    (the event's arrival at the watcher - the reveal response's arrival), both `perf_counter` in this process (the
    commit happened before the response was sent, so this is at most commit -> feed). An event that never
-   arrives (watched 3 s past the window) is missed; one that arrives twice is duplicated: both must be 0.
+   arrives (watched 3 s past the window) is missed; one that arrives twice is duplicated: both must be 0. A webhook
+   of the customer for its reveals, registered for this part only, posts to an HTTP server in this process: commit
+   -> webhook received is measured the same way (a repeat is a delivery id seen before).
 2. **CPU per reveal a watcher adds.** `load.closed_loop` reveals (the depot directly, BENCH_CLIENTS "1,32"
    clients, BENCH_EVENTS_CPU_S (4) s after 1 s of warm-up) with 0, 1 and 10 watchers open on the depot feed of
    the reveals' customer; CPU of the depot + authz from /proc per reveal. The three are measured back to back in
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import math
 import os
 import shutil
@@ -36,6 +39,7 @@ import grpc
 
 from bench import load, stats, suite
 from bench.run import N_SECRETS, RESULTS, Bench, git_revision, log
+from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
 from remotesupport.common.v1 import events_pb2
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
 from remotesupport.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -89,6 +93,63 @@ class Watcher:
         result, = await asyncio.gather(self.task, return_exceptions=True)
         if isinstance(result, Exception) and not isinstance(result, grpc.RpcError):
             raise result
+
+
+class HookReceiver:
+    """The bench's webhook endpoint: a minimal HTTP server on loopback in this process, answering every POST 200;
+    the first arrival time of every depot log sequence, and the repeats (by delivery id)."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, float] = {}
+        self.duplicates = 0
+        self._ids: set[str] = set()
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> "HookReceiver":
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/hook"
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                now = time.perf_counter()
+                headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line)
+                lower = {k.lower(): v for k, v in headers.items()}
+                body = await reader.readexactly(int(lower.get("content-length", "0")))
+                delivery = lower.get("remotesupport-delivery", "")
+                if delivery in self._ids:
+                    self.duplicates += 1
+                else:
+                    self._ids.add(delivery)
+                    self.arrivals.setdefault(int(json.loads(body).get("log_sequence", 0)), now)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def register_hook(channel: grpc.aio.Channel, ours: suite.OurSuite, fx: suite.Fixture,
+                        url: str) -> tuple[str, str]:
+    """A webhook of the fixture's customer for its reveals, registered by its user administrator: its name, and
+    the administrator's token."""
+    admin_id = f"S{int(fx.customer) + 2:010d}"  # bench.suite's customer_with_user: the customer's first admin
+    async with grpc.aio.insecure_channel(ours.address("authz")) as authz_channel:
+        login = await authz_pb2_grpc.AuthzServiceStub(authz_channel).Login(authz_pb2.LoginRequest(
+            user_id=admin_id, password=suite.PASSWORD))
+    response = await depot_pb2_grpc.LogonDepotServiceStub(channel).CreateWebhook(depot_pb2.CreateWebhookRequest(
+        parent=f"customers/{fx.customer}", webhook=depot_pb2.Webhook(url=url, event_types=[REVEALED])),
+        metadata=suite.md(login.access_token))
+    return response.webhook.name, login.access_token
 
 
 def depot_watcher(channel: grpc.aio.Channel, fx: suite.Fixture) -> Watcher:
@@ -150,8 +211,11 @@ async def delivery_latency(ours: suite.OurSuite, fx: suite.Fixture) -> tuple[lis
     async with grpc.aio.insecure_channel(ours.address("depot")) as depot, \
             grpc.aio.insecure_channel(ours.address("depot")) as watch_depot, \
             grpc.aio.insecure_channel(ours.address("gateway")) as watch_gateway:
+        hook = await HookReceiver().start()
+        hook_name, hook_admin = await register_hook(depot, ours, fx, hook.url)
         watchers = {"depot WatchEvents (direct)": await depot_watcher(watch_depot, fx).open(),
-                    "gateway WatchEvents (merged)": await gateway_watcher(watch_gateway, fx).open()}
+                    "gateway WatchEvents (merged)": await gateway_watcher(watch_gateway, fx).open(),
+                    "webhook (POST received)": hook}
         stub = depot_pb2_grpc.LogonDepotServiceStub(depot)
         await open_loop_reveals(stub, fx, RATE, LATENCY_WARMUP_S)
         for w in watchers.values():
@@ -165,6 +229,8 @@ async def delivery_latency(ours: suite.OurSuite, fx: suite.Fixture) -> tuple[lis
             out.append(Delivery(name, len(responses), len(responses) - len(got), w.duplicates,
                                 [w.arrivals[s] - responses[s] for s in got]))
             await w.close()
+        # the CPU runs below measure reveals without a webhook
+        await stub.DeleteWebhook(depot_pb2.DeleteWebhookRequest(name=hook_name), metadata=suite.md(hook_admin))
     return out, {"failures": failures, "lag_s": lag, "loadavg": loadavg, "sent": int(RATE * LATENCY_S)}
 
 

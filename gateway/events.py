@@ -20,7 +20,7 @@ from remotesupport.common.v1 import events_pb2
 from remotesupport.connections.v1 import connections_pb2 as cpb
 from remotesupport.depot.v1 import depot_pb2 as dpb
 from remotesupport.gateway.v1 import gateway_pb2 as gpb
-from services.kit import auth, clients, names
+from services.kit import auth, clients, feed, names
 from services.kit import permissions as P
 from services.kit.auth import Resource
 from services.kit.errors import DependencyUnavailable, DomainError, InvalidArgument
@@ -28,9 +28,7 @@ from services.kit.paging import MAX_TOKEN_LENGTH
 from services.kit.validate import Violations
 
 # The types each source writes (the rest of EventType is the connections service's).
-DEPOT_TYPES = frozenset(n for n in events_pb2.EventType.keys()
-                        if n.startswith("EVENT_TYPE_LOGON_DATA_") or n in ("EVENT_TYPE_RESTRICTED_VIEW_CHANGED",
-                                                                          "EVENT_TYPE_KEY_ROTATED"))
+DEPOT_TYPES = frozenset(f"EVENT_TYPE_{n}" for n in feed.DEPOT_TYPES)
 _NOT_OURS = "is not a cursor of this feed: pass the cursor of a response of a watch of the same customer"
 
 

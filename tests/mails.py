@@ -14,7 +14,7 @@ def event_mailer(suite, service: str, outbox, recipients, *, port: int | None = 
     resolve = notices.authz_resolver(suite.channels["authz"], lambda: token_file.read_text().strip(), 5.0)
     return notices.EventMailer(service, outbox, recipients, resolve,
                                Mailer(SmtpSettings(port=port or suite.mail.port, timeout_s=2.0)), feed.Notifier(),
-                               notices.MailSettings(enabled=True))
+                               notices.MailSettings(enabled=True), suite.clock)
 
 
 def body_of(message: EmailMessage) -> str:

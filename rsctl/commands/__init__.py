@@ -44,6 +44,6 @@ class Group:
 def modules():
     from rsctl.commands import (access, auth, connector, customers, events, evidence, incidents, keys, log, logon,
                                 notifications, session, sessions, setups, systems, tunnel, types, users, views,
-                                windows)
+                                webhooks, windows)
     return [session, customers, users, auth, systems, types, setups, windows, connector, tunnel, sessions, incidents,
-            logon, views, log, keys, access, events, notifications, evidence]
+            logon, views, log, keys, access, events, notifications, webhooks, evidence]

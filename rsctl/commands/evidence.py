@@ -33,8 +33,14 @@ def export(ctx) -> None:
     incident = ctx.names.incident(ctx.args.incident)
     response = ctx.call("gateway", "ExportIncidentEvidence",
                         gateway_pb2.ExportIncidentEvidenceRequest(incident=incident))
-    if ctx.args.output == "-":
-        ctx.out.stdout.write(response.document.decode("utf-8") + "\n")
+    if ctx.args.output == "-":  # the document's bytes as signed, whatever the terminal's encoding
+        buffer = getattr(ctx.out.stdout, "buffer", None)
+        if buffer is not None:
+            ctx.out.stdout.flush()
+            buffer.write(response.document + b"\n")
+            buffer.flush()
+        else:
+            ctx.out.stdout.write(response.document.decode("utf-8") + "\n")
         return
     target = Path(ctx.args.output or f"evidence-{incident.rsplit('/', 1)[-1]}.json")
     _write(target, response.document)

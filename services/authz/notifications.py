@@ -20,6 +20,10 @@ MAX_RECIPIENTS = 500
 KINDS = tuple(n.removeprefix("NOTIFICATION_KIND_") for n in authz_pb2.NotificationKind.keys()
               if n != "NOTIFICATION_KIND_UNSPECIFIED")
 _MAILED = frozenset({CUSTOMER_USER, SUPPORT_ENGINEER})  # the principals with an address of their own
+# a mail is a read of its event: the kinds of the depot's log go only to whom may still read the log (as its feed),
+# a failing webhook's only to the customer's user administrators (as the webhook); the rest to members
+_NEEDS = {"LOGON_DATA_REVEALED": {"EDIT_MY_LOGIN_DATA", "EDIT_ALL_LOGIN_DATA"},
+          "LOGON_DATA_EXPIRING": {"EDIT_MY_LOGIN_DATA", "EDIT_ALL_LOGIN_DATA"}, "WEBHOOK_FAILING": {"USER_ADMIN"}}
 
 
 def muted_of(stored: str) -> list[str]:
@@ -30,14 +34,7 @@ def parse_muted(values, field: str) -> list[str]:
     """The muted kinds of a request (enum numbers), in the enum's order; INVALID_ARGUMENT naming the field for an
     unknown, unspecified or repeated kind."""
     v = Violations()
-    seen: set[str] = set()
-    for i, number in enumerate(values):
-        v.enum(f"{field}[{i}]", number, authz_pb2.NotificationKind)
-        if number in authz_pb2.NotificationKind.values() and number:
-            name = authz_pb2.NotificationKind.Name(number).removeprefix("NOTIFICATION_KIND_")
-            if name in seen:
-                v.add(f"{field}[{i}]", f"repeats {name}")
-            seen.add(name)
+    seen = set(v.enum_names(field, values, authz_pb2.NotificationKind))
     v.raise_if_any()
     return [k for k in KINDS if k in seen]
 
@@ -75,12 +72,15 @@ async def resolve(store: Store, recipients) -> list[authz_pb2.ResolvedRecipient]
         wanted.append((user, authz_pb2.NotificationKind.Name(r.kind).removeprefix("NOTIFICATION_KIND_")
                        if r.kind in authz_pb2.NotificationKind.values() else "", r.kind))
     v.raise_if_any()
+    users = list(dict.fromkeys(u for u, _, _ in wanted))
     async with store.read() as queries:
-        rows = {u: await queries.principal(u) for u in dict.fromkeys(u for u, _, _ in wanted)}
+        rows = {u: await queries.principal(u) for u in users}
+        held = await queries.authorizations_of(users)
     out = []
     for user, kind, number in wanted:
         row = rows[user]
         mailed = (row is not None and row.kind in _MAILED and not row.disabled and row.email
-                  and kind not in muted_of(row.muted_notifications))
+                  and kind not in muted_of(row.muted_notifications)
+                  and (kind not in _NEEDS or bool(_NEEDS[kind] & held.get(user, set()))))
         out.append(authz_pb2.ResolvedRecipient(user=f"users/{user}", kind=number, email=row.email if mailed else ""))
     return out

@@ -55,8 +55,10 @@ RULES: dict[str, Rule] = {
     P.RELAY_TUNNEL: _r([OPEN], assigned_engineer=True),
     # event feeds: whom a feed can show anything may open one (a member; an engineer processing an incident of
     # the customer); each event is then shown only to whom its list shows it
-    P.CONNECTIONS_EVENTS_WATCH: _r(member=True, assigned_in_customer=True),
-    P.CONNECTIONS_EVENTS_READ: _r(member=True, assigned_engineer=True),
+    # the depot follows the feed for its webhooks (services/depot/webhook_delivery.py)
+    P.CONNECTIONS_EVENTS_WATCH: _r(member=True, assigned_in_customer=True,
+                                   services=frozenset({SERVICE_ACCOUNTS["depot"]})),
+    P.CONNECTIONS_EVENTS_READ: _r(member=True, assigned_engineer=True, services=frozenset({SERVICE_ACCOUNTS["depot"]})),
     P.LOGON_READ: _r([EDIT_MY, EDIT_ALL], assigned_engineer=True),
     P.LOGON_CREATE: _r([EDIT_MY, EDIT_ALL]),
     P.LOGON_UPDATE: _r([EDIT_ALL], [EDIT_MY], assigned_engineer=True),
@@ -68,7 +70,11 @@ RULES: dict[str, Rule] = {
     P.LOG_READ: _r([EDIT_MY, EDIT_ALL]),
     P.KEYS_MANAGE: _r(admin=True),
     P.DEPOT_EVENTS_WATCH: _r([EDIT_MY, EDIT_ALL]),  # the log's readers: nobody else learns even its pace
-    P.DEPOT_EVENTS_READ: _r([EDIT_MY, EDIT_ALL]),  # exactly ListLogEvents' readers (the log is not an engineer's)
+    P.DEPOT_EVENTS_READ: _r([EDIT_MY, EDIT_ALL]),
+    # a webhook is the customer's integration, registered by its user administrators; it carries events (never a
+    # secret) to the customer's own endpoint
+    P.WEBHOOKS_MANAGE: _r([USER_ADMIN]),
+    P.WEBHOOKS_READ: _r([USER_ADMIN]),  # exactly ListLogEvents' readers (the log is not an engineer's)
     P.CUSTOMERS_CREATE: _r(admin=True),
     P.USERS_CREATE: _r([USER_ADMIN], admin=True),
     P.USERS_READ: _r([USER_ADMIN], admin=True, self_target=True),

@@ -136,6 +136,15 @@ class Queries:
         await self.session.execute(update(TokenRow).where(TokenRow.user_id == user_id).values(revoked=True))
 
     # --- grants and support assignments ------------------------------------------------------------------
+    async def authorizations_of(self, user_ids: list[str]) -> dict[str, set[str]]:
+        """The authorizations each user holds now (active grants), by user id."""
+        out: dict[str, set[str]] = {}
+        if user_ids:
+            for user_id, authorization in await self.session.execute(
+                    select(GrantRow.user_id, GrantRow.authorization).where(GrantRow.user_id.in_(user_ids))):
+                out.setdefault(user_id, set()).add(authorization)
+        return out
+
     async def grant(self, user_id: str, authorization: str) -> GrantRow | None:
         return await self.session.get(GrantRow, (user_id, authorization))
 

@@ -124,7 +124,7 @@ async def build(deps: Deps, *, siem_settings: siem.SiemSettings | None = None) -
     exporter = siem.Exporter(events.SOURCE, outbox, siem_settings, notifier) if siem_settings.address else None
     mails = notices.build(notices.MailSettings.from_env(), events.SOURCE, events.ConnectionsEvents(store, "mail"),
                           connection_notices.recipients_of(store), authz_channel, deps.service_token,
-                          deps.config.authz_deadline_s, notifier)
+                          deps.config.authz_deadline_s, notifier, deps.clock)
     servicer = ConnectionsServicer(store, deps.clock, connection_types, signer, workflow, settings.relay_addresses,
                                    watch)
     spec = ServerSpec(

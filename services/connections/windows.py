@@ -158,8 +158,11 @@ async def extend_connection(store: Store, clock: Clock, actor: Actor, customer: 
         row = await _find_window(uow, system, window_id, lock=True)
         now = clock.now()
         state = state_of(row, now)
-        if state not in model.ACTIVE_STATES:
-            raise FailedPrecondition(f"connection {window_name(row)} is already {state.value}; open a new one")
+        if state not in model.ACTIVE_STATES or row.close_time is not None:  # a sweep may have recorded its end
+            shown = state.value if state not in model.ACTIVE_STATES else WindowState.EXPIRED.value
+            raise FailedPrecondition(f"connection {window_name(row)} is already {shown}; open a new one")
+        if row.incident_id:
+            await _check_incident(uow, system, row.incident_id)  # not for a confirmed (closed) incident
         end = _validate_extension(row, spec_of(row.type_code), end, now)
         old = as_utc(row.end_time)
         clash = await uow.overlapping_window(system, row.type_code, old, end)

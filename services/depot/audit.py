@@ -19,6 +19,7 @@ CREATE, UPDATE, SECRET_OVERWRITE, REVEAL, REVEAL_DENIED, DELETE = (
 RESTRICTED_VIEW_CHANGE, EXPIRE, PURGE, DECRYPT_FAILED = ("RESTRICTED_VIEW_CHANGE", "EXPIRE", "PURGE", "DECRYPT_FAILED")
 REVEAL_DENIALS_COUNTED = "REVEAL_DENIALS_COUNTED"  # refused reveals of a caller outside the customer, counted
 EXPIRY_WARNING = "EXPIRY_WARNING"  # an entry's expiration is near (maintenance.warn_once)
+WEBHOOK_DELIVERY_FAILED = "WEBHOOK_DELIVERY_FAILED"  # a webhook delivery was parked (its name in logon_data)
 SUCCESS, DENIED, FAILED = "SUCCESS", "DENIED", "FAILED"
 DEPOT_ACTOR = "services/depot"  # the actor of the sweep and of key rotation
 logger = logging.getLogger(__name__)

@@ -73,6 +73,7 @@ __all__ = [
     "opens_ring_key",
     "rewrap_ring_key",
     "LogSealer",
+    "WebhookSecrets",
 ]
 
 KEY_SIZE = 32  # AES-256
@@ -492,3 +493,45 @@ class LogSealer:
     def verifies(self, customer: str, last_sequence: int, last_hash: str, seal: object) -> bool:
         """True if `seal` is this head's seal (compared in constant time)."""
         return isinstance(seal, str) and hmac.compare_digest(self.seal(customer, last_sequence, last_hash), seal)
+
+
+_WEBHOOK_SECRET_INFO = b"rs-webhook-secret|v=1"
+
+
+class WebhookSecrets:
+    """The signing secret of each webhook: HMAC-SHA256, under a key derived from the master key, of the
+    customer, the webhook's id and a random nonce stored with it. Nothing secret is stored: an attacker with the
+    database but not the master key cannot recompute a secret, and the depot can, to sign each delivery."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, master: MasterKey) -> None:
+        if not isinstance(master, MasterKey):
+            raise BarrierError("master must be a MasterKey")
+        self._key = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None,
+                         info=_WEBHOOK_SECRET_INFO).derive(master._key)
+
+    def __repr__(self) -> str:
+        return "WebhookSecrets()"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # refuse pickling key material by accident
+        raise TypeError("WebhookSecrets cannot be pickled")
+
+    @staticmethod
+    def new_nonce() -> str:
+        """A webhook's nonce (stored with it; nothing without the master key)."""
+        return os.urandom(16).hex()
+
+    def secret(self, customer: str, webhook_id: str, nonce: str) -> str:
+        """"whsec_" and 43 base64url characters (32 bytes)."""
+        message = f"{len(customer)}:{customer}|{len(webhook_id)}:{webhook_id}|{nonce}".encode("utf-8")
+        digest = hmac.digest(self._key, message, "sha256")
+        return "whsec_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def signature(self, customer: str, webhook_id: str, nonce: str, timestamp: int, body: bytes) -> str:
+        """The RemoteSupport-Signature header of `body` sent at `timestamp` (unix seconds): "t=<timestamp>,v1=<hex
+        HMAC-SHA256 under the secret (its UTF-8 string) of b"<timestamp>." + body>" (docs/WEBHOOKS.md)."""
+        secret = self.secret(customer, webhook_id, nonce).encode("utf-8")
+        return f"t={int(timestamp)},v1={hmac.digest(secret, f'{int(timestamp)}.'.encode('ascii') + body, 'sha256').hex()}"

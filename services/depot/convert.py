@@ -7,9 +7,11 @@ import re
 
 from google.protobuf import timestamp_pb2
 
+from remotesupport.common.v1 import events_pb2
 from remotesupport.depot.v1 import depot_pb2
 from services.depot import access, audit, chain, keyring, model, views
 from services.depot.store import Entry
+from services.depot.webhooks import delivery_name, types_of, webhook_name
 from services.kit import names
 from services.kit.clock import as_utc
 from services.kit.errors import InvalidArgument
@@ -135,3 +137,30 @@ def verdict_pb(verdict: chain.Verdict) -> depot_pb2.VerifyLogResponse:
     if verdict.head is not None:
         response.head.CopyFrom(depot_pb2.LogHead(sequence=verdict.head.sequence, hash=verdict.head.hash))
     return response
+
+
+def webhook_pb(row) -> depot_pb2.Webhook:
+    return depot_pb2.Webhook(name=webhook_name(row), url=row.url, description=row.description, creator=row.creator,
+                             create_time=to_timestamp(as_utc(row.create_time)), event_types=[
+                                 events_pb2.EventType.Value(f"EVENT_TYPE_{t}") for t in types_of(row)])
+
+
+def delivery_pb(row) -> depot_pb2.WebhookDelivery:
+    out = depot_pb2.WebhookDelivery(
+        name=delivery_name(row), event_id=row.event_id, attempts=row.attempts, last_error=row.last_error,
+        event_type=events_pb2.EventType.Value(f"EVENT_TYPE_{row.event_type}"),
+        state=depot_pb2.WebhookDeliveryState.Value(f"WEBHOOK_DELIVERY_STATE_{row.state}"),
+        create_time=to_timestamp(as_utc(row.create_time)))
+    for field in ("last_attempt_time", "next_attempt_time", "delivered_time"):
+        value = getattr(row, field)
+        if value is not None:
+            getattr(out, field).CopyFrom(to_timestamp(as_utc(value)))
+    return out
+
+
+def delivery_state(number: int) -> str:
+    """A WebhookDeliveryState filter as the stored state ("" for every state); INVALID_ARGUMENT naming `state`."""
+    v = Violations()
+    v.enum("state", number, depot_pb2.WebhookDeliveryState, allow_unspecified=True)
+    v.raise_if_any()
+    return depot_pb2.WebhookDeliveryState.Name(number).removeprefix("WEBHOOK_DELIVERY_STATE_") if number else ""

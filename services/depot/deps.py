@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.depot.barrier import LogSealer
+from services.depot.barrier import LogSealer, WebhookSecrets
 from services.depot.connections_client import Connections
 from services.depot.keyring import KeyService
 from services.depot.settings import DepotSettings
@@ -19,3 +19,4 @@ class Depot:
     clock: Clock
     settings: DepotSettings
     connections: Connections
+    webhook_secrets: WebhookSecrets | None = None  # derives each webhook's signing secret (barrier.WebhookSecrets)

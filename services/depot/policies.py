@@ -51,6 +51,11 @@ def build_policies(depot: Depot) -> dict[str, MethodPolicy]:
         names.parse("customer", request.parent, "parent")
         return Resource(customer=request.parent)
 
+    def customer_in(kind: str, field: str, name_of: Callable[[object], str]):
+        async def resolve(request) -> Resource:
+            return Resource(customer=names.customer(names.parse(kind, name_of(request), field)["customer"]))
+        return resolve
+
     named_entry = entry("name", lambda r: r.name)
     return policy_table(SERVICE, {
         "CreateLogonData": MethodPolicy(P.LOGON_CREATE, new_entry),
@@ -67,4 +72,11 @@ def build_policies(depot: Depot) -> dict[str, MethodPolicy]:
         "WatchEvents": MethodPolicy(P.SESSION, handler_decides=True),  # the feed decides the watch and each event
         "RotateKey": MethodPolicy(P.KEYS_MANAGE, no_resource),
         "GetKeyStatus": MethodPolicy(P.KEYS_MANAGE, no_resource),
+        "CreateWebhook": MethodPolicy(P.WEBHOOKS_MANAGE, customer),
+        "GetWebhook": MethodPolicy(P.WEBHOOKS_READ, customer_in("webhook", "name", lambda r: r.name)),
+        "ListWebhooks": MethodPolicy(P.WEBHOOKS_READ, customer),
+        "DeleteWebhook": MethodPolicy(P.WEBHOOKS_MANAGE, customer_in("webhook", "name", lambda r: r.name)),
+        "ListWebhookDeliveries": MethodPolicy(P.WEBHOOKS_READ, customer_in("webhook", "parent", lambda r: r.parent)),
+        "RedeliverWebhookDelivery": MethodPolicy(P.WEBHOOKS_MANAGE,
+                                                 customer_in("webhook_delivery", "name", lambda r: r.name)),
     })

@@ -11,7 +11,7 @@ import grpc
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
 from services.depot import denials, events, maintenance, masterkeyfile
 from services.depot import notices as depot_notices
-from services.depot.barrier import LogSealer
+from services.depot.barrier import LogSealer, WebhookSecrets
 from services.depot.connections_client import Connections
 from services.depot.deps import Depot
 from services.depot.keyring import KeyService
@@ -19,9 +19,11 @@ from services.depot.policies import SERVICE, build_policies
 from services.depot.servicer import DepotServicer
 from services.depot.settings import DepotSettings
 from services.depot.store import Store
+from services.depot.webhook_delivery import WebhookWork
 from services.kit import app, clients, feed, metrics, notices, siem, tracing
 from services.kit.db import migrate
 from services.kit.server import ServerSpec
+from services.kit.webhooks import WebhookSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class DepotApp:
 
     def __init__(self, spec: ServerSpec, depot: Depot, channel: grpc.aio.Channel, wake: asyncio.Event,
                  exporter: siem.Exporter | None = None, mails: notices.EventMailer | None = None,
-                 authz_channel: grpc.aio.Channel | None = None) -> None:
+                 authz_channel: grpc.aio.Channel | None = None, webhooks: WebhookWork | None = None) -> None:
         self.spec = spec
         self.depot = depot
         self._channel = channel
@@ -48,6 +50,7 @@ class DepotApp:
         self.mails = mails  # the event mails, when configured (over a channel to authz of their own)
         self._mail_task: asyncio.Task | None = None
         self._authz_channel = authz_channel
+        self.webhooks = webhooks  # fan-out, connections follower and delivery worker (webhook_delivery.py)
 
     @property
     def settings(self) -> DepotSettings:
@@ -60,6 +63,8 @@ class DepotApp:
             self._export_task = asyncio.create_task(self.exporter.run_forever(), name="depot-siem-export")
         if self.mails is not None:
             self._mail_task = asyncio.create_task(self.mails.run_forever(), name="depot-event-mails")
+        if self.webhooks is not None:
+            self.webhooks.start()
 
     async def stop(self) -> None:
         for task in (self._task, self._export_task, self._mail_task):
@@ -68,6 +73,8 @@ class DepotApp:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._export_task = self._mail_task = None
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.exporter is not None:
             await self.exporter.stop()
         await self._channel.close()
@@ -143,7 +150,8 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None,
         await store.close()
         raise
     channel = clients.channel(deps.config.connections_addr)
-    depot = Depot(store, keys, sealer, deps.clock, settings, Connections(channel, deps.config.call_deadline_s))
+    depot = Depot(store, keys, sealer, deps.clock, settings, Connections(channel, deps.config.call_deadline_s),
+                  webhook_secrets=WebhookSecrets(master))
     wake = asyncio.Event()
     notifier = feed.Notifier()
     store.committed = notifier.wake
@@ -157,11 +165,13 @@ async def build(deps: app.Deps, *, settings: DepotSettings | None = None,
     authz_channel = clients.channel(deps.config.authz_addr) if mail_settings.enabled else None  # for the mails only
     mails = notices.build(mail_settings, events.SOURCE, events.DepotEvents(store, "mail"),
                           depot_notices.recipients_of(store), authz_channel, deps.service_token,
-                          deps.config.authz_deadline_s, notifier)
-    servicer = DepotServicer(depot, on_rotated=wake.set, events=watch)
+                          deps.config.authz_deadline_s, notifier, deps.clock)
+    webhook_work = WebhookWork(depot, events.DepotEvents(store, "webhook"), channel, deps.service_token,
+                               WebhookSettings.from_env(), notifier)
+    servicer = DepotServicer(depot, on_rotated=wake.set, events=watch, on_delivery=webhook_work.due.wake)
     spec = ServerSpec(register=lambda server: depot_pb2_grpc.add_LogonDepotServiceServicer_to_server(servicer, server),
                       service_names=[SERVICE], policies=build_policies(depot))
-    return DepotApp(spec, depot, channel, wake, exporter, mails, authz_channel)
+    return DepotApp(spec, depot, channel, wake, exporter, mails, authz_channel, webhook_work)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from remotesupport.depot.v1 import depot_pb2, depot_pb2_grpc
-from services.depot import access, audit, convert, entries, model, reveal, views
+from services.depot import access, audit, convert, entries, model, reveal, views, webhooks
 from services.depot.deps import Depot
 from services.kit import feed, names
 from services.kit.errors import InvalidArgument
@@ -13,10 +13,12 @@ from services.kit.validate import mask_paths, page_size
 
 
 class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
-    def __init__(self, depot: Depot, on_rotated: Callable[[], None], events: feed.Feed) -> None:
+    def __init__(self, depot: Depot, on_rotated: Callable[[], None], events: feed.Feed,
+                 on_delivery: Callable[[], None] = lambda: None) -> None:
         self.depot = depot
         self.on_rotated = on_rotated
         self.events = events
+        self.on_delivery = on_delivery  # a delivery is due now: wake the webhook worker
 
     async def CreateLogonData(self, request, context):
         parent = names.parse("system", request.parent, "parent")
@@ -90,3 +92,42 @@ class DepotServicer(depot_pb2_grpc.LogonDepotServiceServicer):
         statuses, active = await self.depot.keys.status(self.depot.store)
         return depot_pb2.GetKeyStatusResponse(versions=[convert.key_pb(s) for s in statuses], active_version=active,
                                               master_key_id=self.depot.keys.master_key_id)
+
+    # --- webhooks ---------------------------------------------------------------------------------------------
+    async def CreateWebhook(self, request, context):
+        customer = names.parse("customer", request.parent, "parent")["customer"]
+        hook = request.webhook
+        row, secret = await webhooks.create(self.depot, customer, hook.url, list(hook.event_types), hook.description,
+                                            access.caller().user)
+        return depot_pb2.CreateWebhookResponse(webhook=convert.webhook_pb(row), secret=secret)
+
+    async def GetWebhook(self, request, context):
+        parts = names.parse("webhook", request.name, "name")
+        row = await webhooks.get(self.depot, parts["customer"], parts["webhook"])
+        return depot_pb2.GetWebhookResponse(webhook=convert.webhook_pb(row))
+
+    async def ListWebhooks(self, request, context):
+        customer = names.parse("customer", request.parent, "parent")["customer"]
+        rows, token = await webhooks.list_webhooks(self.depot, customer, page_size(request.page_size),
+                                                   request.page_token)
+        return depot_pb2.ListWebhooksResponse(webhooks=[convert.webhook_pb(r) for r in rows], next_page_token=token)
+
+    async def DeleteWebhook(self, request, context):
+        parts = names.parse("webhook", request.name, "name")
+        await webhooks.delete_webhook(self.depot, parts["customer"], parts["webhook"], access.caller().user)
+        return depot_pb2.DeleteWebhookResponse()
+
+    async def ListWebhookDeliveries(self, request, context):
+        parts = names.parse("webhook", request.parent, "parent")
+        rows, token = await webhooks.list_deliveries(self.depot, parts["customer"], parts["webhook"],
+                                                     convert.delivery_state(request.state),
+                                                     page_size(request.page_size), request.page_token)
+        return depot_pb2.ListWebhookDeliveriesResponse(deliveries=[convert.delivery_pb(r) for r in rows],
+                                                       next_page_token=token)
+
+    async def RedeliverWebhookDelivery(self, request, context):
+        parts = names.parse("webhook_delivery", request.name, "name")
+        row = await webhooks.redeliver(self.depot, parts["customer"], parts["webhook"], parts["delivery"],
+                                       access.caller().user)
+        self.on_delivery()
+        return depot_pb2.RedeliverWebhookDeliveryResponse(delivery=convert.delivery_pb(row))

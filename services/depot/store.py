@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.depot.chain import EventValues
 from services.depot.tables import EntryRow, ExpiryWarningRow, ForeignDenialRow, KnownSystemRow, LogEventRow, \
-    LogHeadRow, MailCursorRow, RingKeyRow, SiemCursorRow, ViewMemberRow, ViewRow
+    LogHeadRow, MailCursorRow, RingKeyRow, SiemCursorRow, ViewMemberRow, ViewRow, WebhookCursorRow, WebhookRow
 from services.kit import siem
 from services.kit.db import Database, sync_url, upsert
 from services.kit.errors import AuditUnavailable, Conflict, DependencyUnavailable
@@ -46,7 +46,8 @@ LOG_UNWRITTEN = "the depot log could not be written; nothing was done"
 logger = logging.getLogger(__name__)
 
 _ENTRIES, _EVENTS, _HEADS = EntryRow.__table__, LogEventRow.__table__, LogHeadRow.__table__
-_CURSORS = {"siem": SiemCursorRow.__table__, "mail": MailCursorRow.__table__}  # per reader of the outbox
+_CURSORS = {"siem": SiemCursorRow.__table__, "mail": MailCursorRow.__table__,  # per reader of the outbox
+            "webhook": WebhookCursorRow.__table__}
 # what the event feed reads of a log event (events.py), in this order
 FEED_COLUMNS = [_EVENTS.c[n] for n in ("sequence", "action", "outcome", "actor", "system", "logon_data", "incident",
                                        "detail", "event_time", "hash")]
@@ -355,20 +356,31 @@ class EngineTx:
         return {incident: frozenset(ids) for incident, ids in views.items()}
 
     # --- the log ----------------------------------------------------------------------------------------------
-    async def creators(self, customer: str, entry_ids: Sequence[str]) -> dict[str, str]:
-        """The creator ("users/{id}") of each of the customer's entries that still exists, by entry id."""
-        rows = await self.session.execute(select(_ENTRIES.c.entry_id, _ENTRIES.c.creator).where(
-            _ENTRIES.c.customer == customer, _ENTRIES.c.entry_id.in_(list(entry_ids))))
-        return {entry_id: creator for entry_id, creator in rows}
+    async def creators(self, customer: str, entry_names: Sequence[str]) -> dict[str, str]:
+        """Who created each of the customer's entries ("users/{id}", by entry name), from the log's CREATE events:
+        it answers for an entry deleted or purged since, too."""
+        rows = await self.session.execute(select(_EVENTS.c.logon_data, _EVENTS.c.actor).where(
+            _EVENTS.c.customer == customer, _EVENTS.c.action == "CREATE",
+            _EVENTS.c.logon_data.in_(list(entry_names))))
+        return {name: actor for name, actor in rows}
+
+    async def webhook_creators(self, customer: str, webhook_ids: Sequence[str]) -> dict[str, str]:
+        """The registrant ("users/{id}") of each of the customer's webhooks that still exists, by webhook id."""
+        rows = await self.session.execute(select(WebhookRow.id, WebhookRow.creator).where(
+            WebhookRow.customer == customer, WebhookRow.id.in_(list(webhook_ids))))
+        return {webhook_id: creator for webhook_id, creator in rows}
 
     async def feed_page(self, customer: str, after: int, limit: int) -> list:
         """Up to `limit` events of the customer after sequence `after`, oldest first: FEED_COLUMNS rows."""
         return list((await self.session.execute(_feed_page(customer, after, limit))).all())
 
     async def outbox_behind(self, reader: str, limit: int) -> list[tuple[str, int]]:
-        """Customers whose log goes past what `reader` ("siem", "mail") handled (siem.Outbox.behind)."""
-        return [tuple(row) for row in await self.session.execute(
-            siem.behind_statement(_HEADS, _HEADS.c.last_sequence, _CURSORS[reader], limit))]
+        """Customers whose log goes past what `reader` ("siem", "mail", "webhook": only customers with a webhook)
+        handled (siem.Outbox.behind)."""
+        statement = siem.behind_statement(_HEADS, _HEADS.c.last_sequence, _CURSORS[reader], limit)
+        if reader == "webhook":
+            statement = statement.where(_HEADS.c.customer.in_(select(WebhookRow.customer)))
+        return [tuple(row) for row in await self.session.execute(statement)]
 
     async def outbox_handled(self, reader: str, customer: str, position: int) -> None:
         await self.session.execute(siem.exported_statement(self.session, _CURSORS[reader], customer, position))

@@ -170,3 +170,59 @@ class MailCursorRow(Base):
     __tablename__ = "mail_cursors"
     customer: Mapped[str] = mapped_column(String(10), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookCursorRow(Base):
+    """How far a customer's log was fanned out to its webhooks' deliveries (services.depot.webhooks)."""
+
+    __tablename__ = "webhook_cursors"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookRow(Base):
+    """An endpoint of a customer's that receives its events of `event_types` (EventType names without their
+    prefix, comma-separated). Its signing secret is never stored: it is derived from the master key and
+    `secret_nonce` (barrier.WebhookSecrets), so only the depot can sign."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer: Mapped[str] = mapped_column(String(10), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[str] = mapped_column(String(1000))
+    description: Mapped[str] = mapped_column(String(500))
+    secret_nonce: Mapped[str] = mapped_column(String(64))
+    creator: Mapped[str] = mapped_column(String(80))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookSourceRow(Base):
+    """The cursor of the connections service's feed of a customer, up to which its events became deliveries."""
+
+    __tablename__ = "webhook_sources"
+    customer: Mapped[str] = mapped_column(String(10), primary_key=True)
+    cursor: Mapped[str] = mapped_column(String(2000))
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one endpoint: PENDING until answered 2xx (DELIVERED) or parked (FAILED). `next_attempt_time`
+    also leases a delivery being sent (a replica's worker claims it by moving it on), so no two send it at once."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "event_id"),
+                      Index("ix_webhook_deliveries_due", "state", "next_attempt_time"),
+                      Index("ix_webhook_deliveries_webhook", "webhook_id", "pk"))
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    customer: Mapped[str] = mapped_column(String(10))
+    event_id: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_attempt_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(String(200))
+    delivered_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -206,6 +206,13 @@ KIT_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                           "(at most one replica each: two would mail everything twice)"),
     ("RS_EVENT_MAILS_INTERVAL_S / RS_EVENT_MAILS_BATCH", "1.0 / 200", "how often the event mails look for new "
                                                                      "events, and how many they read at a time"),
+    ("RS_WEBHOOK_RETRY_FOR_S", "86400", "depot: how long a webhook delivery is retried before it is parked as "
+                                        "failed (redeliver it then)"),
+    ("RS_WEBHOOK_TIMEOUT_S", "10", "depot: one webhook try's whole time (connect and answer)"),
+    ("RS_WEBHOOK_BACKOFF_S / RS_WEBHOOK_BACKOFF_MAX_S", "10 / 3600", "depot: the first retry's mean delay and the "
+                                                                     "longest (exponential, with jitter)"),
+    ("RS_WEBHOOK_INTERVAL_S / RS_WEBHOOK_BATCH", "1.0 / 50", "depot: how often the worker looks for due "
+                                                            "deliveries, and how many it sends per pass"),
     ("RS_LOG_LEVEL", "INFO", "log level of the JSON-lines log on stderr"),
     ("RS_EVENT_LOOP", "uvloop", "the process's event loop: uvloop, or asyncio for the standard library's"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: tracing off)",

@@ -26,13 +26,17 @@ from services.kit.auth import Resource
 from services.kit.clock import as_utc
 from services.kit.errors import InvalidArgument, ResourceExhausted
 from services.kit.paging import INT, PageTokens
-from services.kit.principals import CUSTOMER_USER
+from services.kit.principals import CUSTOMER_USER, SERVICE_ACCOUNT
 from services.kit.validate import Violations, to_timestamp
 
 CURSORS = PageTokens(INT)
 TYPE_NUMBER = {v.name.removeprefix("EVENT_TYPE_"): v.number for v in events_pb2.EventType.DESCRIPTOR.values
                if v.number}
 T = TypeVar("T")
+# The event types the depot writes (its log; names without the prefix); every other type is the connections
+# service's.
+DEPOT_TYPES = frozenset(n for n in TYPE_NUMBER if n.startswith("LOGON_DATA_")) | {
+    "RESTRICTED_VIEW_CHANGED", "KEY_ROTATED", "WEBHOOK_DELIVERY_FAILED"}
 BATCH = 200  # events read, decided and sent at a time (one CheckBulk of at most as many distinct resources)
 
 
@@ -85,11 +89,14 @@ class Notifier:
 
     @staticmethod
     async def wait(ticket: asyncio.Event, timeout: float) -> None:
-        """Until `ticket` is woken (at once if it was since it was taken), or `timeout` seconds."""
+        """Until `ticket` is woken (at once if it was since it was taken), or `timeout` seconds. Not wait_for: on
+        Python 3.11 it can swallow a cancellation that meets the wake-up, and a reader cancelled at its stop would
+        then run on (and its stop wait for ever)."""
+        waiter = asyncio.ensure_future(ticket.wait())
         try:
-            await asyncio.wait_for(ticket.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,8 @@ class Feed:
         if sum(self._open.values()) >= self.max_watches:
             raise ResourceExhausted(f"this {self.source} server has {self.max_watches} watches open, its most; "
                                     "retry later, or close a watch")
-        if self._open[user] >= self.max_per_user:
+        if self._open[user] >= self.max_per_user and caller.subject.kind != SERVICE_ACCOUNT:  # the depot's
+            # webhook follower keeps one watch per customer with an endpoint
             raise ResourceExhausted(f"{user} has {self.max_per_user} watches of the {self.source} feed open, the "
                                     "most one principal may; close one first")
         self._open[user] += 1
@@ -205,7 +213,7 @@ class Feed:
         allowed = {res for res, decision in zip(distinct, decisions) if decision.allowed}
         subject = caller.subject
         return [r for r in rows if resources[r] in allowed
-                and (not r.actor_only or subject.kind == CUSTOMER_USER or r.actor == subject.user)]
+                and (not r.actor_only or subject.kind in (CUSTOMER_USER, SERVICE_ACCOUNT) or r.actor == subject.user)]
 
 
 _finishing: set[asyncio.Task] = set()  # reads whose watch was cancelled meanwhile, until they end

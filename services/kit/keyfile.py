@@ -30,7 +30,11 @@ def load_or_create(path: Path, what: str, generated: str) -> Ed25519PrivateKey:
         if data is None:
             pem = Ed25519PrivateKey.generate().private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-            if write_secret_file(path, pem, replace=False):
+            try:
+                made = write_secret_file(path, pem, replace=False)
+            except OSError as exc:
+                raise KeyFileError(f"{what} file {path} cannot be created ({exc.strerror})") from None
+            if made:
                 logger.warning("generated a new %s in %s; %s", what, path, generated)
             continue
         try:

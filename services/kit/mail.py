@@ -46,6 +46,11 @@ class SmtpSettings:
         return settings
 
 
+class MailRefused(DependencyUnavailable):
+    """The mail server refused this one message for good (a 5xx answer to it: an unknown recipient, an address it
+    cannot carry); another message may go. Never names the recipient."""
+
+
 @dataclass(frozen=True)
 class Mail:
     to: str
@@ -86,6 +91,16 @@ class Mailer:
                     password = s.password_file.read_text().strip() if s.password_file else ""
                     smtp.login(s.username, password)
                 smtp.send_message(self._message(mail))
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPNotSupportedError) as err:
+            raise MailRefused(f"the mail server {s.host}:{s.port} refused this message for good "
+                              f"({type(err).__name__})") from None
+        except smtplib.SMTPResponseException as err:
+            if 500 <= err.smtp_code < 600 and not isinstance(err, (smtplib.SMTPSenderRefused,
+                                                                   smtplib.SMTPAuthenticationError)):
+                raise MailRefused(f"the mail server {s.host}:{s.port} refused this message for good "
+                                  f"(SMTP {err.smtp_code})") from None
+            raise DependencyUnavailable(f"the mail server {s.host}:{s.port} did not take the message "
+                                        f"(SMTP {err.smtp_code})") from None
         except (OSError, smtplib.SMTPException) as err:
             raise DependencyUnavailable(f"the mail server {s.host}:{s.port} did not take the message "
                                         f"({type(err).__name__})") from None

@@ -28,6 +28,9 @@ _TEMPLATES = {
     rf"/sessions/(?P<session>{RESOURCE_ID})",
     "connection_type": rf"connectionTypes/(?P<code>{TYPE_CODE})",
     "incident": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/incidents/(?P<incident>{RESOURCE_ID})",
+    "webhook": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/webhooks/(?P<webhook>{RESOURCE_ID})",
+    "webhook_delivery": rf"customers/(?P<customer>{CUSTOMER_NUMBER})/webhooks/(?P<webhook>{RESOURCE_ID})"
+    rf"/deliveries/(?P<delivery>{RESOURCE_ID})",
 }
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in _TEMPLATES.items()}  # used with fullmatch: whole strings
 _EXAMPLES = {
@@ -42,6 +45,8 @@ _EXAMPLES = {
     "session": "customers/{c}/systems/{s}/sessions/{id}",
     "connection_type": "connectionTypes/{CODE}",
     "incident": "customers/{c}/incidents/{id}",
+    "webhook": "customers/{c}/webhooks/{id}",
+    "webhook_delivery": "customers/{c}/webhooks/{w}/deliveries/{id}",
 }
 
 

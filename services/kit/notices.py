@@ -13,17 +13,21 @@ A mail carries what the event says (who, what, when, which resource) and never a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol, Sequence
 
 from remotesupport.authz.v1 import authz_pb2, authz_pb2_grpc
 from services.kit import clients, feed, names
-from services.kit.clock import as_utc
+from services.kit.clock import Clock, as_utc
 from services.kit.config import env_bool, env_float, env_int
 from services.kit.errors import DomainError
-from services.kit.mail import Mail, Mailer, SmtpSettings
+from services.kit.mail import Mail, Mailer, MailRefused, SmtpSettings
 from services.kit.outbox import OutboxReader
 from services.kit.siem import Outbox
+
+logger = logging.getLogger(__name__)
 
 MAX_RESOLVE = 500  # recipients in one ResolveNotificationRecipients
 
@@ -40,6 +44,10 @@ TEXTS = {
                        "{actor} is now processing the incident you reported, {resource}.",
                        "The engineer may open the system's connections and read its logon data while the incident "
                        "is in process at the vendor."),
+    "WEBHOOK_FAILING": ("a webhook delivery failed",
+                        "A delivery to the webhook you registered was not answered with 2xx in time and is parked: "
+                        "{resource} ({detail}).",
+                        "Check the endpoint, then send it again: rsctl webhooks redeliver {resource}"),
     "WINDOW_CLOSING": ("your connection closes soon",
                        "The connection you opened, {resource}, closes soon: {detail}.",
                        "Give it a later end in one step: rsctl windows extend {resource} --hours 2"),
@@ -51,14 +59,17 @@ class MailSettings:
     enabled: bool = False
     interval_s: float = 1.0  # how often a pass looks for events not yet mailed
     batch: int = 200  # events read at a time
+    max_age_s: float = 86400.0  # an event older than this when its turn comes is news no more: not mailed
 
     @classmethod
     def from_env(cls) -> "MailSettings":
-        settings = cls(enabled=env_bool("RS_EVENT_MAILS", False), interval_s=env_float("RS_EVENT_MAILS_INTERVAL_S", 1.0),
-                       batch=env_int("RS_EVENT_MAILS_BATCH", 200))
-        if settings.interval_s <= 0 or not 1 <= settings.batch <= 1000:
-            raise SystemExit("configuration error: RS_EVENT_MAILS_INTERVAL_S must be positive and "
-                             "RS_EVENT_MAILS_BATCH 1 to 1000")
+        settings = cls(enabled=env_bool("RS_EVENT_MAILS", False),
+                       interval_s=env_float("RS_EVENT_MAILS_INTERVAL_S", 1.0),
+                       batch=env_int("RS_EVENT_MAILS_BATCH", 200),
+                       max_age_s=env_float("RS_EVENT_MAILS_MAX_AGE_S", 86400.0))
+        if settings.interval_s <= 0 or not 1 <= settings.batch <= 1000 or settings.max_age_s <= 0:
+            raise SystemExit("configuration error: RS_EVENT_MAILS_INTERVAL_S and RS_EVENT_MAILS_MAX_AGE_S must be "
+                             "positive and RS_EVENT_MAILS_BATCH 1 to 1000")
         return settings
 
 
@@ -113,16 +124,23 @@ def compose(source: str, customer: str, notice: Notice, to: str) -> Mail:
         f"You receive this mail as {notice.user} ({names.customer(customer)}). To stop mails of this kind: "
         f"rsctl notifications mute {notice.kind.lower().replace('_', '-')}"])
     return Mail(to=to, subject=f"Remote Support: {subject.format(**values)}", body=body + "\n",
-                message_id=f"<{message.id.replace('/', '.')}.{notice.user.removeprefix('users/')}@remotesupport>")
+                message_id=message_id(source, customer, notice))
+
+
+def message_id(source: str, customer: str, notice: Notice) -> str:
+    """The same for every copy of one notice's mail: a reader drops the copy."""
+    event_id = feed.to_proto(source, customer, notice.event).id
+    return f"<{event_id.replace('/', '.')}.{notice.user.removeprefix('users/')}@remotesupport>"
 
 
 def build(settings: MailSettings, source: str, outbox: Outbox, recipients: Recipients, authz_channel,
-          service_token: Callable[[], str], deadline_s: float, notifier: feed.Notifier) -> "EventMailer | None":
+          service_token: Callable[[], str], deadline_s: float, notifier: feed.Notifier, clock: Clock
+          ) -> "EventMailer | None":
     """The service's EventMailer when `settings.enabled` (SMTP from RS_SMTP_*), else None."""
     if not settings.enabled:
         return None
     return EventMailer(source, outbox, recipients, authz_resolver(authz_channel, service_token, deadline_s),
-                       Mailer(SmtpSettings.from_env()), notifier, settings)
+                       Mailer(SmtpSettings.from_env()), notifier, settings, clock)
 
 
 class EventMailer(OutboxReader):
@@ -133,9 +151,10 @@ class EventMailer(OutboxReader):
 
     def __init__(self, source: str, outbox: Outbox, recipients: Recipients,
                  resolve: Callable[[list[Notice]], Awaitable[list[str]]], mailer: Mailer, notifier: feed.Notifier,
-                 settings: MailSettings) -> None:
+                 settings: MailSettings, clock: Clock) -> None:
         super().__init__(outbox, notifier, settings.interval_s, settings.batch)
         self.source, self.recipients, self.resolve, self.mailer = source, recipients, resolve, mailer
+        self.settings, self.clock = settings, clock
 
     async def outage(self, error: BaseException) -> str:
         return error.message if isinstance(error, DomainError) else type(error).__name__
@@ -154,10 +173,19 @@ class EventMailer(OutboxReader):
             if to:
                 by_event.setdefault(notice.event.position, []).append((notice, to))
         done, sent = None, 0
+        oldest = self.clock.now() - dt.timedelta(seconds=self.settings.max_age_s)
         try:
             for event in events:
+                if as_utc(event.time) < oldest:  # news no more (mails were off, or down, for that long)
+                    done = event.position
+                    continue
                 for notice, to in by_event.get(event.position, ()):
-                    await self.mailer.send(compose(self.source, customer, notice, to))
+                    try:
+                        await self.mailer.send(compose(self.source, customer, notice, to))
+                    except MailRefused as refused:  # this one message, for good: the others still go
+                        logger.warning("event mail of %s to %s not sent: %s", message_id(self.source, customer,
+                                       notice), notice.user, refused.message)
+                        continue
                     sent += 1
                 done = event.position
         finally:

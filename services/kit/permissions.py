@@ -32,6 +32,8 @@ LOG_READ = "depot.log.read"
 KEYS_MANAGE = "depot.keys.manage"
 DEPOT_EVENTS_WATCH = "depot.events.watch"
 DEPOT_EVENTS_READ = "depot.events.read"
+WEBHOOKS_MANAGE = "depot.webhooks.manage"
+WEBHOOKS_READ = "depot.webhooks.read"
 
 CUSTOMERS_CREATE = "authz.customers.create"
 USERS_CREATE = "authz.users.create"

@@ -43,6 +43,21 @@ class Violations:
         elif value == 0 and not allow_unspecified:
             self.add(field, f"is required (not {names[0].name})")
 
+    def enum_names(self, field: str, values, enum_type) -> list[str | None]:
+        """The names of a repeated enum field's values, without the enum's prefix (that of its UNSPECIFIED
+        value), one for one (None where the value is no name); each unknown, unspecified or repeated value is a
+        violation naming `field[i]`."""
+        prefix = enum_type.DESCRIPTOR.values_by_number[0].name.removesuffix("UNSPECIFIED")
+        names: list[str | None] = []
+        for i, number in enumerate(values):
+            self.enum(f"{field}[{i}]", number, enum_type)
+            value = enum_type.DESCRIPTOR.values_by_number.get(number)
+            name = value.name.removeprefix(prefix) if value is not None and number else None
+            if name is not None and name in names:
+                self.add(f"{field}[{i}]", f"repeats {name}")
+            names.append(name)
+        return names
+
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(self.items)

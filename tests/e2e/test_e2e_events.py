@@ -1,13 +1,16 @@
-"""The event feed, the SIEM export and the event mails across crashes, on the real processes: the depot is killed
-with SIGKILL while writes commit (the keeper stores entries, the engineer processing an incident of the system
-reveals them), a reader follows the gateway's feed, the depot exports to a SIEM (a TCP receiver) and mails the
-keeper of each revealed entry (the supervisor's mail sink, var/mail/), ten times; the reader reconnects from its
-cursor each time. At the end the depot events the reader read are exactly the depot's log (every committed event
-delivered, once, in order, none the log does not hold), the SIEM holds every event of the log at least once and
-nothing else, and the keeper's mails are one (by Message-ID) for each reveal in the log, and no other."""
+"""The event feed, the SIEM export, the event mails and a webhook across crashes, on the real processes: the depot
+is killed with SIGKILL while writes commit (the keeper stores entries, the engineer processing an incident of the
+system reveals them), a reader follows the gateway's feed, the depot exports to a SIEM (a TCP receiver), mails the
+keeper of each revealed entry (the supervisor's mail sink, var/mail/) and posts the creations and reveals to a
+webhook (an HTTP receiver), ten times; the reader reconnects from its cursor each time. At the end the depot
+events the reader read are exactly the depot's log (every committed event delivered, once, in order, none the log
+does not hold), the SIEM holds every event of the log at least once and nothing else, the keeper's mails are one
+(by Message-ID) for each reveal in the log, and no other, and the webhook received every creation and reveal of the
+log at least once, signed, and nothing else."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import signal
 import threading
@@ -28,6 +31,8 @@ from tests.conftest import BACKENDS, require_backend
 from tests.e2e.conftest import E2E
 from tests.e2e.test_e2e_seed import CUSTOMER, Actors, email, md, ts
 from tests.siem_receiver import ThreadedReceiver
+from tests.webhook_receiver import Receiver
+from tests.webhook_signature import verify
 
 ROUNDS = 10
 DEPOT_TYPES = [v for n, v in ep.EventType.items() if n.startswith("EVENT_TYPE_LOGON_DATA_")]
@@ -39,16 +44,19 @@ def e2e(request, tmp_path_factory):
     require_backend(request.param)
     siem = ThreadedReceiver()
     siem.start_in_thread()
+    receiver = Receiver().start()
     suite = E2E(request.param, tmp_path_factory.mktemp(f"e2e-events-{request.param}"),
                 {"RS_SIEM_ADDRESS": f"127.0.0.1:{siem.port}", "RS_SIEM_INTERVAL_S": "0.2",
-                 "RS_EVENT_MAILS_INTERVAL_S": "0.2"})
-    suite.siem = siem
+                 "RS_EVENT_MAILS_INTERVAL_S": "0.2", "RS_WEBHOOK_TIMEOUT_S": "2", "RS_WEBHOOK_BACKOFF_S": "0.5",
+                 "RS_WEBHOOK_BACKOFF_MAX_S": "1", "RS_WEBHOOK_INTERVAL_S": "0.2"})
+    suite.siem, suite.receiver = siem, receiver
     try:
         suite.start()
         yield suite
     finally:
         suite.stop()
         siem.stop_thread()
+        receiver.stop()
 
 
 class Reader(threading.Thread):
@@ -140,6 +148,9 @@ def test_every_committed_depot_event_is_delivered_across_kill_9(e2e):
     incident = a.conn.CreateIncident(cn.CreateIncidentRequest(parent=f"customers/{CUSTOMER}", incident=cn.Incident(
         system=system, title="Kill nine", priority=cn.INCIDENT_PRIORITY_HIGH)), metadata=md(reporter)).incident
     a.conn.AssignProcessor(cn.AssignProcessorRequest(name=incident.name), metadata=md(engineer))
+    hook = a.depot.CreateWebhook(dp.CreateWebhookRequest(parent=f"customers/{CUSTOMER}", webhook=dp.Webhook(
+        url=e2e.receiver.url, event_types=[ep.EVENT_TYPE_LOGON_DATA_CREATED, ep.EVENT_TYPE_LOGON_DATA_REVEALED])),
+        metadata=md(useradmin))
     reader = Reader(e2e.channel, keeper)
     reader.start()
     try:
@@ -164,6 +175,24 @@ def test_every_committed_depot_event_is_delivered_across_kill_9(e2e):
     mails = [m for m in read_messages(e2e.mail_dir, email("S0004711004")) if m["Message-ID"]]
     assert all("kill-9-secret" not in m.as_string() for m in mails)
     print(f"mail: {len(mails)} messages for {len(reveals)} reveals ({len(mails) - len(reveals)} sent again)")
+
+    hooked = {f"depot/customers/{CUSTOMER}/events/{e.sequence}" for e in log
+              if e.action == dp.LOG_ACTION_CREATE or (e.action == dp.LOG_ACTION_REVEAL
+                                                      and e.outcome == dp.LOG_OUTCOME_SUCCESS)}
+    deadline = time.monotonic() + 60  # a delivery leased by a killed depot is taken again after its lease
+    while _hooked(e2e) != hooked and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _hooked(e2e) == hooked and hooked  # every committed event delivered at least once, nothing else
+    received = e2e.receiver.answered()
+    for request in received:
+        verify(hook.secret, request.headers["RemoteSupport-Signature"], request.body, now=int(time.time()))
+        assert b"kill-9-secret" not in request.body
+    ids = [r.headers["RemoteSupport-Delivery"] for r in received]
+    print(f"webhook: {len(received)} deliveries for {len(hooked)} events ({len(ids) - len(set(ids))} sent again)")
+
+
+def _hooked(e2e) -> set[str]:
+    return {json.loads(r.body)["id"] for r in e2e.receiver.answered()}
 
 
 def _mailed(e2e) -> set[str]:

@@ -110,3 +110,15 @@ async def test_bad_requests_name_their_field(suite, world):
                        field="recipients[0].user")
     await expect_error(resolve(suite, [(ann, K.NOTIFICATION_KIND_WINDOW_CLOSING)] * 501), INVALID,
                        field="recipients", message="at most 500")
+
+
+async def test_a_mail_is_a_read_of_its_event(suite, world):
+    """The depot's kinds only to whom may read the log now; a failing webhook's only to user administrators."""
+    ann, admin = world["ann"][0], world["admin"][0]
+    plain, _ = await suite.new_user(world["a"], ["CREATE_INCIDENTS"])
+    answered = await resolve(suite, [(plain, K.NOTIFICATION_KIND_LOGON_DATA_REVEALED),
+                                     (plain, K.NOTIFICATION_KIND_LOGON_DATA_EXPIRING),
+                                     (plain, K.NOTIFICATION_KIND_INCIDENT_TAKEN),
+                                     (ann, K.NOTIFICATION_KIND_WEBHOOK_FAILING),
+                                     (admin, K.NOTIFICATION_KIND_WEBHOOK_FAILING)])
+    assert [bool(r.email) for r in answered] == [False, False, True, False, True]

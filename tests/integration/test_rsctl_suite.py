@@ -159,13 +159,32 @@ async def test_notifications_are_one_s_own_to_mute_and_unmute(world):
     muted = (await op("notifications", "mute", "logon-data-revealed", "window-closing", "--json")).json()
     assert muted["name"] == f"users/{world['op_id']}/notificationSettings"
     assert muted["kinds"] == {"logon-data-revealed": False, "incident-taken": True, "logon-data-expiring": True,
-                              "window-closing": False}
+                              "window-closing": False, "webhook-failing": True}
     again = (await op("notifications", "unmute", "window-closing", "--json")).json()
     assert again["kinds"]["window-closing"] is True and again["kinds"]["logon-data-revealed"] is False
     assert "logon-data-revealed    muted" in (await op("notifications", "show")).out
     bad = await op("notifications", "mute", "everything", expect=2)
     assert "unknown kind 'everything'" in bad.err
     await op("notifications", "unmute", "logon-data-revealed")
+
+
+async def test_webhooks_are_the_user_administrators_and_show_their_secret_once(world):
+    ua, op = world["user_admin"], world["operator"]
+    created = await ua("webhooks", "create", "http://127.0.0.1:9/hook", "--type", "logon-data-revealed",
+                       "--type", "window-opened", "--description", "SIEM intake")
+    assert "Signing secret (shown this once" in created.out and "whsec_" in created.out
+    name = next(line.split()[-1] for line in created.out.splitlines() if "/webhooks/" in line)
+    doc = (await ua("webhooks", "get", name, "--json")).json()
+    assert doc["url"] == "http://127.0.0.1:9/hook" and "secret" not in doc
+    assert doc["event_types"] == ["EVENT_TYPE_LOGON_DATA_REVEALED", "EVENT_TYPE_WINDOW_OPENED"]
+    assert name in (await ua("webhooks", "list")).out
+    assert (await ua("webhooks", "deliveries", name, "--json")).json()["deliveries"] == []
+    denied = await op("webhooks", "list", expect=4)  # the operator administers no identities
+    assert "depot.webhooks.read" in denied.err
+    bad = await ua("webhooks", "create", "http://example.com/hook", "--type", "window-opened", expect=6)
+    assert "webhook.url" in bad.err
+    assert "Deleted" in (await ua("webhooks", "delete", name)).out
+    await ua("webhooks", "get", name, expect=5)
 
 
 async def test_the_seed_flow_from_system_to_log_export(world):

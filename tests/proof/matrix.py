@@ -22,6 +22,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from remotesupport.authz.v1 import authz_pb2 as az
+from remotesupport.common.v1 import events_pb2 as ep
 from remotesupport.connections.v1 import connections_pb2 as cn
 from remotesupport.depot.v1 import depot_pb2 as dp
 from remotesupport.gateway.v1 import gateway_pb2 as gw
@@ -84,6 +85,7 @@ class World:
         self.sessions: dict[str, Target] = {}  # relay sessions (owner = the principal key that opened one)
         self.display: dict[str, str] = {}  # users/... -> display name
         self.reset: dict[str, Target] = {}  # users whose password ResetPassword may end: no principal's token
+        self.webhooks: dict[str, Target] = {}  # "A": customer A's webhook, with deliveries (to a closed port)
 
     def customer_name(self, key: str) -> str:
         return f"customers/{self.customers[key]}"
@@ -113,6 +115,11 @@ def build(actors: Actors, service_token: Callable[[str], str]) -> World:
     customer_user("B:none", "B", {})
     a, b = w.who["A:all"], w.who["B:all"]
     a_p, b_p = Principal(a.user, a.token), Principal(b.user, b.token)
+    for _ in range(2):  # two webhooks of A (a list of two pages), the entries created below their deliveries
+        hook = actors.depot.CreateWebhook(dp.CreateWebhookRequest(parent=w.customer_name("A"), webhook=dp.Webhook(
+            url="http://127.0.0.1:9/matrix", event_types=[ep.EVENT_TYPE_LOGON_DATA_CREATED])),
+            metadata=a_p.md).webhook
+        w.webhooks["A"] = Target("A", "A", hook.name)
 
     for key, customer, by, installation in (("S1", "A", a_p, I1), ("S2", "A", a_p, I2), ("SB", "B", b_p, I1)):
         name = actors.system(w.customers[customer], by, installation=installation)
@@ -313,6 +320,13 @@ REFERENCE: dict[str, Callable[[World, Who, Target | None], bool]] = {
     "depot.ListLogEvents": lambda w, p, t: holds(p, (EDIT_MY, EDIT_ALL), t.customer),
     "depot.VerifyLog": lambda w, p, t: holds(p, (EDIT_MY, EDIT_ALL), t.customer),
     "depot.RotateKey": lambda w, p, t: p.kind == ADMIN,
+    # webhooks: the customer's integration, its user administrators' to manage and to read
+    "depot.CreateWebhook": lambda w, p, t: holds(p, (USER_ADMIN,), t.customer),
+    "depot.GetWebhook": lambda w, p, t: holds(p, (USER_ADMIN,), t.customer),
+    "depot.ListWebhooks": lambda w, p, t: holds(p, (USER_ADMIN,), t.customer),
+    "depot.DeleteWebhook": lambda w, p, t: holds(p, (USER_ADMIN,), t.customer),
+    "depot.ListWebhookDeliveries": lambda w, p, t: holds(p, (USER_ADMIN,), t.customer),
+    "depot.RedeliverWebhookDelivery": lambda w, p, t: holds(p, (USER_ADMIN,), t.customer),
     "depot.GetKeyStatus": lambda w, p, t: p.kind == ADMIN,
     # connections
     "connections.ListConnectionTypes": lambda w, p, t: True,
@@ -425,6 +439,16 @@ def _customers(w: World) -> list[Target]:
     return [Target(key, key, w.customer_name(key)) for key in ("A", "B")]
 
 
+def _webhooks(w: World) -> list[Target]:
+    """Customer A's webhook, and one of B's that does not exist (an allowed caller learns NOT_FOUND)."""
+    return [w.webhooks["A"], Target("B", "B", f"{w.customer_name('B')}/webhooks/nosuch")]
+
+
+def _no_webhooks(w: World) -> list[Target]:
+    """Webhooks of A and B that do not exist (to delete: A's own stays for the other rows)."""
+    return [Target(key, key, f"{w.customer_name(key)}/webhooks/nosuch") for key in ("A", "B")]
+
+
 def _logs(w: World) -> list[Target]:
     """The identity logs: customer A's and B's, and the vendor side's (parent empty)."""
     return _customers(w) + [Target("vendor", "", "")]
@@ -482,6 +506,18 @@ def methods() -> list[Method]:
         M("depot.VerifyLog", "depot", "VerifyLog", _customers, lambda w, p, t, now: dp.VerifyLogRequest(parent=t.name)),
         M("depot.RotateKey", "depot", "RotateKey", none, lambda w, p, t, now: dp.RotateKeyRequest()),
         M("depot.GetKeyStatus", "depot", "GetKeyStatus", none, lambda w, p, t, now: dp.GetKeyStatusRequest()),
+        M("depot.CreateWebhook", "depot", "CreateWebhook", _customers,  # no URL: refused after the decision
+          lambda w, p, t, now: dp.CreateWebhookRequest(parent=t.name, webhook=dp.Webhook(
+              event_types=[ep.EVENT_TYPE_WINDOW_OPENED]))),
+        M("depot.GetWebhook", "depot", "GetWebhook", _webhooks, lambda w, p, t, now: dp.GetWebhookRequest(name=t.name)),
+        M("depot.ListWebhooks", "depot", "ListWebhooks", _customers,
+          lambda w, p, t, now: dp.ListWebhooksRequest(parent=t.name, page_size=1)),
+        M("depot.DeleteWebhook", "depot", "DeleteWebhook", _no_webhooks,
+          lambda w, p, t, now: dp.DeleteWebhookRequest(name=t.name)),
+        M("depot.ListWebhookDeliveries", "depot", "ListWebhookDeliveries", _webhooks,
+          lambda w, p, t, now: dp.ListWebhookDeliveriesRequest(parent=t.name, page_size=1)),
+        M("depot.RedeliverWebhookDelivery", "depot", "RedeliverWebhookDelivery", _webhooks,
+          lambda w, p, t, now: dp.RedeliverWebhookDeliveryRequest(name=f"{t.name}/deliveries/nosuch")),
         M("connections.ListConnectionTypes", "connections", "ListConnectionTypes", none,
           lambda w, p, t, now: cn.ListConnectionTypesRequest()),
         M("connections.GetConnectionType", "connections", "GetConnectionType", none,

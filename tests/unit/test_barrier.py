@@ -482,6 +482,7 @@ PUBLIC = {
     "EntryContext", "Sealed", "seal_secret", "open_secret", "reseal_secret",  # secrets in, blobs out; and back
     "opens_ring_key", "rewrap_ring_key",  # wrapped ring keys in, a verdict or a wrapped ring key out
     "LogSealer",  # a head in, its seal out
+    "WebhookSecrets",  # a delivery in, its signature out; an endpoint's secret out once, for its registrant to keep
 }
 
 
@@ -490,3 +491,24 @@ def test_the_barrier_offers_no_operation_on_plaintext_keys():
     defined = {name for name, value in vars(b).items() if not name.startswith("_")
                and getattr(value, "__module__", b.__name__) == b.__name__ and (callable(value) or name.isupper())}
     assert defined <= PUBLIC, defined - PUBLIC
+
+
+def test_a_webhook_secret_is_derived_and_its_signature_checks_as_a_receiver_checks_it():
+    from tests.webhook_signature import SignatureInvalid, verify
+    master, _ = b.new_dev_master_key()
+    secrets_ = b.WebhookSecrets(master)
+    nonce = b.WebhookSecrets.new_nonce()
+    secret = secrets_.secret("1234", "hook1", nonce)
+    assert secret.startswith("whsec_") and len(secret) == 49
+    assert secrets_.secret("1234", "hook1", nonce) == secret  # the same again: nothing needs storing
+    others = {secrets_.secret("1234", "hook1", b.WebhookSecrets.new_nonce()), secrets_.secret("12345", "hook1", nonce),
+              secrets_.secret("1234", "hook2", nonce), b.WebhookSecrets(b.new_dev_master_key()[0]).secret(
+                  "1234", "hook1", nonce)}
+    assert secret not in others and len(others) == 4
+    header = secrets_.signature("1234", "hook1", nonce, 1_700_000_000, b'{"a":1}')
+    verify(secret, header, b'{"a":1}', now=1_700_000_010)
+    with pytest.raises(SignatureInvalid):
+        verify(secret, header, b'{"a":2}', now=1_700_000_010)
+    assert "WebhookSecrets()" == repr(secrets_) and secret not in repr(secrets_)
+    with pytest.raises(TypeError):
+        pickle.dumps(secrets_)

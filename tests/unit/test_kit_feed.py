@@ -80,3 +80,27 @@ async def test_an_uncancelled_read_answers_as_itself():
     source.gate.set()
     assert await feed.to_the_end(source.events_after("0000000001", 0, 10)) == []
     assert source.ended == ["events_after finished"]
+
+
+async def test_a_wait_cancelled_as_its_ticket_is_woken_is_cancelled():
+    """The stop of an outbox reader cancels its wait; a wake-up at the same moment must not swallow that
+    (asyncio.wait_for on Python 3.11 can), or the reader runs on and its stop waits for ever."""
+    for _ in range(200):
+        notifier = feed.Notifier()
+        ticket = notifier.ticket()
+        waiting = asyncio.ensure_future(feed.Notifier.wait(ticket, 5))
+        await asyncio.sleep(0)
+        notifier.wake()  # the wake-up and the cancellation in the same turn of the loop
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+
+async def test_a_wait_ends_when_woken_or_at_its_timeout():
+    notifier = feed.Notifier()
+    ticket = notifier.ticket()
+    notifier.wake()
+    await asyncio.wait_for(feed.Notifier.wait(ticket, 30), 1)  # woken before: at once
+    started = asyncio.get_running_loop().time()
+    await feed.Notifier.wait(notifier.ticket(), 0.05)
+    assert asyncio.get_running_loop().time() - started >= 0.04

@@ -68,3 +68,40 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     assert (settings.host, settings.port, settings.starttls, settings.username, settings.sender) == (
         "mail.example.com", 587, True, "rs", "support@example.com")
     assert settings.password_file == tmp_path / "pw"
+
+
+class _Refusing:
+    """An SMTP handler that refuses one recipient for good (550) and accepts the others."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused, self.accepted = refused, []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+        if address == self.refused:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.accepted.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def test_a_message_refused_for_good_is_mail_refused_and_the_next_one_goes():
+    from aiosmtpd.controller import Controller
+
+    from services.kit.mail import MailRefused
+    handler = _Refusing("gone@example.com")
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        mailer = Mailer(SmtpSettings(port=port, timeout_s=5))
+        with pytest.raises(MailRefused) as caught:
+            asyncio.run(mailer.send(Mail("gone@example.com", "S", "B")))
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE and "for good" in caught.value.message
+        assert "gone@example.com" not in caught.value.message  # never the recipient
+        asyncio.run(mailer.send(Mail("here@example.com", "S", "B")))
+        assert handler.accepted == ["here@example.com"]
+    finally:
+        controller.stop()

@@ -134,6 +134,18 @@ async def test_a_closed_or_expired_window_is_not_extended_and_strangers_may_not(
                                   "opener"), FAILED, message="already EXPIRED")
 
 
+async def test_a_window_of_a_confirmed_incident_is_not_extended(world):
+    system = await _set_up_system(world)
+    incident = await world.new_incident(system)
+    request = cp.OpenConnectionRequest(parent=system, connection_type="connectionTypes/SSH", reason="for it",
+                                       incident=incident.name, end_time=world.at(HOUR))
+    window = (await world.call("OpenConnection", request, "opener")).connection
+    await world.call("UpdateIncidentStatus", cp.UpdateIncidentStatusRequest(
+        name=incident.name, status=cp.INCIDENT_STATUS_CONFIRMED, etag=incident.etag), "reporter")
+    await expect_error(world.call("ExtendConnection", extend(window.name, timestamp(window.end_time) + HOUR),
+                                  "opener"), FAILED, message="confirmed")
+
+
 async def test_the_closing_warning_is_due_again_for_the_new_end(world):
     sweep = world.suite.running["connections"].app.sweep_once
     system = await _set_up_system(world)

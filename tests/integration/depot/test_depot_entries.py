@@ -177,6 +177,12 @@ async def test_every_method_refuses_a_missing_or_unknown_token(world, method, to
         "GetRestrictedView": dict(name=view), "ListLogEvents": dict(parent=f"customers/{world.customer}"),
         "VerifyLog": dict(parent=f"customers/{world.customer}"), "RotateKey": {}, "GetKeyStatus": {},
         "WatchEvents": dict(parent=f"customers/{world.customer}"),
+        "CreateWebhook": dict(parent=f"customers/{world.customer}"),
+        "ListWebhooks": dict(parent=f"customers/{world.customer}"),
+        "ListWebhookDeliveries": dict(parent=f"customers/{world.customer}/webhooks/abc"),
+        "GetWebhook": dict(name=f"customers/{world.customer}/webhooks/abc"),
+        "DeleteWebhook": dict(name=f"customers/{world.customer}/webhooks/abc"),
+        "RedeliverWebhookDelivery": dict(name=f"customers/{world.customer}/webhooks/abc/deliveries/abc"),
     }.get(method, dict(name=entry)))
     metadata = world.suite.md(token) if token else ()
     call = getattr(world.depot, method)(request, metadata=metadata)

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from remotesupport.authz.v1 import authz_pb2 as ap
+from remotesupport.depot.v1 import depot_pb2 as dp
 from services.depot import notices as depot_notices
 from services.depot.events import DepotEvents
 from services.kit.errors import DependencyUnavailable
@@ -54,6 +55,18 @@ async def test_a_reveal_by_someone_else_is_mailed_to_who_stored_it(world):
     for message in got:
         assert SECRET not in message.as_string()
     assert await mailer(w).mail_once() == 0  # nothing twice
+
+
+async def test_a_reveal_is_mailed_even_when_the_entry_is_deleted_before_the_mail_goes(world):
+    w = await fresh_customer(world)
+    entry = await w.create("creator", secret=SECRET)
+    await mailer(w).mail_once()
+    before = len(inbox(w, "creator"))
+    await w.reveal("edit_all", entry.name, reason="then gone")
+    await w.depot.DeleteLogonData(dp.DeleteLogonDataRequest(name=entry.name), metadata=w.md("edit_all"))
+    await mailer(w).mail_once()
+    mail, = inbox(w, "creator")[before:]  # its creator is in the log
+    assert entry.name in body_of(mail) and "then gone" in body_of(mail)
 
 
 async def test_a_muted_kind_is_not_mailed(world):
@@ -107,3 +120,26 @@ async def test_mails_wait_for_a_mail_server_that_does_not_answer(world):
     assert await mailer(w).mail_once() >= 1  # sent now, from where it stopped
     assert len(inbox(w, "creator")) == before + 1
     assert await mailer(w).mail_once() == 0
+
+
+async def test_a_recipient_the_mail_server_refuses_does_not_hold_up_the_others(world):
+    from aiosmtpd.controller import Controller
+
+    from tests.unit.test_kit_mail import _Refusing
+    w, other = await fresh_customer(world), await fresh_customer(world)
+    refused = email_of(w.users["creator"].removeprefix("users/"))
+    handler = _Refusing(refused)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        mails = mailer(w, port=controller.port)
+        entries = [await w.create("creator", secret=SECRET), await other.create("creator", secret=SECRET)]
+        await mails.mail_once()
+        handler.accepted.clear()
+        await w.reveal("edit_all", entries[0].name)
+        await other.reveal("edit_all", entries[1].name)
+        await mails.mail_once()  # the refused one is skipped for good, the other customer's goes
+        assert handler.accepted == [email_of(other.users["creator"].removeprefix("users/"))]
+        assert await mails.mail_once() == 0  # and nothing is tried again
+    finally:
+        controller.stop()

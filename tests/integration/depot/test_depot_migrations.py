@@ -16,7 +16,7 @@ from services.kit.db import migrate, sync_url
 from tests.harness import Databases
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.timezone.utc)
-HEAD = "0007"  # the newest revision
+HEAD = "0008"  # the newest revision
 
 
 @pytest.fixture
@@ -63,6 +63,8 @@ def test_the_start_that_upgrades_seals_every_stored_log_head(database):
             [(sequence, stored_hash, seal)] = conn.execute(sa.text(
                 "SELECT last_sequence, last_hash, seal FROM log_heads WHERE customer = '42'")).all()
             assert conn.execute(sa.text("SELECT count(*) FROM log_events")).scalar() == 2
+            # 0007: the event mails start at the log's end (what happened before is not mailed)
+            assert conn.execute(sa.text("SELECT customer, position FROM mail_cursors")).all() == [("42", 2)]
         assert (sequence, stored_hash) == (2, last_hash) and sealer.verifies("42", 2, last_hash, seal)
         assert revision(engine) == HEAD
     finally:

@@ -20,6 +20,8 @@ def upgrade() -> None:
     sa.Column('position', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('customer', name=op.f('pk_mail_cursors'))
     )
+    # what happened before the mails existed is not mailed: every customer starts at its present end
+    op.execute("INSERT INTO mail_cursors (customer, position) SELECT customer, last_position FROM event_heads")
 
 
 def downgrade() -> None:
