@@ -195,13 +195,14 @@ class DepotDeliveries:
 
     async def due(self, now: dt.datetime, limit: int) -> list[Due]:
         lease = now + dt.timedelta(seconds=self.lease_s)
-
-        async def work(tx) -> list[tuple[WebhookDeliveryRow, WebhookRow]]:
+        async with self.depot.store.read() as tx:  # mostly nothing is due: no write then
             ids = list((await tx.session.scalars(select(WebhookDeliveryRow.pk).where(
                 WebhookDeliveryRow.state == PENDING, WebhookDeliveryRow.next_attempt_time <= now)
                 .order_by(WebhookDeliveryRow.next_attempt_time, WebhookDeliveryRow.pk).limit(limit))).all())
-            if not ids:
-                return []
+        if not ids:
+            return []
+
+        async def work(tx) -> list[tuple[WebhookDeliveryRow, WebhookRow]]:
             claimed = list((await tx.session.scalars(
                 update(WebhookDeliveryRow).where(WebhookDeliveryRow.pk.in_(ids), WebhookDeliveryRow.state == PENDING,
                                                  WebhookDeliveryRow.next_attempt_time <= now)
