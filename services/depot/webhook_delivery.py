@@ -39,9 +39,7 @@ CONNECTIONS_SOURCE = "connections"
 
 
 def body_of(source: str, customer: str, event: feed.FeedEvent) -> str:
-    message = feed.to_proto(source, customer, event)
-    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), ensure_ascii=False,
-                      separators=(",", ":"), sort_keys=True)
+    return _event_body(feed.to_proto(source, customer, event))
 
 
 def _deliveries(hooks: Sequence[WebhookRow], customer: str, events, now: dt.datetime,
